@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh Debian machine:
+#   make demo   installs what is missing, builds, runs the s1-mini audit on the CPU, writes its report
+#   make test   installs what is missing, builds, runs every test (ctest)
+# Set-up installs with apt and pip only, into places that survive between runs, and skips what
+# is already there. AUDIT_HOME (default ~/.cache/audit) holds the Python venv with torch.
+AUDIT_HOME ?= $(HOME)/.cache/audit
+VENV       := $(AUDIT_HOME)/venv
+PY         := $(VENV)/bin/python3
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+CTEST_ARGS ?=
+export CCACHE_DIR ?= $(AUDIT_HOME)/ccache
+export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
+export CCACHE_MAXSIZE ?= 5G
+export AUDIT_PYTHON := $(PY)
+
+.PHONY: all setup deps build test demo bench clean
+
+all: build
+
+deps:
+	@bash ci/setup.sh
+
+$(BUILD)/build.ninja: CMakeLists.txt
+	cmake -S . -B $(BUILD) -G Ninja \
+	  -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch; print(torch.utils.cmake_prefix_path)')" \
+	  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \
+	  -DPython3_EXECUTABLE=$(PY)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+demo: build
+	@bash ci/demo.sh $(BUILD)
+
+bench: build
+	$(BUILD)/audit bench
+
+clean:
+	rm -rf $(BUILD)
