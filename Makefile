@@ -12,6 +12,8 @@ CTEST_ARGS ?=
 export CCACHE_DIR ?= $(AUDIT_HOME)/ccache
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_MAXSIZE ?= 5G
+export CCACHE_NOHASHDIR := 1
+export CCACHE_BASEDIR := $(CURDIR)
 export AUDIT_PYTHON := $(PY)
 
 .PHONY: all setup deps build test demo bench clean

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -30,6 +31,14 @@ struct LedgerError : std::runtime_error {
 
 enum class RunStatus { running, succeeded, failed, aborted };
 const char* to_string(RunStatus s);
+RunStatus parse_run_status(const std::string& s);  // throws LedgerError on an unknown name
+
+// This machine's host name (gethostname), recorded with every run.
+std::string this_host();
+// Whether process pid exists on this host and is not a zombie.
+bool pid_alive(int64_t pid);
+// Unix time in seconds (system clock, microsecond resolution).
+double now_s();
 
 struct RunInfo {
   int64_t id = 0;
@@ -77,6 +86,7 @@ struct MeterSample {
 
 enum class Provenance { measured, declared, estimated };
 const char* to_string(Provenance p);
+Provenance parse_provenance(const std::string& s);  // throws LedgerError on an unknown name
 
 struct CostItem {
   int64_t id = 0, run_id = 0;
@@ -126,12 +136,23 @@ struct Event {
 // The exact bytes that are hashed for an event (stable across versions; documented in docs/).
 std::string canonical_event(const Event& e);
 std::string sha256_hex(const std::string& bytes);
+inline const std::string kGenesisHash(64, '0');  // prev_hash of the first event
+
+// Canonical JSON of each row kind: what its chained event carries as value, and what exports
+// write (docs/ledger.md lists the fields). Row ids are not included; the row stores event_id.
+nlohmann::json to_json(const RunInfo& r);      // without recipe_text (its SHA-256 stands for it)
+nlohmann::json to_json(const StageInfo& s);
+nlohmann::json to_json(const MeterSample& m);
+nlohmann::json to_json(const CostItem& c);
+nlohmann::json to_json(const EvalResult& e);
+nlohmann::json to_json(const Verdict& v);
 
 struct VerifyReport {
   bool ok = true;
   int64_t events_checked = 0;
   int64_t rows_checked = 0;
-  int64_t first_bad_event = 0;  // 0 when ok
+  int64_t first_bad_event = 0;  // the event involved in the first problem; 0 when ok or when
+                                // the problem involves no event (e.g. a stage whose run is gone)
   std::string message;          // names the first bad row and what is wrong with it
 };
 
@@ -184,7 +205,8 @@ class Ledger {
   std::optional<nlohmann::json> artifact(int64_t run_id, const std::string& name) const;
   std::vector<std::string> artifact_names(int64_t run_id) const;
 
-  // Walks the chain and the invariants; the first bad row is named in the message.
+  // Walks the chain and the invariants; the first bad row is named in the message
+  // (ledger/verify.cpp; semantics in docs/ledger.md). Read-only.
   VerifyReport verify() const;
 
   // Runs fn inside one IMMEDIATE transaction (nested calls join the outer one).
@@ -193,12 +215,25 @@ class Ledger {
   sqlite3* handle() const { return db_; }
 
  private:
+  void migrate();
+  int64_t append_event_locked(int64_t run_id, int64_t stage_id, const std::string& type,
+                              const std::string& key, const std::string& value,
+                              const std::string& source);
+  void touch_run(int64_t run_id);
+  void abort_run_locked(const RunInfo& r, const std::string& reason);
+
   std::string path_;
   sqlite3* db_ = nullptr;
   int tx_depth_ = 0;
+  mutable std::recursive_mutex mu_;  // one connection, usable from several threads
 };
 
-// Exports of one run (ledger/export.cpp).
+// Resolves a RUN argument: "latest" or a run id. Throws audit::InputError naming the ledger
+// when there is no such run.
+int64_t resolve_run(const Ledger& l, const std::string& spec);
+
+// Exports of one run (ledger/export.cpp); formats in docs/ledger.md. Throw LedgerError for an
+// unknown run.
 std::string export_json(const Ledger& l, int64_t run_id);
 std::string export_csv(const Ledger& l, int64_t run_id);
 std::string export_mllog(const Ledger& l, int64_t run_id);  // ":::MLLOG {...}" lines

@@ -19,13 +19,7 @@ void pending(CLI::App& app, const char* verb, const char* what) {
 }
 }  // namespace
 
-void add_run_command(CLI::App& app, GlobalOptions&) { pending(app, "run", "Re-execute a recipe with real training, metered into the ledger"); }
-void add_estimate_command(CLI::App& app, GlobalOptions&) { pending(app, "estimate", "Paper-only compute and cost audit of a recipe"); }
 void add_replay_command(CLI::App& app, GlobalOptions&) { pending(app, "replay", "Time the claimed shapes here and extrapolate to the claimed cluster"); }
-void add_report_command(CLI::App& app, GlobalOptions&) { pending(app, "report", "Write the executive HTML report of a run"); }
 void add_dashboard_command(CLI::App& app, GlobalOptions&) { pending(app, "dashboard", "CI regression dashboard across runs"); }
-void add_ledger_command(CLI::App& app, GlobalOptions&) { pending(app, "ledger", "List, show, verify and export ledger runs"); }
-void add_bench_command(CLI::App& app, GlobalOptions&) { pending(app, "bench", "Benchmarks against PyTorch eager"); }
-void add_check_command(CLI::App& app, GlobalOptions&) { pending(app, "check", "Validate a recipe and print it resolved"); }
 
 }  // namespace audit::cli

@@ -26,6 +26,11 @@ int main(int argc, char** argv) {
   audit::cli::add_ledger_command(app, g);
   audit::cli::add_bench_command(app, g);
   audit::cli::add_check_command(app, g);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; any usage error is bad input: exit 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   return 0;
 }

@@ -1,0 +1,74 @@
+// The byte-level tokenizer of the s1 miniature: ids 0..255 are the bytes of the text, ids 256..263
+// are the special tokens of the chat template (see packing.h for the template itself):
+//
+//   <bos><|question|>{question}<think>{thinking trace}</think><answer>{answer}</answer><eos>
+//
+// encode() never produces a special id (text that spells "<think>" stays bytes); specials enter
+// only through the template. decode() renders specials by name, so decode(encode(s)) == s.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace audit::datasets {
+
+using TokenId = std::int32_t;
+
+// The string budget forcing appends when it suppresses </think> (s1: "Wait"), encoded as bytes.
+inline constexpr const char* kWait = "Wait";
+
+// Special token ids, in vocabulary order after the 256 bytes.
+enum class Special : TokenId {
+  pad = 256,     // <pad>: padding, never a loss target
+  bos,           // <bos>: start of a document
+  eos,           // <eos>: end of a document (the model should stop here)
+  question,      // <|question|>: the question follows
+  think,         // <think>: the thinking trace follows (the prompt ends here)
+  end_think,     // </think>: end of thinking; budget forcing suppresses this token
+  answer,        // <answer>: the final answer follows
+  end_answer,    // </answer>
+};
+
+class ByteTokenizer {
+ public:
+  static constexpr int kNumBytes = 256;
+  static constexpr int kNumSpecials = 8;
+
+  int vocab_size() const { return kNumBytes + kNumSpecials; }  // 264
+
+  // Text -> byte ids (0..255). Never yields a special id.
+  std::vector<TokenId> encode(std::string_view text) const;
+  // Ids -> text; specials are written as their names ("<think>"), or dropped when
+  // render_specials is false. Throws std::out_of_range for an id outside [0, vocab_size()).
+  std::string decode(const std::vector<TokenId>& ids, bool render_specials = true) const;
+
+  // Id of a special by name, e.g. special("</think>"). Throws std::invalid_argument if unknown.
+  TokenId special(std::string_view name) const;
+  static TokenId id(Special s) { return static_cast<TokenId>(s); }
+  bool is_special(TokenId id) const { return id >= kNumBytes && id < vocab_size(); }
+  // "<think>" for a special, the byte as a 1-char string otherwise.
+  std::string token_name(TokenId id) const;
+  // Names of the specials in id order (index i is id 256 + i).
+  static const std::vector<std::string>& special_names();
+
+  TokenId pad_id() const { return id(Special::pad); }
+  TokenId bos_id() const { return id(Special::bos); }
+  TokenId eos_id() const { return id(Special::eos); }
+  TokenId question_id() const { return id(Special::question); }
+  TokenId think_id() const { return id(Special::think); }
+  TokenId end_think_id() const { return id(Special::end_think); }
+  TokenId answer_id() const { return id(Special::answer); }
+  TokenId end_answer_id() const { return id(Special::end_answer); }
+
+  // The bytes of kWait, for budget forcing.
+  std::vector<TokenId> wait_tokens() const { return encode(kWait); }
+
+  // {"kind":"byte","vocab_size":264,"specials":{"<pad>":256,...}} for the ledger.
+  nlohmann::json describe() const;
+};
+
+}  // namespace audit::datasets

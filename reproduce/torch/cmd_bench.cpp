@@ -1,0 +1,167 @@
+// `audit bench` and `audit bench train`: tokens/s of full train steps of the C++ trainer against
+// the same model in PyTorch eager (tests/golden/bench_train.py, same torch package, same thread
+// count), on the s1-mini model and one about 10x larger, in one run, with the ratio.
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "reproduce/cli.h"
+#include "reproduce/torch/trainer.h"  // measure_train_throughput, bench_model_config
+
+namespace audit::cli {
+
+namespace {
+
+struct BenchTrainOptions {
+  std::string models = "both";  // small | large | both
+  int threads = 0;              // 0: torch's default for this machine
+  int warmup = 2;
+  int steps = 5;
+  int repeats = 1;  // alternate C++ and Python this many times; the median is reported
+  int64_t batch = 16;
+  int64_t seq = 256;
+  std::string python;
+  std::string json_out;
+};
+
+std::string default_python() {
+  const char* p = std::getenv("AUDIT_PYTHON");
+  return (p != nullptr && *p != '\0') ? p : "/root/.cache/audit/venv/bin/python3";
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs bench_train.py for one model and returns its JSON line.
+nlohmann::json run_python(const BenchTrainOptions& o, const model::ModelConfig& c, int threads,
+                          const std::string& device) {
+  std::ostringstream cmd;
+  cmd << shell_quote(o.python) << ' '
+      << shell_quote(std::string(AUDIT_SOURCE_DIR) + "/tests/golden/bench_train.py")
+      << " --vocab " << c.vocab << " --hidden " << c.hidden << " --layers " << c.layers
+      << " --heads " << c.heads << " --kv-heads " << c.kv_heads << " --head-dim " << c.head_dim
+      << " --ffn " << c.ffn << " --rope-theta " << c.rope_theta << " --batch " << o.batch
+      << " --seq " << o.seq << " --warmup " << o.warmup << " --steps " << o.steps
+      << " --threads " << threads << " --device " << device;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.str().c_str(), "r"), pclose);
+  if (!pipe) throw std::runtime_error("cannot start " + cmd.str());
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), buf.size(), pipe.get()) != nullptr) out += buf.data();
+  const int rc = pclose(pipe.release());
+  if (rc != 0)
+    throw std::runtime_error("PyTorch benchmark failed (exit " + std::to_string(rc) + "): " +
+                             cmd.str() + "\n" + out);
+  const auto last = out.find_last_of('{');
+  if (last == std::string::npos) throw std::runtime_error("no JSON from " + cmd.str() + ": " + out);
+  return nlohmann::json::parse(out.substr(last));
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
+  const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
+  torch::set_num_threads(threads);
+  std::vector<std::string> sizes;
+  if (o.models == "both" || o.models == "small") sizes.push_back("small");
+  if (o.models == "both" || o.models == "large") sizes.push_back("large");
+  nlohmann::json results = nlohmann::json::array();
+  std::printf("audit bench train: full train steps (forward, masked loss, backward, clip, AdamW),\n"
+              "batch %lld x seq %lld, %d warmup + %d timed steps, %d thread(s), device %s,\n"
+              "%d alternating repeat(s) (median). PyTorch eager: %s\n\n",
+              static_cast<long long>(o.batch), static_cast<long long>(o.seq), o.warmup, o.steps,
+              threads, g.device.c_str(), o.repeats, o.python.c_str());
+  std::printf("%-6s %9s %12s %14s %14s %7s\n", "model", "params", "tokens/step", "C++ tok/s",
+              "PyTorch tok/s", "ratio");
+  for (const auto& size : sizes) {
+    const auto c = train::bench_model_config(size);
+    std::vector<double> cpp, py;
+    for (int r = 0; r < o.repeats; ++r) {
+      cpp.push_back(train::measure_train_throughput(c, o.batch, o.seq, o.warmup, o.steps, g.device)
+                        .tokens_per_s);
+      py.push_back(run_python(o, c, threads, g.device).at("tokens_per_s").get<double>());
+    }
+    const double c_med = median(cpp), p_med = median(py);
+    std::printf("%-6s %8.2fM %12lld %14.0f %14.0f %6.2fx\n", size.c_str(),
+                c.parameter_count() / 1e6, static_cast<long long>(o.batch * o.seq), c_med, p_med,
+                c_med / p_med);
+    std::fflush(stdout);
+    results.push_back({{"model", size},
+                       {"config", c.to_string()},
+                       {"params", c.parameter_count()},
+                       {"tokens_per_step", o.batch * o.seq},
+                       {"threads", threads},
+                       {"device", g.device},
+                       {"cpp_tokens_per_s", cpp},
+                       {"python_tokens_per_s", py},
+                       {"ratio", c_med / p_med}});
+  }
+  if (!o.json_out.empty()) {
+    std::ofstream f(o.json_out);
+    if (!f) throw std::runtime_error("cannot write " + o.json_out);
+    f << results.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, GlobalOptions& g) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks against PyTorch eager (default: train)");
+  bench->footer("Without a subcommand runs `audit bench train` with its defaults.\n"
+                "Example: audit bench train --threads 2 --model small");
+  auto o = std::make_shared<BenchTrainOptions>();
+  o->python = default_python();
+  auto* train = bench->add_subcommand(
+      "train", "Train-step tokens/s: the C++ trainer vs the same model in PyTorch eager");
+  train->description(
+      "Times full train steps (forward, masked loss, backward, clip, AdamW) of the C++ trainer\n"
+      "and of tests/golden/bench_train.py (the same model and ops in PyTorch eager, same torch\n"
+      "package, same thread count) on the s1-mini model (~0.8M parameters) and one ~10x larger,\n"
+      "then prints tokens/s of each and the ratio C++ / PyTorch.");
+  train->footer(
+      "Examples:\n"
+      "  audit bench train                       # both models, torch's default threads\n"
+      "  audit bench train --threads 2 --steps 10 --repeats 3 --json bench.json\n"
+      "  audit bench train --model small --device cuda");
+  train->add_option("--model", o->models, "Which model: small, large or both")
+      ->check(CLI::IsMember({"small", "large", "both"}))
+      ->capture_default_str();
+  train->add_option("--threads", o->threads, "Intra-op threads for both sides (0: torch default)")
+      ->capture_default_str();
+  train->add_option("--warmup", o->warmup, "Untimed steps first")->capture_default_str();
+  train->add_option("--steps", o->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--repeats", o->repeats, "Alternate C++ and PyTorch runs N times; report medians")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--batch", o->batch, "Sequences per step")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--seq", o->seq, "Tokens per sequence")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+  train->add_option("--python", o->python, "Python with torch (default $AUDIT_PYTHON or the venv)")
+      ->capture_default_str();
+  train->add_option("--json", o->json_out, "Also write the figures as JSON to this file");
+  add_device_option(*train, g);
+  train->callback([o, &g] { run_and_exit("bench train", [&] { return bench_train(*o, g); }); });
+  bench->callback([bench, o, &g] {
+    if (bench->get_subcommands().empty())
+      run_and_exit("bench", [&] { return bench_train(*o, g); });
+  });
+}
+
+}  // namespace audit::cli

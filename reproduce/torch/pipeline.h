@@ -1,0 +1,27 @@
+// The s1-style pipeline behind `audit run`: pretrain -> distill -> select -> sft (per seed) ->
+// eval, each stage metered into the ledger, then the cost roll-up and the verdicts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace audit::pipeline {
+
+struct RunOptions {
+  std::string recipe_path;
+  std::vector<std::string> sets;  // --set overrides (applied last)
+  int64_t seed = -1;              // --seed
+  std::string ledger = "audit.db";
+  std::string device = "cpu";     // cpu | cuda
+  std::string work_dir;           // checkpoints; "" = <ledger>.runs/<run id>
+  bool quiet = false;
+  double meter_interval_s = 1.0;
+};
+
+// Runs the whole pipeline; returns the run id. Throws audit::InputError for bad input (before
+// anything is written to the ledger) and std::exception for failures (the run is then marked
+// failed, keeping what it metered).
+int64_t run(const RunOptions& o);
+
+}  // namespace audit::pipeline

@@ -1,0 +1,260 @@
+// Tests of the paper-only estimate on the shipped recipes (s1, DeepSeek-V3, Sky-T1) and on one
+// more published training run (Llama-2-70B, arXiv:2307.09288), plus verdict thresholds reached
+// through --set, price overrides, the JSON form and the `audit estimate` command itself.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <set>
+#include <string>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include "reproduce/errors.h"
+#include "reproduce/estimate.h"
+#include "reproduce/recipe.h"
+
+namespace R = audit::reproduce;
+namespace L = audit::ledger;
+
+namespace {
+
+std::string recipe_path(const char* name) {
+  return std::string(AUDIT_SOURCE_DIR) + "/recipes/" + name;
+}
+
+R::Estimate estimate_of(const char* name, const std::vector<std::string>& sets = {}) {
+  return R::estimate_recipe(audit::recipe::load_recipe(recipe_path(name), sets));
+}
+
+const R::EstimateLine& must_line(const R::Estimate& e, const std::string& key) {
+  const R::EstimateLine* l = e.line(key);
+  if (!l) throw std::runtime_error("estimate has no line '" + key + "'");
+  return *l;
+}
+
+// Every line carries a provenance and a formula; every cost row a source.
+void expect_honest(const R::Estimate& e) {
+  const std::set<std::string> ok = {"measured", "declared", "estimated"};
+  for (const auto& l : e.lines) {
+    EXPECT_TRUE(ok.count(l.provenance)) << l.key << ": '" << l.provenance << "'";
+    EXPECT_FALSE(l.formula.empty()) << l.key;
+    EXPECT_TRUE(l.value.ordered()) << l.key;
+  }
+  for (const auto& c : e.items) {
+    EXPECT_FALSE(c.source.empty()) << c.category << ": " << c.description;
+    EXPECT_FALSE(c.formula.empty()) << c.category << ": " << c.description;
+  }
+}
+
+// Llama 2 70B pretraining as published: Touvron et al., "Llama 2: Open Foundation and Fine-Tuned
+// Chat Models", arXiv:2307.09288 (2023-07): Table 1 (2.0T tokens), Table 2 (1,720,320 GPU-hours
+// on A100-80GB, 400 W); shapes from meta-llama/Llama-2-70b-hf config.json.
+const char* kLlama2_70b = R"toml(
+[claim]
+name = "llama2-70b"
+title = "Llama 2 70B pretraining"
+sources = ["Touvron et al., Llama 2, arXiv:2307.09288 (2023-07): Table 1 (2.0T tokens), Table 2 (1,720,320 A100-80GB GPU-hours)"]
+gpu_type = "A100-80GB-SXM"
+gpu_hours = 1720320.0
+stage = "pretrain"
+
+[base]
+name = "Llama-2-70B"
+arch = "qwen2"
+vocab_size = 32000
+hidden = 8192
+layers = 80
+heads = 64
+kv_heads = 8
+head_dim = 128
+ffn = 28672
+qkv_bias = false
+tie_embeddings = false
+max_position = 4096
+pretrain_tokens = 2.0e12
+pretrain_source = "arXiv:2307.09288 Table 1: 2.0T tokens"
+declared_params = 70e9
+
+[data]
+seq_len_mean = [4096.0, 4096.0, 4096.0]
+seq_len_source = "arXiv:2307.09288 sec. 2.2: context length 4096"
+
+[train]
+epochs = 1
+block_size = 4096
+recompute = false
+)toml";
+
+}  // namespace
+
+TEST(Estimate, S1_StatesSixPointNineThreeH100Hours_BaseModel3_5e24) {
+  const R::Estimate e = estimate_of("s1.toml");
+  expect_honest(e);
+  EXPECT_EQ(e.hardware.id, "H100-SXM");
+  EXPECT_NEAR(e.gpu_hours, 6.93, 0.005);  // 16 x 26 min
+  EXPECT_EQ(must_line(e, "gpu_hours").provenance, "declared");
+  EXPECT_NEAR(e.params.total / 1e9, 32.76, 0.01);
+  // D = 1,000 samples x 5 epochs x mean length band: an estimated band, not a point.
+  EXPECT_EQ(must_line(e, "tokens").provenance, "estimated");
+  EXPECT_LT(e.tokens.low, e.tokens.mid);
+  EXPECT_LT(e.tokens.mid, e.tokens.high);
+  EXPECT_DOUBLE_EQ(e.train_flops.mid, 6 * e.params.active * e.tokens.mid);
+  EXPECT_DOUBLE_EQ(e.hardware_flops.mid, 8 * e.params.active * e.tokens.mid);  // recompute = true
+  // Base model: Qwen2.5-32B, 6*N*D with D = 18T ~= 3.5e24 FLOP.
+  const auto& base = must_line(e, "base_flops");
+  EXPECT_GT(base.value.mid, 3.5e24);
+  EXPECT_LT(base.value.mid, 3.6e24);
+  EXPECT_EQ(base.provenance, "estimated");
+  // Utilization and verdict.
+  EXPECT_EQ(e.verdict.verdict, "plausible");
+  EXPECT_NEAR(e.mfu.mid, e.train_flops.mid / (6.9333 * 3600 * 989.4e12), 1e-3);
+  // Costs: claimed $50; final run as stated priced at the H100 band; full cost dominated by the
+  // base model; every category the recipe declares is present.
+  ASSERT_TRUE(e.totals.claimed_known);
+  EXPECT_DOUBLE_EQ(e.totals.claimed.mid, 50.0);
+  EXPECT_NEAR(e.totals.final_run.mid, 6.9333 * 2.99, 0.01);
+  EXPECT_GT(e.totals.full.mid, 1e6);
+  std::set<std::string> cats;
+  for (const auto& c : e.items) cats.insert(c.category);
+  for (const char* c : {"claimed", "final_run", "base_model", "search", "data_generation",
+                        "filtering", "evaluation"})
+    EXPECT_TRUE(cats.count(c)) << c;
+  // The repository's reference run (8 GPUs x 5,269 s) is shown beside the headline.
+  EXPECT_NEAR(must_line(e, "reference_run").value.mid, 8 * 5269.0 / 3600, 1e-9);
+}
+
+TEST(Estimate, DeepSeekV3_ImpliesAbout35PercentOfH800Bf16Peak) {
+  const R::Estimate e = estimate_of("deepseek-v3.toml");
+  expect_honest(e);
+  EXPECT_EQ(e.hardware.id, "H800-SXM");
+  EXPECT_NEAR(e.hardware.bf16_dense_flops, 989e12, 1e12);
+  EXPECT_NEAR(e.params.total / 671e9, 1.0, 0.02);
+  EXPECT_NEAR(e.params.active / 37e9, 1.0, 0.03);
+  EXPECT_DOUBLE_EQ(e.tokens.mid, 14.8e12);
+  EXPECT_DOUBLE_EQ(e.gpu_hours, 2.788e6);
+  EXPECT_GT(e.mfu.mid, 0.30);
+  EXPECT_LT(e.mfu.mid, 0.40);
+  // Over all 2.788M hours (not only the pretraining phase) it stays in the band too.
+  const double all_hours = e.train_flops.mid / (2.788e6 * 3600 * e.hardware.bf16_dense_flops);
+  EXPECT_GT(all_hours, 0.30);
+  EXPECT_LT(all_hours, 0.40);
+  EXPECT_EQ(e.verdict.verdict, "plausible");
+  // $5.576M = 2.788M H800-hours x $2 (the report's own rate = the band's mid).
+  EXPECT_DOUBLE_EQ(e.totals.claimed.mid, 5.576e6);
+  EXPECT_NEAR(e.totals.final_run.mid, 5.576e6, 1);
+  EXPECT_NEAR(must_line(e, "claimed_rate_cost").value.mid, 5.576e6, 1);
+  EXPECT_TRUE(e.line("implied_mfu_fp8"));  // trained in fp8: shown against the fp8 peak too
+  // Pretraining is the claim itself: no separate base-model line.
+  for (const auto& c : e.items) EXPECT_NE(c.category, "base_model");
+}
+
+TEST(Estimate, SkyT1_152GpuHoursNear450Dollars) {
+  const R::Estimate e = estimate_of("sky-t1.toml");
+  expect_honest(e);
+  EXPECT_DOUBLE_EQ(e.gpu_hours, 152.0);  // 8 H100 x 19 h
+  EXPECT_DOUBLE_EQ(e.totals.claimed.mid, 450.0);
+  // $450 / 152 h = $2.96 per H100-hour: inside the shipped band.
+  EXPECT_LT(e.totals.final_run.low, 450.0);
+  EXPECT_GT(e.totals.final_run.high, 450.0);
+  EXPECT_EQ(e.verdict.verdict, "plausible");
+  // The length profile is unpublished: D is a band taken from [replay] seq_lens.
+  EXPECT_NE(must_line(e, "tokens").inputs["length_from"].get<std::string>().find("replay"),
+            std::string::npos);
+  EXPECT_LT(e.tokens.low, e.tokens.high);
+  EXPECT_GT(e.totals.full.mid, 1e4 * e.totals.claimed.mid);  // base model dominates
+}
+
+TEST(Estimate, Llama2_70B_PublishedRun) {
+  const R::Estimate e =
+      R::estimate_recipe(audit::recipe::parse_recipe_text(kLlama2_70b, "llama2-70b.toml"));
+  expect_honest(e);
+  EXPECT_EQ(e.params.total, 68976648192LL);
+  EXPECT_EQ(e.hardware.id, "A100-80GB-SXM");
+  // 6 x 68.98e9 x 2.0e12 / (1,720,320 h x 3600 x 312e12) = 42.8% of bf16 peak.
+  EXPECT_NEAR(e.mfu.mid, 0.428, 0.002);
+  EXPECT_EQ(e.verdict.verdict, "plausible");
+  ASSERT_TRUE(e.totals.claimed_known);  // no dollars stated: GPU-hours x band
+  EXPECT_NEAR(e.totals.claimed.mid, 1720320 * 1.50, 1);
+}
+
+TEST(Estimate, VerdictTurnsImplausibleThenImpossibleAsHoursShrink) {
+  // s1's mid estimate needs ~1.38 GPU-hours at 100% of peak.
+  const R::Estimate two = estimate_of("s1.toml", {"claim.gpu_hours=2.0"});
+  EXPECT_EQ(two.verdict.verdict, "implausible");
+  EXPECT_NE(two.verdict.reason.find("60%"), std::string::npos);
+  const R::Estimate half = estimate_of("s1.toml", {"claim.gpu_hours=0.5"});
+  EXPECT_EQ(half.verdict.verdict, "impossible");
+  EXPECT_GT(half.mfu.mid, 1.0);
+  // With recompute, hardware FLOPs over 100% are impossible even when 6*N*D is "only" high.
+  const R::Estimate hfu = estimate_of("s1.toml", {"claim.gpu_hours=1.6"});
+  EXPECT_LT(hfu.mfu.mid, 1.0);
+  EXPECT_GT(hfu.hfu.mid, 1.0);
+  EXPECT_EQ(hfu.verdict.verdict, "impossible");
+}
+
+TEST(Estimate, RecipePricesOverrideTheTable) {
+  const R::Estimate e = estimate_of("sky-t1.toml", {"prices.gpu_hour_usd=[2.0, 2.5, 3.0]"});
+  EXPECT_NEAR(e.totals.final_run.mid, 152 * 2.5, 1e-9);
+  EXPECT_TRUE(e.prices.get("gpu_hour.H100-SXM").overridden);
+  const R::Estimate m = estimate_of("s1.toml", {"prices.base_mfu=[0.5, 0.5, 0.5]"});
+  const auto* base = m.line("cost.base_model");
+  ASSERT_TRUE(base);
+  EXPECT_NEAR(base->value.mid, 3.5385e24 / (989.4e12 * 0.5) / 3600 * 2.99, 1e3);
+  EXPECT_THROW(estimate_of("s1.toml", {"prices.gpu_hour_usd=[3.0, 2.0, 1.0]"}), audit::InputError);
+}
+
+TEST(Estimate, UnknownGpuTypeIsBadInputNamingTheKey) {
+  try {
+    estimate_of("s1.toml", {"hardware.gpu_type=TPU-v5"});
+    FAIL() << "expected InputError";
+  } catch (const audit::InputError& e) {
+    EXPECT_EQ(e.key, "hardware.gpu_type");
+    EXPECT_NE(std::string(e.what()).find("TPU-v5"), std::string::npos);
+  }
+}
+
+TEST(Estimate, JsonCarriesLinesItemsAndTotals) {
+  const R::Estimate e = estimate_of("s1.toml");
+  const nlohmann::json j = nlohmann::json::parse(e.to_json().dump());
+  EXPECT_EQ(j["claim"]["name"], "s1");
+  EXPECT_EQ(j["lines"].size(), e.lines.size());
+  EXPECT_EQ(j["cost_items"].size(), e.items.size());
+  EXPECT_DOUBLE_EQ(j["totals"]["claimed"][1].get<double>(), 50.0);
+  EXPECT_EQ(j["verdict"]["verdict"], "plausible");
+  EXPECT_FALSE(j["prices"].empty());
+  const std::string text = e.to_text();
+  EXPECT_NE(text.find("[declared]"), std::string::npos);
+  EXPECT_NE(text.find("[estimated]"), std::string::npos);
+  EXPECT_NE(text.find("6 x N x D"), std::string::npos);
+}
+
+TEST(EstimateCli, RunsUnderASecondAndPrintsJson) {
+  const std::string cmd = std::string(AUDIT_BINARY) + " estimate " + recipe_path("s1.toml") +
+                          " --json 2>&1";
+  const auto t0 = std::chrono::steady_clock::now();
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  EXPECT_LT(secs, 1.0);
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_NEAR(j["gpu_hours"].get<double>(), 6.93, 0.005);
+}
+
+TEST(EstimateCli, MissingRecipeExitsTwo) {
+  const std::string cmd =
+      std::string(AUDIT_BINARY) + " estimate /nonexistent/recipe.toml >/dev/null 2>&1";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}

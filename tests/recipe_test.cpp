@@ -1,0 +1,399 @@
+// Tests of the recipe loader (reproduce/recipe.h): every malformed fixture in
+// tests/fixtures/recipes/ is refused with the message its first line expects (file:line:column and
+// key), --set syntax and override order, every shipped recipe loads with its published numbers,
+// the resolved TOML round-trips to the same SHA-256, and `audit check` exit codes.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "reproduce/errors.h"
+#include "reproduce/recipe.h"
+
+namespace fs = std::filesystem;
+using audit::InputError;
+using namespace audit::recipe;
+
+namespace {
+
+const fs::path kSource = AUDIT_SOURCE_DIR;
+const fs::path kFixtures = kSource / "tests" / "fixtures" / "recipes";
+const fs::path kRecipes = kSource / "recipes";
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The message of the InputError `fn` throws ("" and a test failure when it throws none).
+template <class F>
+std::string error_of(F fn) {
+  try {
+    fn();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an audit::InputError, none was thrown";
+  return "";
+}
+
+const char* kMinimal = "[claim]\nname = \"mini\"\n";
+
+std::vector<std::string> fixture_names() {
+  std::vector<std::string> names;
+  if (fs::exists(kFixtures))
+    for (const auto& e : fs::directory_iterator(kFixtures))
+      if (e.path().extension() == ".toml") names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Runs a shell command, returns its exit status (or -1 if it did not exit normally).
+int run(const std::string& cmd) {
+  int st = std::system(cmd.c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ malformed fixtures
+
+class MalformedRecipe : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MalformedRecipe, RefusedWithExpectedMessage) {
+  fs::path p = kFixtures / GetParam();
+  std::string text = read_text(p);
+  const std::string tag = "# expect: ";
+  ASSERT_EQ(text.rfind(tag, 0), 0u) << p << " must start with '" << tag << "<message substring>'";
+  std::string expect = text.substr(tag.size(), text.find('\n') - tag.size());
+  ASSERT_NE(expect, "TODO") << p;
+  // The expectation names the file itself: "<name>.toml:L:C: 'key': ...".
+  std::string msg = error_of([&] { load_recipe(p.string()); });
+  EXPECT_NE(msg.find(expect), std::string::npos)
+      << "fixture " << p.filename() << "\n  expected substring: " << expect
+      << "\n  actual message:     " << msg;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, MalformedRecipe, ::testing::ValuesIn(fixture_names()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string n = info.param.substr(0, info.param.size() - 5);
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+TEST(RecipeErrors, AtLeastTwelveFixtures) { EXPECT_GE(fixture_names().size(), 12u); }
+
+TEST(RecipeErrors, InputErrorCarriesFileLineColumnAndKey) {
+  try {
+    parse_recipe_text("[claim]\nname = \"x\"\n[train]\nepochs = 0\n", "t.toml");
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.file, "t.toml");
+    EXPECT_EQ(e.line, 4);
+    EXPECT_EQ(e.column, 10);
+    EXPECT_EQ(e.key, "train.epochs");
+  }
+}
+
+TEST(RecipeErrors, MissingFileNamesThePath) {
+  std::string msg = error_of([] { load_recipe("/nonexistent/dir/nope.toml"); });
+  EXPECT_NE(msg.find("/nonexistent/dir/nope.toml: cannot open recipe"), std::string::npos) << msg;
+}
+
+TEST(RecipeErrors, NestedTableArrayKeyPath) {
+  std::string msg = error_of([] {
+    parse_recipe_text(
+        "[claim]\nname = \"x\"\nphases = [\n  { phase = \"a\", gpu_hours = 1.0 },\n"
+        "  { phase = \"b\", gpu_hours = -2.0 },\n]\n",
+        "p.toml");
+  });
+  EXPECT_NE(msg.find("p.toml:5:30: 'claim.phases[1].gpu_hours': out of range: -2.0 (must be >= 0.0)"),
+            std::string::npos)
+      << msg;
+}
+
+// ------------------------------------------------------------------ --set
+
+TEST(RecipeSet, BadSyntaxNamesSet) {
+  std::string msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"train.lr"}); });
+  EXPECT_NE(msg.find("--set: expected section.key=value, got \"train.lr\""), std::string::npos) << msg;
+  msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"train.lr.x=1"}); });
+  EXPECT_NE(msg.find("--set: 'train.lr.x': expected section.key=value (one dot)"), std::string::npos)
+      << msg;
+  msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"=3"}); });
+  EXPECT_NE(msg.find("--set: expected section.key=value"), std::string::npos) << msg;
+}
+
+TEST(RecipeSet, UnknownKeyAndSection) {
+  std::string msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"train.lrr=1e-5"}); });
+  EXPECT_NE(msg.find("--set: 'train.lrr': unknown key in [train] (did you mean 'lr'?)"),
+            std::string::npos)
+      << msg;
+  msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"trian.lr=1e-5"}); });
+  EXPECT_NE(msg.find("--set: 'trian.lr': unknown section [trian] (did you mean 'train'?)"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(RecipeSet, WrongTypeAndRangeNameSetNotTheFile) {
+  std::string msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"train.epochs=abc"}); });
+  EXPECT_NE(msg.find("--set: 'train.epochs': expected an integer, got string \"abc\""),
+            std::string::npos)
+      << msg;
+  msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"train.warmup_frac=2"}); });
+  EXPECT_NE(msg.find("--set: 'train.warmup_frac': out of range: 2.0 (must be in [0.0, 1.0])"),
+            std::string::npos)
+      << msg;
+  msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"eval.think_budgets=[1, 2"}); });
+  EXPECT_NE(msg.find("--set: 'eval.think_budgets': cannot parse value"), std::string::npos) << msg;
+  msg = error_of([] { parse_recipe_text(kMinimal, "m.toml", {"train.precision=fp16"}); });
+  EXPECT_NE(msg.find("--set: 'train.precision': invalid value \"fp16\""), std::string::npos) << msg;
+}
+
+TEST(RecipeSet, OverrideOrderDefaultFileSetLaterWins) {
+  const std::string text = "[claim]\nname = \"o\"\n[train]\nepochs = 3\nlr = 2e-5\n";
+  Recipe d = parse_recipe_text(text, "o.toml");
+  EXPECT_EQ(d.train.epochs, 3);           // file beats default (5)
+  EXPECT_EQ(d.train.global_batch, 16);    // default where the file says nothing
+  EXPECT_DOUBLE_EQ(d.train.lr, 2e-5);
+  Recipe s = parse_recipe_text(text, "o.toml", {"train.epochs=7", "train.global_batch=32"});
+  EXPECT_EQ(s.train.epochs, 7);           // --set beats file
+  EXPECT_EQ(s.train.global_batch, 32);    // --set beats default
+  Recipe l = parse_recipe_text(text, "o.toml", {"train.epochs=7", "train.epochs=9"});
+  EXPECT_EQ(l.train.epochs, 9);           // later --set wins
+  EXPECT_EQ(l.sets, (std::vector<std::string>{"train.epochs=7", "train.epochs=9"}));
+  EXPECT_NE(d.sha256, s.sha256);
+}
+
+TEST(RecipeSet, ValueKinds) {
+  Recipe r = parse_recipe_text(
+      kMinimal, "m.toml",
+      {"train.precision=fp32", "claim.title=\"a \\\"quoted\\\" title\"", "claim.headline=under $50",
+       "data.operations=[\"add\", \"mul2\"]", "eval.think_budgets=[8,16]", "train.packing=false",
+       "train.lr=3e-4", "replay.steps=9", "prices.gpu_hour_usd=[1.5, 2.5, 4]",
+       "prices.gpu_hour_usd_source=test band",
+       "extras=[{category = \"search\", quantity = 3.0, unit = \"GPU-hour\"}]"});
+  EXPECT_EQ(r.train.precision, "fp32");  // bare word -> string
+  EXPECT_EQ(r.claim.title, "a \"quoted\" title");
+  EXPECT_EQ(r.claim.headline, "under $50");
+  EXPECT_EQ(r.data.operations, (std::vector<std::string>{"add", "mul2"}));
+  EXPECT_EQ(r.eval.think_budgets, (std::vector<int64_t>{8, 16}));
+  EXPECT_FALSE(r.train.packing);
+  EXPECT_DOUBLE_EQ(r.train.lr, 3e-4);
+  EXPECT_EQ(r.replay.steps, 9);
+  EXPECT_TRUE(r.prices.gpu_hour_usd.set);
+  EXPECT_DOUBLE_EQ(r.prices.gpu_hour_usd.high, 4.0);
+  EXPECT_EQ(r.prices.gpu_hour_usd.source, "test band");
+  ASSERT_EQ(r.extras.size(), 1u);
+  EXPECT_EQ(r.extras[0].unit, "GPU-hour");
+}
+
+TEST(RecipeSet, WithSeedSetsTrainAndDataSeeds) {
+  Recipe r = parse_recipe_text(kMinimal, "m.toml", with_seed({"train.seed=1"}, 77));
+  EXPECT_EQ(r.train.seed, 77);
+  EXPECT_EQ(r.data.seed, 77);
+  EXPECT_EQ(with_seed({"a.b=1"}, -1), (std::vector<std::string>{"a.b=1"}));
+}
+
+// ------------------------------------------------------------------ shipped recipes
+
+TEST(ShippedRecipes, EveryRecipeLoadsAndRoundTrips) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(kRecipes)) {
+    if (e.path().extension() != ".toml") continue;
+    ++n;
+    SCOPED_TRACE(e.path().string());
+    Recipe r = load_recipe(e.path().string());
+    EXPECT_FALSE(r.claim.sources.empty()) << "a shipped recipe cites its sources";
+    EXPECT_EQ(r.sha256.size(), 64u);
+    Recipe again = parse_recipe_text(r.resolved_toml, "resolved");
+    EXPECT_EQ(again.resolved_toml, r.resolved_toml);
+    EXPECT_EQ(again.sha256, r.sha256);
+  }
+  EXPECT_GE(n, 4);
+}
+
+TEST(ShippedRecipes, S1CarriesThePublishedNumbers) {
+  Recipe r = load_recipe((kRecipes / "s1.toml").string());
+  EXPECT_EQ(r.claim.name, "s1");
+  EXPECT_NEAR(claimed_gpu_hours(r.claim), 6.93, 0.005);
+  EXPECT_DOUBLE_EQ(r.claim.claimed_cost_usd, 50.0);
+  EXPECT_EQ(r.base.layers, 64);
+  EXPECT_EQ(r.base.hidden, 5120);
+  EXPECT_EQ(r.base.heads, 40);
+  EXPECT_EQ(r.base.kv_heads, 8);
+  EXPECT_EQ(r.base.ffn, 27648);
+  EXPECT_EQ(r.base.vocab_size, 152064);
+  EXPECT_TRUE(r.base.qkv_bias);
+  EXPECT_FALSE(r.base.tie_embeddings);
+  EXPECT_DOUBLE_EQ(r.base.pretrain_tokens, 18e12);
+  EXPECT_EQ(r.train.epochs, 5);
+  EXPECT_EQ(r.train.steps, 315);
+  EXPECT_EQ(r.train.global_batch, 16);
+  EXPECT_DOUBLE_EQ(r.train.lr, 1e-5);
+  EXPECT_EQ(r.train.block_size, 32768);
+  EXPECT_EQ(r.train.parallelism, "fsdp_full_shard");
+  ASSERT_EQ(r.claim.results.size(), 3u);
+  EXPECT_EQ(r.claim.results[0].n, 30);
+  ASSERT_EQ(r.claim.reference_runs.size(), 1u);
+  EXPECT_DOUBLE_EQ(r.claim.reference_runs[0].wall_seconds, 5269.0);
+  bool ablation = false;
+  for (const auto& x : r.extras)
+    if (x.category == "search" && x.quantity == 394.0 && x.unit == "GPU-hour") ablation = true;
+  EXPECT_TRUE(ablation) << "the 394 GPU-hour ablation is declared";
+}
+
+TEST(ShippedRecipes, DeepSeekV3PhasesAddUp) {
+  Recipe r = load_recipe((kRecipes / "deepseek-v3.toml").string());
+  EXPECT_TRUE(is_moe(r.base));
+  EXPECT_EQ(r.base.routed_experts, 256);
+  EXPECT_EQ(r.base.top_k, 8);
+  EXPECT_EQ(r.base.kv_lora_rank, 512);
+  double sum = 0;
+  for (const auto& p : r.claim.phases) sum += p.gpu_hours;
+  EXPECT_DOUBLE_EQ(sum, r.claim.gpu_hours);
+  EXPECT_DOUBLE_EQ(r.claim.gpu_hours * r.claim.claimed_gpu_hour_usd, r.claim.claimed_cost_usd);
+}
+
+TEST(ShippedRecipes, S1MiniIsTrainedHereAndMapsSplits) {
+  Recipe r = load_recipe((kRecipes / "s1-mini.toml").string());
+  EXPECT_TRUE(r.base.train_here);
+  EXPECT_EQ(r.data.select_n, 1000);
+  EXPECT_EQ(r.train.epochs, 5);
+  EXPECT_EQ(r.train.global_batch, 16);
+  for (const auto& res : r.claim.results)
+    EXPECT_NE(std::find(kSplitNames.begin(), kSplitNames.end(), res.split), kSplitNames.end());
+}
+
+// ------------------------------------------------------------------ canonical form and hash
+
+TEST(RecipeHash, Sha256OfKnownText) {
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(RecipeHash, IndependentOfLayoutSensitiveToValues) {
+  Recipe a = parse_recipe_text("[claim]\nname = \"h\"\n[train]\nlr = 1e-5\nepochs = 5\n", "a");
+  Recipe b = parse_recipe_text(
+      "# a comment\n[train]\nepochs = 5   # same as the default\nlr = 0.00001\n\n[claim]\n"
+      "name = 'h'\n",
+      "b");
+  EXPECT_EQ(a.resolved_toml, b.resolved_toml);
+  EXPECT_EQ(a.sha256, b.sha256);
+  Recipe c = parse_recipe_text("[claim]\nname = \"h\"\n[train]\nlr = 1.1e-5\n", "c");
+  EXPECT_NE(a.sha256, c.sha256);
+}
+
+TEST(RecipeHash, TrickyValuesRoundTrip) {
+  Recipe r = parse_recipe_text(kMinimal, "m.toml");
+  r.claim.title = "quote \" backslash \\ newline \n tab \t bell \x07 unicode \xC3\xA9 <script>";
+  r.claim.sources = {"", "a,b", "[x]"};
+  r.train.lr = 0.1;
+  r.train.weight_decay = 1e-300;
+  r.claim.gpu_hours = 2.788e6;
+  r.claim.wall_hours = 26.0 / 60.0;
+  r.base.pretrain_tokens = 14.8e12;
+  r.base.rope_theta = 1000000.0;
+  r.claim.results = {{"A \"B\"", 12.25, 30, "id"}};
+  r.extras = {ExtraCost{"search", "d", 1.5, "GPU-hour", "", "estimated", "f", {true, 1, 2, 3, "s"}, "src"}};
+  std::string text = to_toml(r);
+  Recipe back = parse_recipe_text(text, "back");
+  EXPECT_EQ(back.claim.title, r.claim.title);
+  EXPECT_EQ(back.claim.sources, r.claim.sources);
+  EXPECT_EQ(back.train.lr, r.train.lr);
+  EXPECT_EQ(back.train.weight_decay, r.train.weight_decay);
+  EXPECT_EQ(back.claim.wall_hours, r.claim.wall_hours);
+  EXPECT_EQ(back.base.pretrain_tokens, r.base.pretrain_tokens);
+  EXPECT_EQ(back.claim.results[0].benchmark, "A \"B\"");
+  EXPECT_EQ(back.extras[0].price_usd.source, "s");
+  EXPECT_EQ(to_toml(back), text);
+  EXPECT_EQ(back.sha256, sha256_hex(text));
+  EXPECT_NE(text.find("rope_theta = 1000000.0\n"), std::string::npos) << "integral floats stay readable";
+}
+
+// Mutated shipped recipes (byte flips, insertions, truncations, seeded): each one either loads
+// or is refused with an InputError naming the input; never another exception or a crash.
+TEST(RecipeFuzz, MutatedRecipesLoadOrAreRefusedCleanly) {
+  const std::string base = read_text(kRecipes / "s1.toml");
+  const std::string alphabet = "[]{}=\"'.,#\n -0123456789abcxyzefn";
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&] {  // splitmix64
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  int refused = 0, loaded = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::string text = base;
+    int edits = 1 + static_cast<int>(next() % 3);
+    for (int k = 0; k < edits; ++k) {
+      size_t pos = next() % text.size();
+      switch (next() % 4) {
+        case 0: text[pos] = alphabet[next() % alphabet.size()]; break;
+        case 1: text.insert(pos, 1, alphabet[next() % alphabet.size()]); break;
+        case 2: text.erase(pos, 1 + next() % 8); break;
+        case 3: text.resize(pos); break;
+      }
+      if (text.empty()) text = "x";
+    }
+    try {
+      Recipe r = parse_recipe_text(text, "fuzz.toml");
+      EXPECT_EQ(parse_recipe_text(r.resolved_toml, "again").sha256, r.sha256);
+      ++loaded;
+    } catch (const InputError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("fuzz.toml", 0), 0u) << e.what();
+      ++refused;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "mutation " << i << " threw a non-input error: " << e.what();
+    }
+  }
+  EXPECT_GT(refused, 100);
+  EXPECT_GT(loaded, 10);
+}
+
+TEST(RecipePaths, ResolvedRelativeToTheRecipe) {
+  Recipe r = parse_recipe_text(kMinimal, "recipes/sub/x.toml");
+  EXPECT_EQ(resolve_path(r, "data.jsonl"), "recipes/sub/data.jsonl");
+  EXPECT_EQ(resolve_path(r, "/abs/data.jsonl"), "/abs/data.jsonl");
+}
+
+// ------------------------------------------------------------------ audit check
+
+TEST(AuditCheck, ExitCodesAndOutput) {
+  const std::string bin = AUDIT_BINARY;
+  const fs::path tmp = fs::temp_directory_path() / ("audit_check_test_" + std::to_string(::getpid()));
+  fs::create_directories(tmp);
+  const std::string out = (tmp / "out.txt").string(), err = (tmp / "err.txt").string();
+  const std::string s1 = (kRecipes / "s1.toml").string();
+
+  EXPECT_EQ(run(bin + " check " + s1 + " > " + out + " 2> " + err), 0) << read_text(err);
+  std::string text = read_text(out);
+  Recipe r = load_recipe(s1);
+  EXPECT_EQ(text, r.resolved_toml + "\n# sha256 " + r.sha256 + "\n");
+
+  EXPECT_EQ(run(bin + " check " + s1 + " --sha256 --set train.epochs=3 > " + out), 0);
+  EXPECT_EQ(read_text(out), load_recipe(s1, {"train.epochs=3"}).sha256 + "\n");
+
+  EXPECT_EQ(run(bin + " check " + (kFixtures / "unknown_key.toml").string() + " > " + out + " 2> " +
+                err),
+            2);
+  EXPECT_NE(read_text(err).find("unknown_key.toml:7:1: 'train.lrr': unknown key"), std::string::npos)
+      << read_text(err);
+  EXPECT_EQ(read_text(out), "") << "nothing on stdout when invalid";
+
+  EXPECT_EQ(run(bin + " check " + s1 + " --set train.lrr=1 > " + out + " 2> " + err), 2);
+  EXPECT_NE(read_text(err).find("--set: 'train.lrr'"), std::string::npos) << read_text(err);
+  EXPECT_EQ(run(bin + " check /nonexistent.toml > " + out + " 2> " + err), 2);
+  fs::remove_all(tmp);
+}

@@ -1,0 +1,169 @@
+// The HTML report in a real browser: writes the report of the synthetic run (tests/report_test.cpp)
+// and opens it in headless Chromium (Debian's `chromium`, --headless --no-sandbox --disable-gpu).
+// Fails on any console message (script error, CSP violation, failed load), on a missing chart in
+// the rendered DOM, or on a blank screenshot. The screenshot is kept at
+// $AUDIT_BUILD_DIR/report_screenshot.png for a human to look at. Skips when chromium is absent.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ledger/ledger.h"
+#include "reports/html_report.h"
+
+namespace audit::reports::testfix {
+// Defined in tests/report_test.cpp: a tiny synthetic run written through the Ledger API.
+int64_t add_synthetic_run(ledger::Ledger& l, bool hostile, double claimed_usd);
+}  // namespace audit::reports::testfix
+
+namespace {
+namespace fs = std::filesystem;
+
+std::string chromium_binary() {
+  for (const char* name : {"chromium", "chromium-browser", "google-chrome"}) {
+    std::string cmd = std::string("command -v ") + name + " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0) return name;
+  }
+  return "";
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+struct Browser {
+  std::string bin;
+  fs::path dir;
+  // Runs chromium headless on a file with extra flags; stdout and stderr go to files in dir.
+  int run(const fs::path& page, const std::string& flags, const std::string& tag) const {
+    std::string cmd = "timeout 120 " + bin +
+                      " --headless --no-sandbox --disable-gpu --no-first-run"
+                      " --no-default-browser-check --disable-extensions --hide-scrollbars"
+                      " --user-data-dir=" +
+                      (dir / ("profile-" + tag)).string() + " --enable-logging=stderr --v=0 " +
+                      flags + " file://" + page.string() + " >" + (dir / (tag + ".out")).string() +
+                      " 2>" + (dir / (tag + ".err")).string();
+    int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  }
+  std::string out(const std::string& tag) const { return slurp(dir / (tag + ".out")); }
+  std::string err(const std::string& tag) const { return slurp(dir / (tag + ".err")); }
+};
+
+// Console messages and page errors as Chromium logs them to stderr.
+std::vector<std::string> console_problems(const std::string& stderr_text) {
+  std::vector<std::string> bad;
+  std::istringstream in(stderr_text);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find("CONSOLE") != std::string::npos || line.find("Uncaught") != std::string::npos ||
+        line.find("Refused to") != std::string::npos ||
+        line.find("Failed to load") != std::string::npos)
+      bad.push_back(line);
+  return bad;
+}
+
+// Width and height from a PNG's IHDR chunk; {0, 0} when it is not a PNG.
+std::pair<uint32_t, uint32_t> png_size(const std::string& png) {
+  static const std::string sig = "\x89PNG\r\n\x1a\n";
+  if (png.size() < 24 || png.compare(0, 8, sig) != 0 || png.compare(12, 4, "IHDR") != 0)
+    return {0, 0};
+  auto be32 = [&](size_t o) {
+    return (uint32_t(uint8_t(png[o])) << 24) | (uint32_t(uint8_t(png[o + 1])) << 16) |
+           (uint32_t(uint8_t(png[o + 2])) << 8) | uint32_t(uint8_t(png[o + 3]));
+  };
+  return {be32(16), be32(20)};
+}
+
+// The HTML of one <section id="...">, from the dumped DOM.
+std::string section(const std::string& dom, const std::string& id) {
+  auto a = dom.find("<section id=\"" + id + "\"");
+  if (a == std::string::npos) return "";
+  auto b = dom.find("</section>", a);
+  return dom.substr(a, b == std::string::npos ? std::string::npos : b - a);
+}
+
+TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
+  const std::string bin = chromium_binary();
+  if (bin.empty())
+    GTEST_SKIP() << "chromium is not installed (ci/setup.sh installs Debian's chromium)";
+  const fs::path dir =
+      fs::temp_directory_path() / ("audit_report_browser_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  Browser b{bin, dir};
+
+  // The detector must see a console error when there is one (a test that cannot fail is none).
+  const fs::path probe = dir / "probe.html";
+  std::ofstream(probe) << "<!DOCTYPE html><html><body><p>probe</p><script>"
+                          "console.error('audit-probe-1729');</script></body></html>";
+  b.run(probe, "--dump-dom", "probe");
+  ASSERT_NE(b.out("probe").find("probe"), std::string::npos)
+      << "chromium produced no DOM for the probe page:\n"
+      << b.err("probe");
+  ASSERT_NE(b.err("probe").find("audit-probe-1729"), std::string::npos)
+      << "console messages are not captured from chromium's stderr; cannot check the report:\n"
+      << b.err("probe");
+
+  const fs::path page = dir / "report.html";
+  {
+    audit::ledger::Ledger l((dir / "audit.db").string());
+    int64_t run =
+        audit::reports::testfix::add_synthetic_run(l, true, 0.05);  // hostile text included
+    audit::reports::write_report(l, run, page.string());
+  }
+
+  // 1. Screenshot.
+  const fs::path shot = dir / "report.png";
+  int rc = b.run(page, "--screenshot=" + shot.string() + " --window-size=1280,2400", "shot");
+  EXPECT_EQ(rc, 0) << b.err("shot");
+  ASSERT_TRUE(fs::exists(shot)) << b.err("shot");
+  const std::string png = slurp(shot);
+  auto [w, h] = png_size(png);
+  EXPECT_EQ(w, 1280u);
+  EXPECT_EQ(h, 2400u);
+  // A blank 1280x2400 page compresses to a few KB; text and charts need far more.
+  EXPECT_GT(png.size(), 60000u) << "screenshot looks blank";
+  auto problems = console_problems(b.err("shot"));
+  EXPECT_TRUE(problems.empty()) << "console: " << problems.front();
+
+  // 2. The rendered DOM: every chart present with content.
+  rc = b.run(page, "--dump-dom", "dom");
+  EXPECT_EQ(rc, 0) << b.err("dom");
+  const std::string dom = b.out("dom");
+  ASSERT_NE(dom.find("</html>"), std::string::npos) << b.err("dom");
+  for (const char* id : {"costs", "generalization", "budget", "loss"}) {
+    std::string s = section(dom, id);
+    ASSERT_FALSE(s.empty()) << "section #" << id << " missing";
+    EXPECT_NE(s.find("<svg"), std::string::npos) << "no chart in #" << id;
+    EXPECT_NE(s.find("<text"), std::string::npos) << "chart in #" << id << " has no labels";
+  }
+  EXPECT_NE(section(dom, "costs").find("<rect"), std::string::npos);
+  EXPECT_NE(section(dom, "generalization").find("<circle"), std::string::npos);
+  EXPECT_NE(section(dom, "loss").find("<polyline"), std::string::npos);
+  // Escaped hostile text never became an element.
+  EXPECT_EQ(dom.find("<script"), std::string::npos);
+  EXPECT_EQ(dom.find("<img"), std::string::npos);
+  problems = console_problems(b.err("dom"));
+  EXPECT_TRUE(problems.empty()) << "console: " << problems.front();
+
+#ifdef AUDIT_BUILD_DIR
+  std::error_code ec;
+  fs::copy_file(shot, fs::path(AUDIT_BUILD_DIR) / "report_screenshot.png",
+                fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(page, fs::path(AUDIT_BUILD_DIR) / "report_synthetic.html",
+                fs::copy_options::overwrite_existing, ec);
+#endif
+  fs::remove_all(dir);
+}
+
+}  // namespace

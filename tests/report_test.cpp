@@ -1,0 +1,768 @@
+// Tests of reports/: the SVG chart writer, the cost and eval roll-ups, the verdicts (rules,
+// idempotent storage), and the HTML report (numbers from the ledger rows, escaping of hostile
+// recipe and data text, no script or network, byte-identical regeneration from the ledger
+// alone, and the `audit report` verb's exit codes).
+//
+// The ledger is populated through the Ledger API with a tiny synthetic run (test input): its
+// figures are chosen so that the expected totals and intervals can be computed by hand below.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include "ledger/ledger.h"
+#include "reports/html_report.h"
+#include "reports/svg.h"
+#include "reports/verdicts.h"
+
+namespace fs = std::filesystem;
+using audit::ledger::CostItem;
+using audit::ledger::EvalResult;
+using audit::ledger::Ledger;
+using audit::ledger::Provenance;
+
+// ---------------------------------------------------------------------------------------------
+// The synthetic run (also used by tests/report_browser_test.cpp).
+namespace audit::reports::testfix {
+
+// A recipe whose claim maps three results: one on the ID split (supported), one on ood_long
+// (not supported), one with no split (not reproducible here). hostile: HTML and script in every
+// free-text field.
+std::string synthetic_recipe(bool hostile, double claimed_usd) {
+  std::string title = hostile ? R"(Mini <script>alert(1)</script> \"quoted\" & 'single')"
+                              : "Mini claim: arithmetic reasoning in miniature";
+  std::string headline = hostile ? R"(under <b>5 cents</b> & \"free\")" : "under 5 cents";
+  std::string source = hostile ? R"(</pre><script>alert(3)</script><a href=\"http://evil\">x</a>)"
+                               : "synthetic test claim (tests/report_test.cpp)";
+  std::string bench = hostile ? R"(<img src=x onerror=alert(4)>)" : "ARITH-LONG";
+  std::ostringstream t;
+  t << "[claim]\nname = \"mini\"\n"
+    << "title = \"" << title << "\"\n"
+    << "headline = \"" << headline << "\"\n"
+    << "sources = [\"" << source << "\"]\n"
+    << "claimed_cost_usd = " << claimed_usd << "\n"
+    << "gpu_type = \"H100-SXM\"\ngpu_count = 16\nwall_hours = 0.5\n"
+    << "results = [\n"
+    << "  { benchmark = \"ARITH-ID\", score = 90.0, n = 500, split = \"id\" },\n"
+    << "  { benchmark = \"" << bench << "\", score = 80.0, n = 30, split = \"ood_long\" },\n"
+    << "  { benchmark = \"AIME24\", score = 56.7, n = 30, split = \"\" },\n"
+    << "]\n";
+  return t.str();
+}
+
+namespace {
+CostItem line(int64_t run, const std::string& cat, const std::string& what, double q,
+              const std::string& unit, double lo, double mid, double hi, Provenance p,
+              const std::string& formula, nlohmann::json inputs = nlohmann::json::object()) {
+  CostItem c;
+  c.run_id = run;
+  c.category = cat;
+  c.description = what;
+  c.quantity = q;
+  c.unit = unit;
+  c.price_low = lo;
+  c.price_mid = mid;
+  c.price_high = hi;
+  c.provenance = p;
+  c.formula = formula;
+  c.inputs = std::move(inputs);
+  c.source = "test price band (2025-01)";
+  return c;
+}
+
+void eval(Ledger& l, int64_t run, const std::string& model, const std::string& split,
+          int64_t budget, std::initializer_list<int64_t> correct, const std::string& suite) {
+  int64_t seed = 1;
+  for (int64_t c : correct) {
+    EvalResult e;
+    e.run_id = run;
+    e.model = model;
+    e.suite = suite;
+    e.split = split;
+    e.ood = split != "id";
+    e.seed = seed++;
+    e.budget = budget;
+    e.n = 200;
+    e.correct = c;
+    e.score = double(c) / 200.0;
+    auto w = wilson(c, 200);
+    e.ci_low = w.low;
+    e.ci_high = w.high;
+    l.add_eval(e);
+  }
+}
+}  // namespace
+
+int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
+  ledger::RunInfo ri;
+  ri.name = "mini";
+  ri.recipe_path = "recipes/mini.toml";
+  ri.recipe_text = synthetic_recipe(hostile, claimed_usd);
+  ri.recipe_sha256 = ledger::sha256_hex(ri.recipe_text);
+  ri.host = "testhost";
+  ri.git_commit = "0123456789ab";
+  ri.device = "cpu";
+  ri.started_at = 1735689600;  // 2025-01-01 00:00:00 UTC
+  const int64_t run = l.begin_run(ri);
+
+  struct St {
+    const char* name;
+    double wall, cpu;
+  };
+  const St stages[] = {{"pretrain", 3600, 7000},
+                       {"distill", 60, 50},
+                       {"select", 900, 1700},
+                       {"sft", 1800, 3500},
+                       {"eval", 360, 700}};
+  for (const auto& s : stages) {
+    int64_t sid = l.begin_stage(run, s.name);
+    std::vector<ledger::MeterSample> ms;
+    for (int k = 1; k <= 3; ++k) {
+      ledger::MeterSample m;
+      m.run_id = run;
+      m.stage_id = sid;
+      m.t = ri.started_at + k;
+      m.device = "cpu";
+      m.wall_s = s.wall * k / 3;
+      m.cpu_s = s.cpu * k / 3;
+      m.mem_bytes = 1e8;
+      ms.push_back(m);
+    }
+    l.add_meter_samples(ms);
+    ledger::StageInfo si;
+    si.id = sid;
+    si.run_id = run;
+    si.name = s.name;
+    si.started_at = ri.started_at;
+    si.ended_at = ri.started_at + s.wall;
+    si.wall_s = s.wall;
+    si.cpu_s = s.cpu;
+    si.status = "succeeded";
+    l.end_stage(si);
+  }
+
+  const std::string cpu_f = "cpu_s / 3600 CPU core-hours";
+  l.add_cost_item(line(run, "claimed", "the claim's headline", claimed_usd, "USD", 1, 1, 1,
+                       Provenance::declared, "as stated", {{"in_total", false}}));
+  l.add_cost_item(line(run, "final_run", "sft stage: CPU core-hours", 0.5, "CPU-hour", 0.02, 0.04,
+                       0.08, Provenance::measured, cpu_f, {{"cpu_s", 1800}}));
+  l.add_cost_item(line(run, "data_generation",
+                       hostile ? "teacher <script>alert(2)</script> tokens" : "teacher tokens", 2.0,
+                       "1M tokens", 0.4, 0.6, 1.0, Provenance::declared,
+                       "samples x tokens per sample", {{"samples", 4000}, {"tokens", 500}}));
+  l.add_cost_item(line(run, "filtering", "select stage: CPU core-hours", 0.25, "CPU-hour", 0.02,
+                       0.04, 0.08, Provenance::measured, cpu_f));
+  l.add_cost_item(line(run, "failed_runs", "aborted run #0: CPU core-hours", 0.2, "CPU-hour", 0.02,
+                       0.04, 0.08, Provenance::measured, cpu_f));
+  l.add_cost_item(line(run, "search", "learning-rate sweep, 6 runs", 3.0, "CPU-hour", 0.02, 0.04,
+                       0.08, Provenance::estimated, "6 x final run CPU-hours", {{"runs", 6}}));
+  l.add_cost_item(line(run, "base_model", "pretrain stage: CPU core-hours", 1.0, "CPU-hour", 0.02,
+                       0.04, 0.08, Provenance::measured, cpu_f));
+  l.add_cost_item(line(run, "evaluation", "eval stage: CPU core-hours", 0.1, "CPU-hour", 0.02, 0.04,
+                       0.08, Provenance::measured, cpu_f));
+  l.add_cost_item(line(run, "energy", "facility energy (inside rental prices)", 0.3, "kWh", 0.1,
+                       0.15, 0.3, Provenance::estimated, "TDP x hours x PUE",
+                       {{"in_total", false}}));
+
+  const std::string suite = hostile ? "arith<script>alert(5)</script>" : "arith";
+  eval(l, run, "tuned", "id", -1, {180, 182, 178}, suite);
+  eval(l, run, "tuned", "id", 32, {100, 104, 96}, suite);
+  eval(l, run, "tuned", "id", 64, {150, 152, 148}, suite);
+  eval(l, run, "tuned", "ood_long", -1, {40, 44, 36}, suite);
+  eval(l, run, "tuned", "ood_heldout", -1, {60, 62, 58}, suite);
+  eval(l, run, "tuned", "ood_format", -1, {150, 148, 152}, suite);
+  eval(l, run, "base", "id", -1, {60, 64, 56}, suite);
+  eval(l, run, "base", "id", 32, {40, 42, 38}, suite);
+  eval(l, run, "base", "id", 64, {56, 58, 54}, suite);
+  eval(l, run, "base", "ood_long", -1, {10, 12, 8}, suite);
+  eval(l, run, "base", "ood_heldout", -1, {20, 22, 18}, suite);
+  eval(l, run, "base", "ood_format", -1, {30, 34, 26}, suite);
+
+  nlohmann::json pre = {{"step", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
+  for (int i = 1; i <= 120; ++i) {
+    pre["step"].push_back(i * 10);
+    pre["loss"].push_back(2.5 * std::exp(-i / 30.0) + 0.6);
+  }
+  nlohmann::json sft = {{"step", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
+  for (int i = 1; i <= 60; ++i) {
+    sft["step"].push_back(i);
+    sft["loss"].push_back(1.1 * std::exp(-i / 15.0) + 0.2);
+  }
+  l.put_artifact(run, 0, "loss_curve/pretrain", pre);
+  l.put_artifact(run, 0, "loss_curve/sft", sft);
+  nlohmann::json sel = {{"pool", 4000},
+                        {"after_quality", 3912},
+                        {"after_difficulty", 2107},
+                        {"after_diversity", 1000}};
+  if (hostile) sel["<script>alert(6)</script>"] = 1;
+  l.put_artifact(run, 0, "selection_counts", sel);
+  l.put_artifact(run, 0, "decontamination",
+                 {{"ngram", 8},
+                  {"splits",
+                   {{"id", {{"overlapping", 0}, {"checked", 600}}},
+                    {"ood_long", {{"overlapping", 0}, {"checked", 600}}}}}});
+  l.end_run(run, ledger::RunStatus::succeeded);
+  return run;
+}
+
+}  // namespace audit::reports::testfix
+
+namespace {
+
+using namespace audit::reports;
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag) {
+    path = fs::temp_directory_path() / ("audit_report_" + tag + "_" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+size_t count(const std::string& s, const std::string& needle) {
+  size_t n = 0;
+  for (size_t i = s.find(needle); i != std::string::npos; i = s.find(needle, i + 1)) ++n;
+  return n;
+}
+
+const audit::ledger::Verdict* find_claim(const std::vector<audit::ledger::Verdict>& v,
+                                         const std::string& prefix) {
+  for (const auto& x : v)
+    if (x.claim.rfind(prefix, 0) == 0) return &x;
+  return nullptr;
+}
+
+// ---- svg ----
+
+TEST(Svg, EscapesEveryHtmlMetacharacter) {
+  EXPECT_EQ(svg::escape(R"(<a href="x">&'</a>)"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+}
+
+TEST(Svg, NumbersAreCompactAndDeterministic) {
+  EXPECT_EQ(svg::num(0.25), "0.25");
+  EXPECT_EQ(svg::num(1200), "1200");
+  EXPECT_EQ(svg::num(3.5e24), "3.5e+24");
+  EXPECT_EQ(svg::num(0.000123456, 3), "0.000123");
+  EXPECT_EQ(svg::num(-0.0), "0");
+  EXPECT_EQ(svg::num(std::nan("")), "n/a");
+}
+
+TEST(Svg, NiceTicksCoverTheRangeWithRoundSteps) {
+  auto t = svg::nice_ticks(0, 0.93, 5);
+  ASSERT_GE(t.size(), 3u);
+  EXPECT_DOUBLE_EQ(t.front(), 0);
+  EXPECT_GE(t.back(), 0.93);
+  double step = t[1] - t[0];
+  EXPECT_NEAR(step, 0.2, 1e-12);
+  for (size_t i = 1; i < t.size(); ++i) EXPECT_NEAR(t[i] - t[i - 1], step, 1e-12);
+  auto u = svg::nice_ticks(-3, 17, 4);
+  EXPECT_LE(u.front(), -3);
+  EXPECT_GE(u.back(), 17);
+  EXPECT_EQ(svg::tick_decimals(0.05), 2);
+  EXPECT_EQ(svg::tick_decimals(5), 0);
+}
+
+TEST(Svg, LogTicksArePowersOfTen) {
+  auto t = svg::log_ticks(0.003, 1.4e6);
+  ASSERT_GE(t.size(), 4u);
+  EXPECT_LE(t.front(), 0.003);
+  EXPECT_GE(t.back(), 1.4e6);
+  for (double v : t) {
+    double e = std::log10(v);
+    EXPECT_NEAR(e, std::round(e), 1e-9) << v;
+  }
+}
+
+TEST(Svg, ScaleMapsLinearAndLog) {
+  svg::Scale lin{0, 10, 100, 200, false};
+  EXPECT_DOUBLE_EQ(lin(5), 150);
+  svg::Scale lg{1, 1000, 0, 300, true};
+  EXPECT_NEAR(lg(10), 100, 1e-9);
+  EXPECT_NEAR(lg(100), 200, 1e-9);
+}
+
+TEST(Svg, WaterfallHasBarsWhiskersAxesAndLabels) {
+  svg::Frame f;
+  f.title = "Costs";
+  f.y_label = "USD";
+  std::vector<svg::WaterfallStep> steps = {{"Claimed", 50, 50, 50, true, "#c9861a"},
+                                           {"Final run", 40, 60, 90, true, "#2b6cb0"},
+                                           {"+ data", 100, 150, 300, false, "#c0553f"},
+                                           {"Full", 140, 210, 390, true, "#243b53"}};
+  std::string s = svg::waterfall(f, steps, false, [](double v) { return "$" + svg::num(v); });
+  EXPECT_EQ(s.rfind("<svg", 0), 0u);
+  EXPECT_EQ(count(s, "<rect"), 4u);
+  EXPECT_NE(s.find(">Costs</text>"), std::string::npos);
+  EXPECT_NE(s.find(">USD</text>"), std::string::npos);
+  EXPECT_NE(s.find(">+$150</text>"), std::string::npos);
+  EXPECT_NE(s.find(">$210</text>"), std::string::npos);
+  EXPECT_NE(s.find(">+ data</text>"), std::string::npos);
+  // Three bars have a band: each whisker is three lines.
+  EXPECT_GE(count(s, "<line"), 9u);
+  // Same input, same bytes.
+  EXPECT_EQ(s, svg::waterfall(f, steps, false, [](double v) { return "$" + svg::num(v); }));
+}
+
+TEST(Svg, IntervalChartDrawsAPointPerGroupAndALegend) {
+  svg::Frame f;
+  std::vector<svg::IntervalPoint> pts = {{"id", "base", 0.3, 0.26, 0.34, {0.28, 0.3, 0.32}},
+                                         {"id", "tuned", 0.9, 0.87, 0.92, {0.89, 0.9, 0.91}},
+                                         {"ood", "tuned", 0.2, 0.17, 0.23, {}}};
+  std::string s = svg::interval_chart(f, {"id", "ood"}, {{"base", "#999"}, {"tuned", "#123"}}, pts,
+                                      0, 1, [](double v) { return svg::num(v * 100) + "%"; });
+  EXPECT_EQ(count(s, "r=\"5.5\""), 3u);  // one dot per point
+  EXPECT_EQ(count(s, "r=\"3.2\""), 6u);  // one ring per seed
+  EXPECT_NE(s.find(">base</text>"), std::string::npos);
+  EXPECT_NE(s.find(">tuned</text>"), std::string::npos);
+  EXPECT_NE(s.find(">90%</text>"), std::string::npos);
+}
+
+TEST(Svg, LineChartWithCategoriesAndHostileNamesEscapes) {
+  svg::Frame f;
+  f.title = "<script>x</script>";
+  svg::Series s{"a<b", "#123", "", {0, 1, 2}, {0.1, 0.5, 0.7}, {}, {}, true};
+  svg::LineOptions o;
+  o.x_labels = {"32", "64", "unlimited"};
+  std::string out = svg::line_chart(f, {s}, o);
+  EXPECT_EQ(out.find("<script"), std::string::npos);
+  EXPECT_NE(out.find("&lt;script&gt;"), std::string::npos);
+  EXPECT_NE(out.find(">a&lt;b</text>"), std::string::npos);
+  EXPECT_NE(out.find(">unlimited</text>"), std::string::npos);
+  EXPECT_EQ(count(out, "<polyline"), 1u);
+}
+
+// ---- formatting, costs, evals ----
+
+TEST(Verdicts, MoneyFormatting) {
+  EXPECT_EQ(money(50), "$50");
+  EXPECT_EQ(money(1.402), "$1.40");
+  EXPECT_EQ(money(0.901), "$0.90");
+  EXPECT_EQ(money(0.0042), "$0.0042");
+  EXPECT_EQ(money(12345.6), "$12,346");
+  EXPECT_EQ(money(5.576e6), "$5.58M");
+  EXPECT_EQ(money(3.2e9), "$3.2B");
+  EXPECT_EQ(money_band({0.01, 0.02, 0.04}), "$0.01–$0.04 (mid $0.02)");
+  EXPECT_EQ(money_band(Band::point(50)), "$50");
+  EXPECT_EQ(percent(0.9), "90.0%");
+  EXPECT_EQ(points(-0.123), "-12.3 pts");
+  EXPECT_EQ(share(0.0356633), "3.6%");
+}
+
+TEST(Verdicts, WilsonIntervalMatchesTheFormula) {
+  auto w = wilson(17, 30);  // s1's AIME24: 17 of 30
+  EXPECT_NEAR(w.low, 0.39197307, 1e-7);
+  EXPECT_NEAR(w.high, 0.72622514, 1e-7);
+  auto z = wilson(0, 10);
+  EXPECT_DOUBLE_EQ(z.low, 0);
+  EXPECT_NEAR(z.high, 0.27753280, 1e-7);
+  auto all = wilson(10, 10);
+  EXPECT_NEAR(all.low, 0.72246720, 1e-7);
+  EXPECT_LE(all.high, 1.0);
+  auto none = wilson(0, 0);
+  EXPECT_EQ(none.low, 0);
+  EXPECT_EQ(none.high, 1);
+}
+
+TEST(Verdicts, RollupOfTheSyntheticRun) {
+  TempDir d("rollup");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  auto items = l.cost_items(run);
+  CostRollup cr = roll_up_costs(items, nullptr);
+  EXPECT_TRUE(cr.has_claim);
+  EXPECT_DOUBLE_EQ(cr.claimed.mid, 0.05);
+  EXPECT_NEAR(cr.final_run.low, 0.01, 1e-12);
+  EXPECT_NEAR(cr.final_run.mid, 0.02, 1e-12);
+  EXPECT_NEAR(cr.final_run.high, 0.04, 1e-12);
+  EXPECT_NEAR(cr.data.mid, 1.2 + 0.01, 1e-12);  // teacher tokens + filtering
+  EXPECT_NEAR(cr.failed_and_search.mid, 0.008 + 0.12, 1e-12);
+  EXPECT_NEAR(cr.base_model.mid, 0.04, 1e-12);
+  EXPECT_NEAR(cr.evaluation_and_other.mid, 0.004, 1e-12);
+  // Claimed and energy lines are not in the full cost.
+  EXPECT_NEAR(cr.full.low, 0.901, 1e-12);
+  EXPECT_NEAR(cr.full.mid, 1.402, 1e-12);
+  EXPECT_NEAR(cr.full.high, 2.404, 1e-12);
+  EXPECT_EQ(cr.lines, 9);
+}
+
+TEST(Verdicts, EvalCellsPoolSeeds) {
+  TempDir d("cells");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  auto cells = aggregate_evals(l.evals(run));
+  const EvalCell* t = headline_cell(cells, "tuned", "id");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->budget, -1);  // unlimited preferred over 32 and 64
+  EXPECT_EQ(t->seeds, 3);
+  EXPECT_EQ(t->n, 600);
+  EXPECT_EQ(t->correct, 540);
+  EXPECT_NEAR(t->mean, 0.9, 1e-12);
+  EXPECT_NEAR(t->min, 0.89, 1e-12);
+  EXPECT_NEAR(t->max, 0.91, 1e-12);
+  EXPECT_NEAR(t->ci.low, 0.87339231, 1e-7);
+  EXPECT_NEAR(t->ci.high, 0.92151833, 1e-7);
+  auto splits = splits_of(cells);
+  ASSERT_EQ(splits.size(), 4u);
+  EXPECT_EQ(splits[0].first, "id");
+  EXPECT_FALSE(splits[0].second);
+  EXPECT_TRUE(splits[1].second);
+  // base before tuned; within a model id first; budgets ascending with unlimited last.
+  EXPECT_EQ(cells.front().model, "base");
+  EXPECT_EQ(cells.front().split, "id");
+  EXPECT_EQ(cells.front().budget, 32);
+}
+
+// ---- verdicts ----
+
+TEST(Verdicts, RulesOnTheSyntheticRun) {
+  TempDir d("rules");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  auto v = compute_verdicts(l, run);
+  ASSERT_EQ(v.size(), 6u);  // cost, 3 results, ID vs OOD, tuned vs base
+
+  const auto* cost = find_claim(v, "cost: under 5 cents");
+  ASSERT_NE(cost, nullptr);
+  EXPECT_EQ(cost->verdict, kSupported);
+  EXPECT_EQ(cost->claimed, "$0.05 (8 H100-SXM GPU-hours)");
+  EXPECT_NE(cost->measured.find("final run $0.01–$0.04 (mid $0.02) (measured)"), std::string::npos);
+  EXPECT_NE(cost->measured.find("full cost $0.90–$2.40 (mid $1.40)"), std::string::npos);
+  EXPECT_NE(cost->measured.find("headline covers 3.6% of full cost"), std::string::npos);
+
+  const auto* id = find_claim(v, "result: ARITH-ID");
+  ASSERT_NE(id, nullptr);
+  EXPECT_EQ(id->verdict, kSupported);
+  EXPECT_NE(id->measured.find("90.0% [87.3%–92.2%]"), std::string::npos);
+  EXPECT_NE(id->reason.find("inside our 95% interval"), std::string::npos);
+
+  const auto* lng = find_claim(v, "result: ARITH-LONG");
+  ASSERT_NE(lng, nullptr);
+  EXPECT_EQ(lng->verdict, kNotSupported);
+  EXPECT_NE(lng->reason.find("above our 95% interval"), std::string::npos);
+  EXPECT_NE(lng->reason.find("30 questions only"), std::string::npos);
+
+  const auto* aime = find_claim(v, "result: AIME24");
+  ASSERT_NE(aime, nullptr);
+  EXPECT_EQ(aime->verdict, kNotReproducible);
+  EXPECT_NE(aime->reason.find("cannot be run on this miniature"), std::string::npos);
+  EXPECT_NE(aime->claimed.find("17 of 30"), std::string::npos);
+
+  const auto* gen = find_claim(v, "generalization: ID vs OOD");
+  ASSERT_NE(gen, nullptr);
+  EXPECT_EQ(gen->verdict, kNotSupported);
+  EXPECT_NE(gen->reason.find("3 of 3 OOD splits fall below"), std::string::npos);
+  EXPECT_NE(gen->measured.find("ood_long 20.0%"), std::string::npos);
+  EXPECT_NE(gen->measured.find("(gap +70.0 pts)"), std::string::npos);
+
+  const auto* tvb = find_claim(v, "generalization: tuned vs base");
+  ASSERT_NE(tvb, nullptr);
+  EXPECT_EQ(tvb->verdict, kSupported);
+  EXPECT_NE(tvb->measured.find("id: base 30.0% → tuned 90.0% (+60.0 pts)"), std::string::npos);
+}
+
+TEST(Verdicts, CostClaimBelowTheMeasuredFinalRunIsNotSupported) {
+  TempDir d("cheap");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, false, 0.005);
+  auto v = compute_verdicts(l, run);
+  const auto* cost = find_claim(v, "cost:");
+  ASSERT_NE(cost, nullptr);
+  EXPECT_EQ(cost->verdict, kNotSupported);
+  EXPECT_NE(cost->reason.find("costs more than the claimed figure"), std::string::npos);
+}
+
+TEST(Verdicts, MissingRowsAreNotReproducibleWithAReason) {
+  TempDir d("empty");
+  Ledger l((d.path / "a.db").string());
+  audit::ledger::RunInfo ri;
+  ri.name = "bare";
+  ri.recipe_text = testfix::synthetic_recipe(false, 0.05);
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  int64_t run = l.begin_run(ri);
+  l.end_run(run, audit::ledger::RunStatus::failed);
+  auto v = compute_verdicts(l, run);
+  for (const auto& x : v) {
+    EXPECT_EQ(x.verdict, kNotReproducible) << x.claim;
+    EXPECT_FALSE(x.reason.empty()) << x.claim;
+  }
+  EXPECT_NE(find_claim(v, "cost:")->reason.find("no final_run cost line"), std::string::npos);
+}
+
+TEST(Verdicts, StoringIsIdempotent) {
+  TempDir d("idem");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  EXPECT_EQ(store_verdicts(l, run), 6);
+  EXPECT_EQ(l.verdicts(run).size(), 6u);
+  EXPECT_EQ(store_verdicts(l, run), 0);
+  EXPECT_EQ(store_verdicts(l, run), 0);
+  EXPECT_EQ(l.verdicts(run).size(), 6u);
+  // New rows change a verdict: a new version is appended, and the latest one is read.
+  testfix::add_synthetic_run(l, false, 0.05);  // another run: must not affect this one
+  EXPECT_EQ(store_verdicts(l, run), 0);
+  auto cur = current_verdicts(l, run);
+  EXPECT_EQ(cur.size(), 6u);
+  EXPECT_TRUE(any_not_supported(cur));
+  EXPECT_TRUE(l.verify().ok) << l.verify().message;
+}
+
+TEST(Verdicts, CurrentVerdictsTakeTheLatestVersionPerClaim) {
+  TempDir d("latest");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  audit::ledger::Verdict old;
+  old.run_id = run;
+  old.kind = "cost";
+  old.claim = "cost: under 5 cents";
+  old.claimed = "$0.05";
+  old.measured = "stale";
+  old.verdict = kNotSupported;
+  old.reason = "an older rule";
+  l.add_verdict(old);
+  EXPECT_EQ(store_verdicts(l, run), 6);  // the cost verdict differs from the stored one
+  auto cur = current_verdicts(l, run);
+  ASSERT_EQ(cur.size(), 6u);
+  EXPECT_EQ(cur[0].claim, "cost: under 5 cents");
+  EXPECT_EQ(cur[0].verdict, kSupported);
+  EXPECT_EQ(l.verdicts(run).size(), 7u);
+}
+
+// ---- the HTML report ----
+
+TEST(HtmlReport, ShowsTheLedgerFigures) {
+  TempDir d("figures");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  auto verdicts = write_report(l, run, (d.path / "r.html").string());
+  EXPECT_EQ(verdicts.size(), 6u);
+  std::string html = slurp(d.path / "r.html");
+  ASSERT_FALSE(html.empty());
+  // The three big numbers: claimed, final run (mid, band), full cost (mid, band).
+  EXPECT_NE(html.find("<div class=\"value\">$0.05</div>"), std::string::npos);
+  EXPECT_NE(html.find("<div class=\"value\">$0.02</div><div class=\"band\">band $0.01 – $0.04"),
+            std::string::npos);
+  EXPECT_NE(html.find("<div class=\"value\">$1.40</div><div class=\"band\">band $0.90 – $2.40"),
+            std::string::npos);
+  EXPECT_NE(html.find("The headline covers 3.6% of it."), std::string::npos);
+  EXPECT_NE(html.find("Stored in the ledger."), std::string::npos);
+  // One-line verdict first.
+  EXPECT_LT(html.find("class=\"verdict tone-bad\""), html.find("class=\"kpis\""));
+  // Charts: waterfall, ID vs OOD, budget, two loss curves, selection bars.
+  EXPECT_GE(count(html, "<svg "), 6u);
+  EXPECT_NE(html.find(">+ failed runs</text>"), std::string::npos);  // wrapped label
+  EXPECT_NE(html.find(">ood_long (OOD)</text>"), std::string::npos);
+  EXPECT_NE(html.find(">unlimited</text>"), std::string::npos);
+  EXPECT_NE(html.find("sft: last loss"), std::string::npos);
+  EXPECT_NE(html.find("pretrain: last loss"), std::string::npos);
+  // Evidence: every cost line with provenance, formula, inputs, source.
+  EXPECT_NE(html.find("learning-rate sweep, 6 runs"), std::string::npos);
+  EXPECT_NE(html.find("6 x final run CPU-hours"), std::string::npos);
+  EXPECT_NE(html.find("{&quot;runs&quot;:6}"), std::string::npos);
+  EXPECT_EQ(count(html, "<span class=\"badge b-measured\">measured</span>"), 1u + 5u);
+  EXPECT_EQ(count(html, "<span class=\"badge b-estimated\">estimated</span>"), 1u + 2u);
+  EXPECT_NE(html.find("test price band (2025-01)"), std::string::npos);
+  EXPECT_NE(html.find("540 / 600"), std::string::npos);
+  EXPECT_NE(html.find("87.3%–92.2%"), std::string::npos);
+  EXPECT_NE(html.find("after_difficulty"), std::string::npos);
+  EXPECT_NE(html.find(">2107</td>"), std::string::npos);
+  EXPECT_NE(html.find("overlapping"), std::string::npos);
+  // Recipe and its hash, verification, host, commit, device, status, times.
+  auto info = l.run(run);
+  EXPECT_NE(html.find(info->recipe_sha256), std::string::npos);
+  EXPECT_NE(html.find("<span class=\"badge b-ok\">matches</span>"), std::string::npos);
+  EXPECT_NE(html.find("<span class=\"badge b-ok\">verified</span>"), std::string::npos);
+  EXPECT_NE(html.find("testhost"), std::string::npos);
+  EXPECT_NE(html.find("0123456789ab"), std::string::npos);
+  EXPECT_NE(html.find("2025-01-01 00:00:00 UTC"), std::string::npos);
+  EXPECT_NE(html.find("<td>succeeded</td>"), std::string::npos);
+  EXPECT_NE(html.find("claimed_cost_usd = 0.05"), std::string::npos);
+}
+
+TEST(HtmlReport, SelfContainedNoScriptNoNetwork) {
+  TempDir d("selfcontained");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  std::string html = render_report(l, run);  // reads only: nothing stored
+  EXPECT_EQ(l.verdicts(run).size(), 0u);
+  EXPECT_NE(html.find("6 of 6 computed now and not stored in the ledger yet."), std::string::npos);
+  std::string lo = lower(html);
+  EXPECT_EQ(lo.find("<script"), std::string::npos);
+  EXPECT_EQ(lo.find("<link"), std::string::npos);
+  EXPECT_EQ(lo.find("<img"), std::string::npos);
+  EXPECT_EQ(lo.find("<iframe"), std::string::npos);
+  EXPECT_EQ(lo.find("@import"), std::string::npos);
+  EXPECT_EQ(lo.find("url("), std::string::npos);
+  EXPECT_EQ(lo.find(" src="), std::string::npos);
+  EXPECT_EQ(lo.find("href=\"http"), std::string::npos);
+  // The only URL is the SVG namespace.
+  std::regex url(R"(https?://[^"\s<]+)");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), url); it != std::sregex_iterator();
+       ++it)
+    EXPECT_EQ(it->str(), "http://www.w3.org/2000/svg");
+  EXPECT_NE(html.find("Content-Security-Policy"), std::string::npos);
+  EXPECT_NE(html.find("@media print"), std::string::npos);
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+}
+
+TEST(HtmlReport, EscapesHostileRecipeAndDataText) {
+  TempDir d("hostile");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = testfix::add_synthetic_run(l, true, 0.05);
+  write_report(l, run, (d.path / "r.html").string());
+  std::string html = slurp(d.path / "r.html");
+  std::string lo = lower(html);
+  EXPECT_EQ(lo.find("<script"), std::string::npos);
+  EXPECT_EQ(lo.find("<img"), std::string::npos);
+  EXPECT_EQ(lo.find("<b>5 cents"), std::string::npos);
+  EXPECT_EQ(lo.find("href=\"http://evil"), std::string::npos);
+  // The text is there, escaped: title, headline, source, benchmark, cost line, suite, artifact.
+  EXPECT_NE(html.find("Mini &lt;script&gt;alert(1)&lt;/script&gt; &quot;quoted&quot; &amp; "
+                      "&#39;single&#39;"),
+            std::string::npos);
+  EXPECT_NE(html.find("under &lt;b&gt;5 cents&lt;/b&gt; &amp; &quot;free&quot;"),
+            std::string::npos);
+  EXPECT_NE(html.find("&lt;/pre&gt;&lt;script&gt;alert(3)&lt;/script&gt;"), std::string::npos);
+  EXPECT_NE(html.find("&lt;img src=x onerror=alert(4)&gt;"), std::string::npos);
+  EXPECT_NE(html.find("teacher &lt;script&gt;alert(2)&lt;/script&gt; tokens"), std::string::npos);
+  EXPECT_NE(html.find("arith&lt;script&gt;alert(5)&lt;/script&gt;"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(6)&lt;/script&gt;"), std::string::npos);
+  // The recipe block is escaped too (no raw </pre> closing it early).
+  EXPECT_EQ(count(html, "</pre>"), count(html, "<pre>"));
+}
+
+TEST(HtmlReport, RegeneratedFromTheLedgerAloneIsByteIdentical) {
+  TempDir d("regen");
+  const fs::path db = d.path / "audit.db";
+  int64_t run = 0;
+  {
+    Ledger l(db.string());
+    run = testfix::add_synthetic_run(l, false, 0.05);
+    // The run's other files: checkpoints, data, logs.
+    std::ofstream(d.path / "checkpoint.bin") << "weights";
+    std::ofstream(d.path / "pool.jsonl") << "{}\n";
+    fs::create_directories(d.path / "logs");
+    std::ofstream(d.path / "logs" / "run.log") << "log";
+    write_report(l, run, (d.path / "first.html").string());
+  }
+  const std::string first = slurp(d.path / "first.html");
+  ASSERT_GT(first.size(), 10000u);
+  // Delete everything but the ledger (and its WAL/SHM companions, part of the ledger file).
+  fs::rename(d.path / "first.html",
+             fs::temp_directory_path() / ("audit_report_first_" + std::to_string(::getpid())));
+  for (const auto& e : fs::directory_iterator(d.path)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind("audit.db", 0) != 0) fs::remove_all(e.path());
+  }
+  const fs::path saved =
+      fs::temp_directory_path() / ("audit_report_first_" + std::to_string(::getpid()));
+  {
+    Ledger l(db.string());  // a fresh process view of the same file
+    write_report(l, run, (d.path / "second.html").string());
+    EXPECT_EQ(l.verdicts(run).size(), 6u);  // regeneration stored nothing new
+  }
+  const std::string second = slurp(d.path / "second.html");
+  fs::remove(saved);
+  EXPECT_EQ(first.size(), second.size());
+  EXPECT_TRUE(first == second) << "report bytes differ after regeneration";
+}
+
+TEST(HtmlReport, ARunWithoutRowsStillRendersAndSaysWhatIsMissing) {
+  TempDir d("bare");
+  Ledger l((d.path / "a.db").string());
+  audit::ledger::RunInfo ri;
+  ri.name = "bare";
+  ri.recipe_text = "this is [not toml";
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  int64_t run = l.begin_run(ri);
+  l.end_run(run, audit::ledger::RunStatus::aborted);
+  auto verdicts = write_report(l, run, (d.path / "r.html").string());
+  std::string html = slurp(d.path / "r.html");
+  EXPECT_NE(html.find("No evaluation rows are recorded for this run."), std::string::npos);
+  EXPECT_NE(html.find("No loss curve is recorded for this run."), std::string::npos);
+  EXPECT_NE(html.find("No cost lines are recorded for this run."), std::string::npos);
+  EXPECT_NE(html.find("No final-run cost is recorded for this run."), std::string::npos);
+  EXPECT_NE(html.find("<span class=\"badge b-failed\">unreadable</span>"), std::string::npos);
+  EXPECT_NE(html.find("<td>aborted</td>"), std::string::npos);
+  for (const auto& v : verdicts) EXPECT_EQ(v.verdict, kNotReproducible) << v.claim;
+  EXPECT_THROW(render_report(l, run + 100), audit::ledger::LedgerError);
+}
+
+TEST(HtmlReport, FailedVerificationIsShownFirst) {
+  TempDir d("tamper");
+  const fs::path db = d.path / "a.db";
+  int64_t run = 0;
+  {
+    Ledger l(db.string());
+    run = testfix::add_synthetic_run(l, false, 0.05);
+  }
+  {
+    Ledger l(db.string());
+    // Edit one structured row behind the ledger's back.
+    ASSERT_EQ(sqlite3_exec(l.handle(),
+                           "UPDATE cost_items SET quantity = quantity * 10 WHERE category = "
+                           "'search'",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    ASSERT_FALSE(l.verify().ok);
+    std::string html = render_report(l, run);
+    EXPECT_NE(html.find("<div class=\"alarm\">Ledger verification FAILED"), std::string::npos);
+    EXPECT_NE(html.find("<span class=\"badge b-failed\">FAILED</span>"), std::string::npos);
+  }
+}
+
+// ---- the CLI verb ----
+
+int run_cli(const std::string& args) {
+  std::string cmd = std::string(AUDIT_BINARY) + " " + args + " >/dev/null 2>&1";
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TEST(ReportCli, ExitCodes) {
+  TempDir d("cli");
+  const std::string db = (d.path / "audit.db").string();
+  int64_t run = 0;
+  {
+    Ledger l(db);
+    run = testfix::add_synthetic_run(l, false, 0.05);
+  }
+  const std::string out = (d.path / "r.html").string();
+  EXPECT_EQ(run_cli("report --ledger " + db + " --out " + out), 0);
+  EXPECT_TRUE(fs::exists(out));
+  EXPECT_EQ(run_cli("report latest --ledger " + db + " --out " + out), 0);
+  EXPECT_EQ(run_cli("report " + std::to_string(run) + " --ledger " + db + " --out " + out), 0);
+  // A "not supported" verdict (ARITH-LONG, generalization) fails only when asked.
+  EXPECT_EQ(run_cli("report --ledger " + db + " --out " + out + " --fail-on-verdict"), 1);
+  EXPECT_EQ(run_cli("report 999 --ledger " + db + " --out " + out), 2);
+  EXPECT_EQ(run_cli("report abc --ledger " + db + " --out " + out), 2);
+  EXPECT_EQ(run_cli("report --ledger " + (d.path / "missing.db").string() + " --out " + out), 2);
+  Ledger l(db);
+  EXPECT_EQ(l.verdicts(run).size(), 6u);  // five report calls, one set of verdicts
+}
+
+}  // namespace

@@ -1,0 +1,102 @@
+// End to end through the real binary: `audit run` on a shrunken s1-mini (a few steps, tiny
+// splits, one seed) writes every stage's metering, the selection counts, the decontamination
+// report, ID/OOD evals of base and tuned models, cost items with provenance and verdicts; the
+// ledger verifies and the report is written from it. Bad recipes exit 2 before any run row.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <string>
+
+#include "ledger/ledger.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+int sh(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+std::string tiny_sets() {
+  return " --set base.pretrain_steps=4 --set base.pretrain_examples=300 --set data.pool_size=120"
+         " --set data.select_n=40 --set eval.seeds=1 --set eval.n_id=12 --set eval.n_ood=8"
+         " --set eval.max_new_tokens=48 --set eval.think_budgets=[8] --set train.epochs=1"
+         " --set base.hidden=32 --set base.layers=1 --set base.head_dim=8 --set base.ffn=64";
+}
+}  // namespace
+
+TEST(RunEndToEnd, TinyS1MiniWritesEveryStage) {
+  fs::path dir = fs::temp_directory_path() / ("audit_e2e_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::string db = (dir / "audit.db").string();
+  std::string recipe = std::string(AUDIT_SOURCE_DIR) + "/recipes/s1-mini.toml";
+  ASSERT_EQ(sh(std::string(AUDIT_BINARY) + " run " + recipe + " --quiet --meter-interval 0.2 --ledger " +
+               db + tiny_sets()),
+            0);
+
+  audit::ledger::Ledger l(db);
+  int64_t run = l.latest_run();
+  ASSERT_GT(run, 0);
+  auto info = l.run(run);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->status, audit::ledger::RunStatus::succeeded);
+
+  std::set<std::string> stages;
+  for (const auto& s : l.stages(run)) {
+    stages.insert(s.name);
+    EXPECT_EQ(s.status, "succeeded") << s.name;
+    EXPECT_GT(s.wall_s, 0.0) << s.name;
+    EXPECT_GE(s.cpu_s, 0.0) << s.name;
+  }
+  for (const char* want : {"pretrain", "distill", "select", "sft-seed1", "eval"})
+    EXPECT_TRUE(stages.count(want)) << "missing stage " << want;
+  EXPECT_FALSE(l.meter_samples(run).empty());
+
+  auto counts = l.artifact(run, "selection_counts");
+  ASSERT_TRUE(counts.has_value());
+  EXPECT_EQ((*counts)["pool"].get<int>(), 120);
+  EXPECT_LE((*counts)["selected"].get<int>(), 40);
+  ASSERT_TRUE(l.artifact(run, "decontamination").has_value());
+  ASSERT_TRUE(l.artifact(run, "loss_curve/sft-seed1").has_value());
+
+  std::set<std::string> base_splits, tuned_splits;
+  for (const auto& e : l.evals(run)) {
+    EXPECT_GE(e.ci_high, e.score);
+    EXPECT_LE(e.ci_low, e.score);
+    if (e.budget < 0 && e.suite == "arith") (e.model == "base" ? base_splits : tuned_splits).insert(e.split);
+  }
+  for (const auto* s : {&base_splits, &tuned_splits}) {
+    EXPECT_TRUE(s->count("id"));
+    EXPECT_GE(s->size(), 4u) << "ID and three OOD splits";
+  }
+
+  auto items = l.cost_items(run);
+  ASSERT_FALSE(items.empty());
+  std::set<std::string> categories;
+  for (const auto& c : items) categories.insert(c.category);
+  EXPECT_TRUE(categories.count("final_run"));
+  EXPECT_TRUE(categories.count("base_model"));
+  EXPECT_FALSE(l.verdicts(run).empty());
+  EXPECT_TRUE(l.verify().ok) << l.verify().message;
+
+  EXPECT_EQ(sh(std::string(AUDIT_BINARY) + " ledger verify --ledger " + db + " > /dev/null"), 0);
+  std::string html = (dir / "report.html").string();
+  EXPECT_EQ(sh(std::string(AUDIT_BINARY) + " report --ledger " + db + " --out " + html), 0);
+  EXPECT_GT(fs::file_size(html), 2000u);
+  fs::remove_all(dir);
+}
+
+TEST(RunEndToEnd, BadOverrideExitsTwoWithoutARun) {
+  fs::path dir = fs::temp_directory_path() / ("audit_e2e_bad_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::string db = (dir / "audit.db").string();
+  std::string recipe = std::string(AUDIT_SOURCE_DIR) + "/recipes/s1-mini.toml";
+  EXPECT_EQ(sh(std::string(AUDIT_BINARY) + " run " + recipe + " --quiet --ledger " + db +
+               " --set train.epochs=-1 2> " + (dir / "err.txt").string()),
+            2);
+  EXPECT_FALSE(fs::exists(db)) << "bad input must not leave a run in the ledger";
+  fs::remove_all(dir);
+}

@@ -1,0 +1,228 @@
+// Generation tests: the KV-cache path against the no-cache reference (greedy and sampled, batched
+// with left padding), seeded sampling, and budget forcing (cap, "Wait" extensions) on a model
+// whose next token is programmed exactly.
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "reproduce/torch/generate.h"
+#include "reproduce/torch/model.h"
+
+namespace {
+
+// Tiny tensors: one intra-op thread is faster and immune to a busy machine (these are
+// correctness tests; bit-exactness never depends on it, both runs of a comparison share it).
+const bool kOneThread = (torch::set_num_threads(1), true);
+
+using audit::generate::GenerateConfig;
+using audit::generate::Generation;
+using audit::generate::StopReason;
+using audit::model::CausalLM;
+using audit::model::ModelConfig;
+using Ids = std::vector<int64_t>;
+
+// A random model with peaked logits (init std 0.5), so greedy choices are not near-ties that
+// rounding differences between the two paths could flip.
+CausalLM random_model(uint64_t seed) {
+  ModelConfig c;
+  c.vocab = 32;
+  c.hidden = 32;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = 8;
+  c.ffn = 48;
+  CausalLM m(c);
+  audit::model::init_weights(m, seed, 0.5);
+  m->eval();
+  return m;
+}
+
+const std::vector<Ids> kPrompts = {{1, 5, 9, 3}, {2}, {7, 7, 8, 30, 12, 4, 4}, {11, 6}, {3, 1, 4, 1, 5}};
+
+TEST(Generate, CachedLogitsEqualFullForward) {
+  auto m = random_model(1);
+  torch::NoGradGuard no_grad;
+  auto seq = torch::tensor(Ids{1, 5, 9, 3, 17, 22, 8, 0, 31}, torch::kLong).unsqueeze(0);
+  auto full = m->forward(seq);  // [1, 9, V]
+  auto cache = m->make_cache(1, 16);
+  auto pos = torch::arange(9, torch::kLong).unsqueeze(0);
+  auto valid = torch::ones({1, 9}, torch::kBool);
+  // Prefill 4 tokens, then 2 at once (offset causal mask), then one at a time.
+  auto l4 = m->forward_cached(seq.narrow(1, 0, 4), pos.narrow(1, 0, 4), valid.narrow(1, 0, 4), cache);
+  auto l6 = m->forward_cached(seq.narrow(1, 4, 2), pos.narrow(1, 4, 2), valid.narrow(1, 4, 2), cache);
+  std::vector<torch::Tensor> steps = {l4, l6};
+  for (int64_t t = 6; t < 9; ++t)
+    steps.push_back(m->forward_cached(seq.narrow(1, t, 1), pos.narrow(1, t, 1), valid.narrow(1, t, 1), cache));
+  const std::vector<int64_t> at = {3, 5, 6, 7, 8};
+  for (size_t i = 0; i < at.size(); ++i) {
+    auto ref = full[0][at[i]];
+    const double diff = (steps[i][0] - ref).abs().max().item<double>();
+    EXPECT_LE(diff, 1e-5 * ref.abs().max().item<double>()) << "position " << at[i];
+  }
+}
+
+void expect_same(const std::vector<Generation>& a, const std::vector<Generation>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << "prompt " << i;
+    EXPECT_EQ(a[i].reason, b[i].reason) << "prompt " << i;
+  }
+}
+
+TEST(Generate, CachedGreedyEqualsUncachedReference) {
+  auto m = random_model(2);
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 24;
+  cfg.stop_ids = {0};
+  auto ref = audit::generate::generate_reference(m, kPrompts, cfg);
+  for (int64_t batch : {1, 2, 5}) {  // with and without left padding
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    cfg.batch_size = batch;
+    expect_same(audit::generate::generate(m, kPrompts, cfg), ref);
+  }
+  // The outputs are not degenerate: prompts lead to different continuations.
+  EXPECT_NE(ref[0].tokens, ref[2].tokens);
+}
+
+TEST(Generate, SamplingIsSeededPerPrompt) {
+  auto m = random_model(3);
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 20;
+  cfg.temperature = 1.0;
+  cfg.seed = 5;
+  cfg.batch_size = 3;
+  auto a = audit::generate::generate(m, kPrompts, cfg);
+  auto b = audit::generate::generate(m, kPrompts, cfg);
+  expect_same(a, b);
+  // Each prompt has its own generator, so the batch split and the cache do not matter.
+  expect_same(a, audit::generate::generate_reference(m, kPrompts, cfg));
+  cfg.seed = 6;
+  auto c = audit::generate::generate(m, kPrompts, cfg);
+  int differ = 0;
+  for (size_t i = 0; i < a.size(); ++i) differ += a[i].tokens != c[i].tokens;
+  EXPECT_GE(differ, 4);
+  cfg.top_k = 1;  // top-1 sampling is greedy
+  cfg.temperature = 0.7;
+  GenerateConfig greedy;
+  greedy.max_new_tokens = 20;
+  expect_same(audit::generate::generate(m, kPrompts, cfg), audit::generate::generate(m, kPrompts, greedy));
+}
+
+// A bigram model with exact, programmed transitions: attention and MLP outputs are zeroed, so
+// the last hidden state is the current token's one-hot embedding, and lm_head maps token cur to
+// logit 40 for next(cur), 0 for every other token.
+CausalLM bigram_model(const std::map<int64_t, int64_t>& next) {
+  ModelConfig c;
+  c.vocab = 16;
+  c.hidden = 16;
+  c.layers = 1;
+  c.heads = 2;
+  c.kv_heads = 1;
+  c.head_dim = 8;
+  c.ffn = 16;
+  CausalLM m(c);
+  torch::NoGradGuard no_grad;
+  for (auto& p : m->parameters()) p.zero_();
+  m->model->embed_tokens->weight.copy_(torch::eye(16));
+  m->model->norm->weight.fill_(1);
+  for (const auto& layer : *m->model->layers) {
+    auto l = layer->as<audit::model::DecoderLayer>();
+    l->input_layernorm->weight.fill_(1);
+    l->post_attention_layernorm->weight.fill_(1);
+  }
+  for (const auto& [cur, nxt] : next) m->lm_head->weight[nxt][cur] = 10.0;  // x 4 after the norm
+  return m;
+}
+
+// Token ids of the programmed vocabulary.
+constexpr int64_t kEos = 2, kThink = 3, kEndThink = 9, kAnswer = 10, kWait1 = 12, kWait2 = 13;
+
+TEST(BudgetForcing, CapForcesEndOfThinkingAtTheCap) {
+  // Thinking cycles 4 -> 5 -> 6 -> 4 ... forever; after end_think the answer is 10 -> 11 -> eos.
+  auto m = bigram_model({{kThink, 4}, {4, 5}, {5, 6}, {6, 4}, {kEndThink, 7}, {kAnswer, 11}, {11, kEos}});
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 40;
+  cfg.stop_ids = {kEos};
+  cfg.budget.end_think_id = kEndThink;
+  cfg.budget.max_thinking_tokens = 7;
+  cfg.budget.answer_prefix_ids = {kAnswer};
+  for (bool cached : {true, false}) {
+    SCOPED_TRACE(cached ? "cached" : "reference");
+    auto g = (cached ? audit::generate::generate : audit::generate::generate_reference)(
+        m, {{1, kThink}, {1, 1, 1, kThink}}, cfg);
+    for (const auto& r : g) {
+      EXPECT_EQ(r.tokens, (Ids{4, 5, 6, 4, 5, 6, 4, kEndThink, kAnswer, 11, kEos}));
+      EXPECT_EQ(r.thinking_tokens, 7);
+      EXPECT_TRUE(r.thinking_capped);
+      EXPECT_EQ(r.end_think_at, 7);
+      EXPECT_EQ(r.reason, StopReason::stop_token);
+    }
+  }
+  // Without a cap the model never stops thinking: it runs into max_new_tokens.
+  cfg.budget.max_thinking_tokens = -1;
+  auto g = audit::generate::generate(m, {{1, kThink}}, cfg);
+  EXPECT_EQ(g[0].reason, StopReason::max_new_tokens);
+  EXPECT_EQ(g[0].thinking_tokens, 40);
+  EXPECT_FALSE(g[0].thinking_capped);
+}
+
+TEST(BudgetForcing, WaitIsAppendedNTimesWhenTheModelWantsToStop) {
+  // Thinking 4 -> 5 -> end_think; "Wait" = 12 13, after which thinking resumes at 4.
+  auto m = bigram_model({{kThink, 4}, {4, 5}, {5, kEndThink}, {kEndThink, kAnswer}, {kAnswer, kEos},
+                         {kWait1, kWait2}, {kWait2, 4}});
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 40;
+  cfg.stop_ids = {kEos};
+  cfg.budget.end_think_id = kEndThink;
+  cfg.budget.wait_ids = {kWait1, kWait2};
+  for (int64_t n : {0, 1, 3}) {
+    SCOPED_TRACE("num_waits " + std::to_string(n));
+    cfg.budget.num_waits = n;
+    Ids expect = {4, 5};
+    for (int64_t i = 0; i < n; ++i) expect.insert(expect.end(), {kWait1, kWait2, 4, 5});
+    expect.insert(expect.end(), {kEndThink, kAnswer, kEos});
+    for (bool cached : {true, false}) {
+      auto g = (cached ? audit::generate::generate : audit::generate::generate_reference)(m, {{kThink}}, cfg);
+      EXPECT_EQ(g[0].tokens, expect) << (cached ? "cached" : "reference");
+      EXPECT_EQ(g[0].waits, n);
+      EXPECT_EQ(g[0].thinking_tokens, 2 + 4 * n);
+      EXPECT_FALSE(g[0].thinking_capped);
+    }
+  }
+  // A cap still wins over the extensions: thinking never exceeds it.
+  cfg.budget.num_waits = 5;
+  cfg.budget.max_thinking_tokens = 8;
+  auto g = audit::generate::generate(m, {{kThink}}, cfg);
+  EXPECT_EQ(g[0].tokens, (Ids{4, 5, kWait1, kWait2, 4, 5, kWait1, kWait2, kEndThink, kAnswer, kEos}));
+  EXPECT_EQ(g[0].thinking_tokens, 8);
+  EXPECT_TRUE(g[0].thinking_capped);
+}
+
+TEST(BudgetForcing, StopTokenWhileThinkingCountsAsAnAttemptToStop) {
+  auto m = bigram_model({{kThink, 4}, {4, kEos}, {kWait1, 6}, {6, kEndThink}, {kEndThink, kEos}});
+  GenerateConfig cfg;
+  cfg.stop_ids = {kEos};
+  cfg.budget.end_think_id = kEndThink;
+  cfg.budget.wait_ids = {kWait1};
+  cfg.budget.num_waits = 1;
+  auto g = audit::generate::generate(m, {{kThink}}, cfg);
+  EXPECT_EQ(g[0].tokens, (Ids{4, kWait1, 6, kEndThink, kEos}));
+  cfg.budget.num_waits = 0;
+  g = audit::generate::generate(m, {{kThink}}, cfg);
+  EXPECT_EQ(g[0].tokens, (Ids{4, kEos}));
+  EXPECT_EQ(g[0].reason, StopReason::stop_token);
+}
+
+TEST(Generate, RejectsBadInput) {
+  auto m = random_model(1);
+  GenerateConfig cfg;
+  EXPECT_THROW(audit::generate::generate(m, {{}}, cfg), std::invalid_argument);
+  EXPECT_THROW(audit::generate::generate(m, {{1, 99}}, cfg), std::invalid_argument);
+  cfg.budget.num_waits = 1;  // without wait_ids
+  EXPECT_THROW(audit::generate::generate(m, {{1}}, cfg), std::invalid_argument);
+}
+
+}  // namespace
