@@ -53,7 +53,8 @@ struct KVCache {
   int64_t capacity = 0;
 };
 
-// Root-mean-square layer norm with a learned scale, computed in fp32 like HF's Qwen2RMSNorm.
+// Root-mean-square layer norm with a learned scale, computed in fp32 like HF's Qwen2RMSNorm
+// (with a hand-written backward when gradients are needed; see model.cpp).
 struct RMSNormImpl : torch::nn::Module {
   RMSNormImpl(int64_t dim, double eps);
   torch::Tensor forward(const torch::Tensor& x);
@@ -66,7 +67,8 @@ TORCH_MODULE(RMSNorm);
 // matching HF's non-persistent model.rotary_emb.inv_freq.
 struct RotaryEmbeddingImpl : torch::nn::Module {
   RotaryEmbeddingImpl(int64_t head_dim, double theta);
-  // position_ids [B, T] (int64; B may be 1 to broadcast) -> cos, sin [B, 1, T, head_dim], fp32.
+  // position_ids [B, T] (int64; B may be 1 to broadcast) -> cos, sin_signed [B, 1, T, head_dim]
+  // in fp32, where sin_signed is HF's sin table with its first half negated (rotate_half's sign).
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& position_ids);
   torch::Tensor inv_freq;
 };

@@ -1,10 +1,12 @@
 // The trainer (see trainer.h): data order, schedule, accumulation, clipping, AdamW, checkpoints.
 #include "reproduce/torch/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -165,6 +167,13 @@ class CudaAutocast {
   at::ScalarType prev_dtype_ = at::kBFloat16;
 };
 
+// CPU time of this process (all threads), for throughput per core-second on a shared machine.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -181,10 +190,13 @@ double lr_schedule(double lr, double min_lr, int64_t warmup, int64_t total, int6
 torch::Tensor masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& tokens,
                              const torch::Tensor& loss_mask, double normalizer) {
   const int64_t B = logits.size(0), T = logits.size(1), V = logits.size(2);
-  auto pred = logits.narrow(1, 0, T - 1).reshape({B * (T - 1), V}).to(torch::kFloat);
-  auto targets = tokens.narrow(1, 1, T - 1).masked_fill(loss_mask.narrow(1, 1, T - 1) == 0, -100);
+  // Position t predicts token t+1; the last position predicts nothing (target -100). Shifting
+  // the targets rather than slicing the logits avoids copying them (and the slice's backward).
+  auto targets = torch::full({B, T}, -100, tokens.options());
+  targets.narrow(1, 0, T - 1)
+      .copy_(tokens.narrow(1, 1, T - 1).masked_fill(loss_mask.narrow(1, 1, T - 1) == 0, -100));
   auto summed = torch::nn::functional::cross_entropy(
-      pred, targets.reshape({B * (T - 1)}),
+      logits.reshape({B * T, V}).to(torch::kFloat), targets.reshape({B * T}),
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
   return summed / std::max(1.0, normalizer);
 }
@@ -629,12 +641,23 @@ Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch,
   for (int i = 0; i < warmup_steps; ++i) t.step();
   Throughput r;
   r.tokens_per_step = batch * seq;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < timed_steps; ++i) r.final_loss = t.step().loss;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<double> step_seconds;
+  const double cpu0 = process_cpu_seconds();
+  for (int i = 0; i < timed_steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    r.final_loss = t.step().loss;
+    step_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    r.seconds += step_seconds.back();
+  }
+  r.cpu_seconds = process_cpu_seconds() - cpu0;
   r.steps = timed_steps;
-  r.seconds_per_step = timed_steps > 0 ? r.seconds / timed_steps : 0;
-  r.tokens_per_s = r.seconds > 0 ? r.tokens_per_step * timed_steps / r.seconds : 0;
+  if (timed_steps > 0) {
+    // The median step: robust to other processes stealing the CPU for part of the run.
+    std::sort(step_seconds.begin(), step_seconds.end());
+    const size_t n = step_seconds.size();
+    r.seconds_per_step = n % 2 ? step_seconds[n / 2] : 0.5 * (step_seconds[n / 2 - 1] + step_seconds[n / 2]);
+    r.tokens_per_s = r.tokens_per_step / r.seconds_per_step;
+  }
   return r;
 }
 

@@ -175,9 +175,10 @@ void load_checkpoint_weights(const std::string& path, model::CausalLM& model);
 struct Throughput {
   int64_t tokens_per_step = 0;
   int64_t steps = 0;
-  double seconds = 0;         // timed steps only (after warmup)
-  double tokens_per_s = 0;
-  double seconds_per_step = 0;
+  double seconds = 0;           // all timed steps (after warmup)
+  double seconds_per_step = 0;  // the median timed step (robust to a busy machine)
+  double tokens_per_s = 0;      // tokens_per_step / seconds_per_step
+  double cpu_seconds = 0;       // process CPU time over the timed steps (all threads)
   double final_loss = 0;
 };
 // The benchmark models: "small" is s1-mini's (hidden 128, 4 layers, 8/2 heads of 16, ffn 384,

@@ -7,12 +7,14 @@ embeddings, GQA through repeat + SDPA is_causal, SwiGLU, masked cross-entropy (s
 backward, clip_grad_norm_(1.0), AdamW(0.9, 0.95, wd 1e-4 on matrices only), one loss.item() per
 step; random tokens, every target counted. --hf-style uses HF's unfused RMSNorm instead.
 
-Prints one JSON object: {"tokens_per_s", "seconds_per_step", "steps", "tokens_per_step",
+Timing is the median step (the C++ side does the same). Prints one JSON object:
+{"tokens_per_s", "seconds_per_step", "steps", "tokens_per_step", "cpu_seconds",
 "threads", "device", "final_loss", "params"}.
 """
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -96,14 +98,17 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    t0 = time.perf_counter()
-    loss = 0.0
+    loss, times = 0.0, []
+    cpu0 = time.process_time()
     for _ in range(a.steps):
+        t0 = time.perf_counter()
         loss = step()
-    seconds = time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
+    cpu_seconds = time.process_time() - cpu0
+    median = statistics.median(times)  # robust to other processes stealing the CPU, as the C++ side
     n = a.batch * a.seq
-    print(json.dumps({"tokens_per_s": n * a.steps / seconds, "seconds_per_step": seconds / a.steps,
-                      "steps": a.steps, "tokens_per_step": n, "threads": torch.get_num_threads(),
+    print(json.dumps({"tokens_per_s": n / median, "seconds_per_step": median,
+                      "steps": a.steps, "tokens_per_step": n, "cpu_seconds": cpu_seconds, "threads": torch.get_num_threads(),
                       "device": a.device, "final_loss": loss,
                       "params": sum(p.numel() for p in model.parameters()),
                       "torch_version": torch.__version__, "hf_style": a.hf_style}))
