@@ -88,20 +88,28 @@ int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
               "%d alternating repeat(s) (median). PyTorch eager: %s\n\n",
               static_cast<long long>(o.batch), static_cast<long long>(o.seq), o.warmup, o.steps,
               threads, g.device.c_str(), o.repeats, o.python.c_str());
-  std::printf("%-6s %9s %12s %14s %14s %7s\n", "model", "params", "tokens/step", "C++ tok/s",
-              "PyTorch tok/s", "ratio");
+  std::printf("%-6s %9s %12s %14s %14s %7s %11s\n", "model", "params", "tokens/step", "C++ tok/s",
+              "PyTorch tok/s", "ratio", "ratio(CPU)");
   for (const auto& size : sizes) {
     const auto c = train::bench_model_config(size);
-    std::vector<double> cpp, py;
+    // Wall: tokens / median step. CPU: tokens per second of process CPU time over the timed
+    // steps, less sensitive to other processes on a shared machine (equal to wall at 1 thread
+    // on an idle one).
+    std::vector<double> cpp, py, cpp_cpu, py_cpu;
+    const double tokens = static_cast<double>(o.batch * o.seq * o.steps);
     for (int r = 0; r < o.repeats; ++r) {
-      cpp.push_back(train::measure_train_throughput(c, o.batch, o.seq, o.warmup, o.steps, g.device)
-                        .tokens_per_s);
-      py.push_back(run_python(o, c, threads, g.device).at("tokens_per_s").get<double>());
+      auto t = train::measure_train_throughput(c, o.batch, o.seq, o.warmup, o.steps, g.device);
+      cpp.push_back(t.tokens_per_s);
+      cpp_cpu.push_back(tokens / t.cpu_seconds);
+      auto p = run_python(o, c, threads, g.device);
+      py.push_back(p.at("tokens_per_s").get<double>());
+      py_cpu.push_back(tokens / p.at("cpu_seconds").get<double>());
     }
     const double c_med = median(cpp), p_med = median(py);
-    std::printf("%-6s %8.2fM %12lld %14.0f %14.0f %6.2fx\n", size.c_str(),
+    const double cpu_ratio = median(cpp_cpu) / median(py_cpu);
+    std::printf("%-6s %8.2fM %12lld %14.0f %14.0f %6.2fx %10.2fx\n", size.c_str(),
                 c.parameter_count() / 1e6, static_cast<long long>(o.batch * o.seq), c_med, p_med,
-                c_med / p_med);
+                c_med / p_med, cpu_ratio);
     std::fflush(stdout);
     results.push_back({{"model", size},
                        {"config", c.to_string()},
@@ -111,7 +119,10 @@ int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
                        {"device", g.device},
                        {"cpp_tokens_per_s", cpp},
                        {"python_tokens_per_s", py},
-                       {"ratio", c_med / p_med}});
+                       {"cpp_tokens_per_cpu_s", cpp_cpu},
+                       {"python_tokens_per_cpu_s", py_cpu},
+                       {"ratio", c_med / p_med},
+                       {"ratio_cpu_time", cpu_ratio}});
   }
   if (!o.json_out.empty()) {
     std::ofstream f(o.json_out);

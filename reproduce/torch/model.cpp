@@ -2,11 +2,13 @@
 // in HF's modeling_qwen2.py so that a dump can be compared with a PyTorch hook dump.
 #include "reproduce/torch/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include "reproduce/errors.h"  // audit::InputError for load_state
 
@@ -65,39 +67,118 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 namespace {
-// RMSNorm with a hand-written backward: y = w * x_hat, x_hat = x * rstd, rstd = 1/sqrt(mean(x^2)
-// + eps), all in fp32. Autograd through the decomposed ops records ~14 kernels per norm; this
-// needs 6 forward and 8 backward (about a third less time on the CPU). Backward:
+
+// RMSNorm: y = w * x_hat, x_hat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps), in fp32; backward
 //   dx = rstd * (g - x_hat * mean(g * x_hat)),  g = dy * w;   dw = sum over rows of dy * x_hat.
-// The golden test checks both gradients against HF's formulation.
+// Autograd through the decomposed ops makes many full passes over the activations per norm. On
+// the CPU in fp32 (training's case here) two row-wise loops do it in one pass forward and one
+// backward; elsewhere (CUDA, bf16) the same formulas run as tensor ops. The golden test checks
+// the CPU path against HF's formulation, and Model.FusedRmsNormEqualsTensorOps checks the two
+// paths against each other.
+bool use_cpu_loops(const torch::Tensor& x, const torch::Tensor& w) {
+  return x.device().is_cpu() && w.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+         w.scalar_type() == torch::kFloat && x.is_contiguous() && w.is_contiguous();
+}
+
+// Forward rows of x [rows, D]; writes y and rstd [rows].
+void rms_forward_cpu(const float* x, const float* w, float* y, float* rstd, int64_t rows,
+                     int64_t D, double eps) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / D), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * D;
+      float* yr = y + r * D;
+      float ss = 0.f;
+      for (int64_t i = 0; i < D; ++i) ss += xr[i] * xr[i];
+      const float rs = 1.f / std::sqrt(ss / static_cast<float>(D) + static_cast<float>(eps));
+      rstd[r] = rs;
+      for (int64_t i = 0; i < D; ++i) yr[i] = w[i] * (xr[i] * rs);
+    }
+  });
+}
+
+// Backward; dw is the sum of per-thread partial sums, added in thread order (deterministic for a
+// given thread count, which the resume test relies on).
+void rms_backward_cpu(const float* dy, const float* x, const float* w, const float* rstd,
+                      float* dx, float* dw, int64_t rows, int64_t D) {
+  const int64_t threads = at::get_num_threads();
+  std::vector<float> partial(static_cast<size_t>(threads * D), 0.f);
+  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / D), [&](int64_t begin, int64_t end) {
+    float* acc = partial.data() + at::get_thread_num() * D;
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * D;
+      const float* dyr = dy + r * D;
+      float* dxr = dx + r * D;
+      const float rs = rstd[r];
+      float dot = 0.f;
+      for (int64_t i = 0; i < D; ++i) dot += dyr[i] * w[i] * (xr[i] * rs);
+      dot /= static_cast<float>(D);
+      for (int64_t i = 0; i < D; ++i) {
+        const float x_hat = xr[i] * rs;
+        dxr[i] = rs * (dyr[i] * w[i] - x_hat * dot);
+        acc[i] += dyr[i] * x_hat;
+      }
+    }
+  });
+  for (int64_t i = 0; i < D; ++i) dw[i] = 0.f;
+  for (int64_t t = 0; t < threads; ++t)
+    for (int64_t i = 0; i < D; ++i) dw[i] += partial[t * D + i];
+}
+
 struct RMSNormFunction : torch::autograd::Function<RMSNormFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, double eps) {
+                               const torch::Tensor& weight, double eps, bool cpu_loops) {
+    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    ctx->saved_data["cpu_loops"] = cpu_loops;
+    if (cpu_loops) {
+      const int64_t D = weight.size(0), rows = x.numel() / D;
+      auto y = torch::empty_like(x);
+      auto rstd = torch::empty({rows}, x.options());
+      rms_forward_cpu(x.data_ptr<float>(), weight.data_ptr<float>(), y.data_ptr<float>(),
+                      rstd.data_ptr<float>(), rows, D, eps);
+      ctx->save_for_backward({x, rstd, weight});
+      return y;
+    }
     auto xf = x.to(torch::kFloat);
     auto rstd = torch::rsqrt(xf.square().mean(-1, /*keepdim=*/true) + eps);
     auto x_hat = (xf * rstd).to(x.scalar_type());  // HF: hidden.to(input_dtype) before the scale
     ctx->save_for_backward({x_hat, rstd, weight});
-    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
     return weight * x_hat;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_out) {
     auto saved = ctx->get_saved_variables();
-    auto x_hat = saved[0].to(torch::kFloat), rstd = saved[1], weight = saved[2];
+    const auto& weight = saved[2];
+    if (ctx->saved_data["cpu_loops"].toBool()) {
+      const auto& x = saved[0];
+      auto dy = grad_out[0].contiguous();
+      const int64_t D = weight.size(0), rows = x.numel() / D;
+      auto dx = torch::empty_like(x);
+      auto dw = torch::empty_like(weight);
+      rms_backward_cpu(dy.data_ptr<float>(), x.data_ptr<float>(), weight.data_ptr<float>(),
+                       saved[1].data_ptr<float>(), dx.data_ptr<float>(), dw.data_ptr<float>(),
+                       rows, D);
+      return {dx, dw, torch::Tensor(), torch::Tensor()};
+    }
+    auto x_hat = saved[0].to(torch::kFloat), rstd = saved[1];
     const auto x_dtype = static_cast<torch::ScalarType>(ctx->saved_data["x_dtype"].toInt());
     auto dy = grad_out[0].to(torch::kFloat);
     auto g = dy * weight;
     auto dot = (g * x_hat).mean(-1, /*keepdim=*/true);
     auto dx = ((g - x_hat * dot) * rstd).to(x_dtype);
     auto dw = (dy * x_hat).reshape({-1, x_hat.size(-1)}).sum(0).to(weight.scalar_type());
-    return {dx, dw, torch::Tensor()};
+    return {dx, dw, torch::Tensor(), torch::Tensor()};
   }
 };
 }  // namespace
 
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps,
+                       bool allow_cpu_loops) {
+  return RMSNormFunction::apply(x, weight, eps, allow_cpu_loops && use_cpu_loops(x, weight));
+}
+
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   if (torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()))
-    return RMSNormFunction::apply(x, weight, eps);
+    return rms_norm(x, weight, eps);
   const int64_t dim = weight.size(0);
   if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat)
     return at::rms_norm(x, {dim}, weight, eps);  // inference: fused where the backend has it
@@ -124,9 +205,8 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::forward(
 }
 
 namespace {
-// at::linear, the ATen op Python's F.linear calls: for 3-D inputs it folds to one addmm. (The C++
-// frontend's torch::nn::Linear::forward goes through matmul plus a separate bias add, which
-// measured ~10% slower in the GEMMs of a train step.)
+// at::linear, the ATen op Python's F.linear calls: a biased projection is one addmm. (The C++
+// frontend's torch::nn::Linear::forward goes through matmul plus a separate bias add.)
 torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
   const auto& b = layer->bias;
   return at::linear(x, layer->weight, b.defined() ? std::optional<torch::Tensor>(b) : std::nullopt);

@@ -167,6 +167,12 @@ void load_state(CausalLM& model, const std::map<std::string, torch::Tensor>& ten
 // The model's parameters by HF name, detached (for writing a safetensors file).
 std::map<std::string, torch::Tensor> state(CausalLM& model);
 
+// RMSNorm with autograd (what RMSNormImpl uses when gradients are needed): row-wise CPU loops
+// for contiguous fp32 CPU tensors when allow_cpu_loops, else tensor ops. Exposed for the test
+// that checks one against the other.
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps,
+                       bool allow_cpu_loops = true);
+
 // Block-diagonal causal mask for packed sequences, [B, 1, T, T] bool, from position_ids [B, T].
 torch::Tensor packed_causal_mask(const torch::Tensor& position_ids);
 

@@ -182,6 +182,27 @@ TEST(Model, PackedSegmentsEqualSeparateSequences) {
   EXPECT_GT((unpacked.narrow(1, 5, 7) - m->forward(b)).abs().max().item<double>(), 1e-3);
 }
 
+TEST(Model, FusedRmsNormEqualsTensorOps) {
+  // The CPU loops (fast path) against the same formulas as tensor ops (reference), forward and
+  // both gradients, over shapes with odd sizes and a batch of rows larger than one chunk.
+  for (auto shape : std::vector<std::vector<int64_t>>{{3, 7}, {2, 5, 24}, {4, 300, 128}}) {
+    SCOPED_TRACE(c10::str(c10::IntArrayRef(shape)));
+    const int64_t D = shape.back();
+    auto x0 = torch::randn(shape) * 3, w0 = torch::randn({D});
+    auto dy = torch::randn(shape);
+    auto run = [&](bool loops) {
+      auto x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_();
+      auto y = audit::model::rms_norm(x, w, 1e-6, loops);
+      y.backward(dy);
+      return std::vector<torch::Tensor>{y.detach(), x.grad(), w.grad()};
+    };
+    auto fast = run(true), ref = run(false);
+    expect_close("y", fast[0], ref[0], 1e-6);
+    expect_close("dx", fast[1], ref[1], 1e-5);
+    expect_close("dw", fast[2], ref[2], 1e-5);
+  }
+}
+
 TEST(Model, InitIsSeededAndPrivate) {
   CausalLM a(tiny()), b(tiny()), c(tiny());
   torch::manual_seed(1);
