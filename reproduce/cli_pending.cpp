@@ -19,7 +19,6 @@ void pending(CLI::App& app, const char* verb, const char* what) {
 }
 }  // namespace
 
-void add_replay_command(CLI::App& app, GlobalOptions&) { pending(app, "replay", "Time the claimed shapes here and extrapolate to the claimed cluster"); }
 void add_dashboard_command(CLI::App& app, GlobalOptions&) { pending(app, "dashboard", "CI regression dashboard across runs"); }
 
 }  // namespace audit::cli

@@ -341,7 +341,16 @@ std::vector<int64_t> Trainer::next_batch() {
   return batch;
 }
 
-double Trainer::accumulate_gradients(const std::vector<int64_t>& samples) {
+namespace {
+// Index of the last column holding a target in any row of mask [rows, T] (0 when none).
+int64_t last_target_column(const torch::Tensor& mask) {
+  auto any = (mask != 0).any(0);  // [T]
+  auto idx = any.nonzero();
+  return idx.numel() == 0 ? 0 : idx.max().item<int64_t>();
+}
+}  // namespace
+
+double Trainer::accumulate_gradients(const std::vector<int64_t>& samples, int64_t* positions_run) {
   auto index = torch::tensor(samples, torch::kLong);
   const int64_t T = data_.tokens.size(1);
   const double normalizer =
@@ -351,10 +360,23 @@ double Trainer::accumulate_gradients(const std::vector<int64_t>& samples) {
   for (int64_t at = 0; at < static_cast<int64_t>(samples.size()); at += cfg_.micro_batch) {
     const int64_t len = std::min<int64_t>(cfg_.micro_batch, samples.size() - at);
     auto micro = index.narrow(0, at, len);
-    auto ids = data_.tokens.index_select(0, micro).to(device_);
-    auto mask = data_.loss_mask.index_select(0, micro).to(device_);
+    auto ids = data_.tokens.index_select(0, micro);
+    auto mask = data_.loss_mask.index_select(0, micro);
     torch::Tensor positions;
-    if (data_.position_ids.defined()) positions = data_.position_ids.index_select(0, micro).to(device_);
+    if (data_.position_ids.defined()) positions = data_.position_ids.index_select(0, micro);
+    // Columns after the last target of every row change no loss term and, under causal
+    // attention, no earlier position: drop them (padded rows are mostly padding at the end).
+    // The loss and gradients are those of the full rows.
+    const int64_t keep = last_target_column(mask) + 1;
+    if (keep < T) {
+      ids = ids.narrow(1, 0, keep);
+      mask = mask.narrow(1, 0, keep);
+      if (positions.defined()) positions = positions.narrow(1, 0, keep);
+    }
+    if (positions_run != nullptr) *positions_run += len * keep;
+    ids = ids.to(device_);
+    mask = mask.to(device_);
+    if (positions.defined()) positions = positions.to(device_);
     torch::Tensor loss;
     {
       CudaAutocast guard(autocast);
@@ -377,14 +399,15 @@ StepInfo Trainer::step() {
   check_parameters_in_place();
   const auto samples = next_batch();
   for (auto& p : params_) p.mutable_grad().reset();  // zero_grad(set_to_none)
-  info.loss = accumulate_gradients(samples);
+  int64_t positions_run = 0;
+  info.loss = accumulate_gradients(samples, &positions_run);
   info.grad_norm = clip_and_update(info.lr);
   ++pos_.step;
 
   const int64_t T = data_.tokens.size(1);
   info.step = pos_.step;
   info.samples = static_cast<int64_t>(samples.size());
-  info.tokens = info.samples * T;
+  info.tokens = positions_run;
   info.target_tokens = (data_.loss_mask.index_select(0, torch::tensor(samples, torch::kLong))
                             .narrow(1, 1, T - 1) != 0)
                            .sum()

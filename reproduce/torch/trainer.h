@@ -78,7 +78,8 @@ struct StepInfo {
   double lr = 0;              // learning rate applied at this step
   double grad_norm = 0;       // global gradient norm before clipping
   int64_t samples = 0;        // samples in this step's batch
-  int64_t tokens = 0;         // positions processed (samples * T)
+  int64_t tokens = 0;         // positions run through the model (rows x columns up to each
+                              // micro-batch's last target column)
   int64_t target_tokens = 0;  // positions that counted in the loss
   int64_t tokens_total = 0;   // positions processed since step 0 (carried across resumes)
   double seconds = 0;         // wall time of this step
@@ -111,7 +112,10 @@ class Trainer {
 
   // Forward and backward over the given samples, split into micro-batches of cfg.micro_batch;
   // adds to the parameters' .grad (does not zero or step). Returns the batch loss.
-  double accumulate_gradients(const std::vector<int64_t>& samples);
+  // Adds the positions run through the model to *positions_run when given (trailing columns
+  // after every row's last target are not run: they change neither loss nor gradients).
+  double accumulate_gradients(const std::vector<int64_t>& samples,
+                              int64_t* positions_run = nullptr);
 
   // One file: magic "AUDITCKP", version, JSON metadata (model config, data position, data
   // fingerprint, mt19937_64 state, cfg.checkpoint_meta), a torch archive (model, optimizer,

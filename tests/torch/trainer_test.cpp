@@ -199,6 +199,42 @@ TEST(Trainer, LossIgnoresTokensOutsideTheMask) {
               expected.item<double>(), 1e-6);
 }
 
+TEST(Trainer, TrailingUntargetedColumnsAreNotRunAndChangeNothing) {
+  // Rows whose targets end early (padded SFT rows): the trainer runs columns only up to the
+  // last target of the micro-batch, and its loss and gradients equal the full rows' ones.
+  auto data = copy_task(4, 9);
+  const int64_t T = data.tokens.size(1);
+  data.loss_mask.zero_();
+  data.loss_mask[0].narrow(0, 2, 3).fill_(1);  // last target column 4
+  data.loss_mask[1].narrow(0, 5, 2).fill_(1);  // last target column 6
+  data.loss_mask[2][3] = 1;
+  data.loss_mask[3][1] = 1;
+  ASSERT_GT(T, 8);
+  TrainConfig cfg;
+  cfg.batch_size = 4;
+  cfg.micro_batch = 2;
+  Trainer t(make_model(4), cfg, data);
+  t.model()->zero_grad();
+  int64_t run = 0;
+  const double loss = t.accumulate_gradients({0, 1, 2, 3}, &run);
+  EXPECT_EQ(run, 2 * 7 + 2 * 4);  // rows 0-1 up to column 6, rows 2-3 up to column 3
+  std::vector<torch::Tensor> trimmed;
+  for (auto& p : t.model()->parameters()) trimmed.push_back(p.grad().clone());
+
+  t.model()->zero_grad();
+  auto logits = t.model()->forward(data.tokens);
+  const double n = (data.loss_mask.narrow(1, 1, T - 1) != 0).sum().item<double>();
+  auto full = audit::train::masked_lm_loss(logits, data.tokens, data.loss_mask, n);
+  full.backward();
+  EXPECT_NEAR(loss, full.item<double>(), 1e-6 * std::abs(loss));
+  size_t i = 0;
+  for (auto& p : t.model()->parameters()) {
+    const double scale = p.grad().abs().max().item<double>();
+    EXPECT_LE((trimmed[i] - p.grad()).abs().max().item<double>(), 1e-5 * scale + 1e-9) << i;
+    ++i;
+  }
+}
+
 TEST(Trainer, MicroBatchesAccumulateTheSameGradient) {
   auto data = copy_task(4, 9);
   // Uneven target counts per sample, so a per-micro-batch mean would be wrong.
