@@ -2,11 +2,13 @@
 #include "datasets/splits.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 namespace audit::datasets {
 
@@ -33,6 +35,8 @@ void SplitConfig::validate() const {
   if (ood_format == train_format) bad("ood_format", "must differ from train_format");
   if (!(pretrain_ood_format_fraction >= 0 && pretrain_ood_format_fraction <= 1))
     bad("pretrain_ood_format_fraction", "must be in [0, 1]");
+  if (!(pretrain_skills_fraction >= 0 && pretrain_skills_fraction <= 1))
+    bad("pretrain_skills_fraction", "must be in [0, 1]");
   if (id_test_size == 0) bad("id_test_size", "must be > 0");
   if (ood_test_size == 0) bad("ood_test_size", "must be > 0");
   for (const auto& ops : {train_ops, heldout_ops}) {
@@ -58,6 +62,7 @@ void to_json(nlohmann::json& j, const SplitConfig& c) {
                      {"id_test_size", c.id_test_size},
                      {"ood_test_size", c.ood_test_size},
                      {"pretrain_size", c.pretrain_size},
+                     {"pretrain_skills_fraction", c.pretrain_skills_fraction},
                      {"pretrain_ood_format_fraction", c.pretrain_ood_format_fraction}};
 }
 
@@ -82,6 +87,8 @@ namespace {
 // A bucket gives up after this many draws in a row that hit already-used problems: its digit
 // space is (nearly) exhausted, and the split's remaining items go to the other buckets.
 constexpr int kMaxConsecutiveCollisions = 400;
+// One-digit facts per "facts" pretraining document.
+constexpr int kFactsPerDocument = 4;
 
 struct Bucket {
   std::string op;
@@ -94,6 +101,26 @@ std::vector<Bucket> buckets_for(const std::vector<std::string>& ops, int lo, int
     for (int d = lo; d <= hi; ++d)
       if (op_supports_digits(op, d)) b.push_back({op, d});
   return b;
+}
+
+// A one-digit fact of the kind a column step uses, in the solver's trace notation (see
+// datasets/tasks.cpp): "7+8+1" (add), "13-6-1" (sub: minuend digit plus a borrowed ten),
+// "7*6+3" (mul: digit times multiplier plus carry). Returns the expression and its value.
+std::pair<std::string, int> digit_fact(const std::string& op, Rng& rng) {
+  const auto d = [&](int lo, int hi) { return lo + static_cast<int>(rng.below(hi - lo + 1)); };
+  const bool mul = op.rfind("mul", 0) == 0;
+  const bool sub = op == "sub" || (op == "addsub" && rng.below(2) == 1);
+  if (mul) {
+    int a = d(0, 9), m = d(2, 9), c = d(0, 8);
+    return {std::to_string(a) + "*" + std::to_string(m) + "+" + std::to_string(c), a * m + c};
+  }
+  if (sub) {
+    int b = d(0, 9), borrow = d(0, 1), v = d(0, 9);
+    int x = v + b + borrow;  // 0..19: the minuend digit, plus ten when it borrowed
+    return {std::to_string(x) + "-" + std::to_string(b) + "-" + std::to_string(borrow), v};
+  }
+  int a = d(0, 9), b = d(0, 9), c = d(0, 1);
+  return {std::to_string(a) + "+" + std::to_string(b) + "+" + std::to_string(c), a + b + c};
 }
 
 class Drawer {
@@ -131,6 +158,54 @@ class Drawer {
     return out;
   }
 
+  // n number-handling examples (direct answers, no traces): copies of a problem's standard
+  // notation and digit reversals of one operand. Their problems are drawn like any split's and
+  // marked used, so no test or pool problem is ever copied in pretraining.
+  std::vector<Example> draw_skills(std::size_t n, const std::vector<Bucket>& buckets) {
+    Rng rng = Rng::stream(seed_, "split:pretrain_skills");
+    std::vector<Example> out;
+    out.reserve(n);
+    int misses = 0;
+    while (out.size() < n && misses < kMaxConsecutiveCollisions && !buckets.empty()) {
+      const Bucket& b = buckets[rng.below(buckets.size())];
+      Problem p = random_problem(b.op, b.digits, "equation", rng);
+      if (!used_.insert(p.key()).second) {
+        ++misses;
+        continue;
+      }
+      misses = 0;
+      Example e;
+      e.op = "skill";
+      e.digits = p.digits();
+      e.format = "skill";
+      // A quarter copies, a quarter reversals, half one-digit facts (a closed table of ~1,100
+      // entries that needs more repetitions than the other two skills).
+      const std::size_t kind = out.size() % 4;
+      if (kind == 0) {
+        std::string text = render_question(p);         // "4821 + 379 = ?"
+        text = text.substr(0, text.rfind(" = ?"));      // "4821 + 379"
+        e.question = "Repeat: " + text;
+        e.answer = text;
+      } else if (kind >= 2) {
+        // A short table in the notation of the trace's column lines, as a web page of times
+        // tables has them: "Multiplication facts" -> "7*6+3=45\n4*5+0=20\n...".
+        const bool mul = p.op.rfind("mul", 0) == 0;
+        e.question = mul ? "Multiplication facts" : p.op == "sub" ? "Subtraction facts" : "Addition facts";
+        for (int k = 0; k < kFactsPerDocument; ++k) {
+          const auto [expr, value] = digit_fact(p.op, rng);
+          e.answer += expr + "=" + std::to_string(value) + "\n";
+        }
+        e.digits = 1;
+      } else {
+        const std::string& x = p.operands[rng.below(p.operands.size())];
+        e.question = "Reverse the digits of " + x + ".";
+        e.answer = std::string(x.rbegin(), x.rend());
+      }
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
  private:
   std::uint64_t seed_;
   std::vector<std::string>& warnings_;
@@ -157,8 +232,26 @@ Splits make_splits(const SplitConfig& c) {
   // Pretraining before the pool: where a digit range has few distinct problems (1-digit sums,
   // 2-digit products), the base model sees them and the pool gets what is left, as a real base
   // model has seen the easy problems long before anyone builds an SFT pool.
-  s.pretrain = d.draw("pretrain", c.pretrain_size, train, false, c.train_format, c.ood_format,
-                      c.ood_format.empty() ? 0.0 : c.pretrain_ood_format_fraction);
+  const auto skills = static_cast<std::size_t>(
+      std::llround(c.pretrain_skills_fraction * static_cast<double>(c.pretrain_size)));
+  s.pretrain = d.draw("pretrain", c.pretrain_size - skills, train, false, c.train_format,
+                      c.ood_format, c.ood_format.empty() ? 0.0 : c.pretrain_ood_format_fraction);
+  if (skills > 0) {
+    // Interleaved so that every packed pretraining block mixes both kinds of document.
+    auto extra = d.draw_skills(skills, train);
+    std::vector<Example> mixed;
+    mixed.reserve(s.pretrain.size() + extra.size());
+    std::size_t i = 0, j = 0;
+    while (i < s.pretrain.size() || j < extra.size()) {
+      // j / extra.size() tracks i / pretrain.size(): spread evenly.
+      if (j < extra.size() && (i >= s.pretrain.size() ||
+                               j * s.pretrain.size() <= i * extra.size()))
+        mixed.push_back(std::move(extra[j++]));
+      else
+        mixed.push_back(std::move(s.pretrain[i++]));
+    }
+    s.pretrain = std::move(mixed);
+  }
   s.pool = d.draw("pool", c.pool_size, train, false, c.train_format);
   check_disjoint(s.all());
   return s;

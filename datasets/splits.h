@@ -38,6 +38,13 @@ struct SplitConfig {
   std::size_t ood_test_size = 200;                           // each OOD set
   std::size_t pretrain_size = 20000;
   double pretrain_ood_format_fraction = 0.2;                 // pretraining share in ood_format
+  // Share of the pretraining examples that are number-handling questions with direct answers
+  // instead of arithmetic problems: a quarter "Repeat: 4821 + 379" -> "4821 + 379", a quarter
+  // "Reverse the digits of 4821." -> "1284", half tables of four one-digit facts in the
+  // trace's notation, "Multiplication facts" -> "7*6+3=45\n4*5+0=20\n...". A
+  // real base model learned to copy, to read numbers and its tables from its web text; without
+  // them a base this small never sees a copy (see docs/datasets.md).
+  double pretrain_skills_fraction = 0.0;
 
   // Throws std::invalid_argument naming the field for an inconsistent configuration.
   void validate() const;

@@ -347,6 +347,9 @@ double gpu_hours_for(double flops, double peak_flops, double mfu) {
 
 std::string stage_category(const std::string& n) {
   auto starts = [&](const char* p) { return n.rfind(p, 0) == 0; };
+  // Repeats of the final run with other seeds, made only to measure the spread of the
+  // evaluation: the claimed run is one run, so they are evaluation cost, not final-run cost.
+  if (starts("repeat-")) return "evaluation";
   if (starts("sft") || starts("grpo") || starts("rl") || starts("train") || starts("finetune"))
     return "final_run";
   if (starts("pretrain")) return "base_model";

@@ -119,6 +119,7 @@ void visit_base(V& v, BaseSection& b) {
   v.real("pretrain_lr", b.pretrain_lr, 1e-12, 1.0);
   v.integer("pretrain_examples", b.pretrain_examples, 0);
   v.integer("pretrain_seq_len", b.pretrain_seq_len, 1);
+  v.real("pretrain_skills_fraction", b.pretrain_skills_fraction, 0, 1);
 }
 
 template <class V>

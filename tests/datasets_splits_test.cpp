@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
+#include <sstream>
 
 #include "datasets/decontam.h"
 #include "datasets/splits.h"
@@ -135,6 +137,63 @@ TEST(Splits, OodPropertiesHold) {
   for (const auto& e : s.pretrain) words += e.format == "words";
   EXPECT_NEAR(static_cast<double>(words) / static_cast<double>(s.pretrain.size()),
               c.pretrain_ood_format_fraction, 0.05);
+}
+
+TEST(Splits, PretrainSkillsAreCopiesAndReversalsOfUnusedProblems) {
+  SplitConfig c = small_config();
+  c.pretrain_skills_fraction = 0.3;
+  const Splits s = make_splits(c);
+  ASSERT_EQ(s.pretrain.size(), c.pretrain_size);
+  std::size_t copies = 0, reversals = 0, facts = 0, first_third = 0;
+  std::set<std::string> test_problems;
+  for (const auto& [name, set] : s.test_sets())
+    for (const auto& e : *set) test_problems.insert(parse_question(e.question)->key());
+  for (std::size_t i = 0; i < s.pretrain.size(); ++i) {
+    const Example& e = s.pretrain[i];
+    if (e.op != "skill") continue;
+    EXPECT_TRUE(e.trace.empty());
+    first_third += i < s.pretrain.size() / 3;
+    const std::string rev = "Reverse the digits of ";
+    if (e.question.rfind("Repeat: ", 0) == 0) {
+      ++copies;
+      EXPECT_EQ(e.question.substr(8), e.answer);
+      // The copied problem is none of the test problems.
+      auto p = parse_question(e.answer + " = ?");
+      ASSERT_TRUE(p.has_value()) << e.answer;
+      EXPECT_EQ(test_problems.count(p->key()), 0u) << e.answer;
+    } else if (e.question.find(" facts") != std::string::npos) {
+      // Four one-digit column facts in the trace's notation, e.g. "7*6+3=45\n".
+      ++facts;
+      std::istringstream lines(e.answer);
+      std::string x;
+      int n = 0;
+      while (std::getline(lines, x)) {
+        ++n;
+        int a = 0, b = 0, c = 0, v = 0;
+        char o1 = 0, o2 = 0;
+        ASSERT_EQ(std::sscanf(x.c_str(), "%d%c%d%c%d=%d", &a, &o1, &b, &o2, &c, &v), 6) << x;
+        EXPECT_EQ(o1 == '*' ? a * b + c : o1 == '+' ? a + b + c : a - b - c, v) << x;
+        EXPECT_GE(v, 0) << x;
+        EXPECT_EQ(e.question[0], o1 == '*' ? 'M' : o1 == '+' ? 'A' : 'S') << e.question;
+      }
+      EXPECT_EQ(n, 4) << e.answer;
+    } else {
+      ASSERT_EQ(e.question.rfind(rev, 0), 0u) << e.question;
+      std::string x = e.question.substr(rev.size());
+      x.pop_back();  // '.'
+      EXPECT_EQ(std::string(x.rbegin(), x.rend()), e.answer);
+      ++reversals;
+    }
+  }
+  EXPECT_EQ(copies + reversals + facts, 450u);  // 0.3 x 1500: 1/4, 1/4, 1/2
+  EXPECT_NEAR(static_cast<double>(copies), 112.5, 1.0);
+  EXPECT_NEAR(static_cast<double>(reversals), 112.5, 1.0);
+  EXPECT_NEAR(static_cast<double>(facts), 225.0, 1.0);  // index % 4 in {2, 3}
+  // Spread through the list, not appended at the end.
+  EXPECT_NEAR(static_cast<double>(first_third), 150.0, 5.0);
+  // The arithmetic test sets are unchanged by the skills mix.
+  const Splits plain = make_splits(small_config());
+  EXPECT_EQ(fingerprint(plain.id_test), fingerprint(s.id_test));
 }
 
 TEST(Splits, TestSetsDoNotDependOnPoolSize) {

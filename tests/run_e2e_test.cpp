@@ -20,7 +20,7 @@ int sh(const std::string& cmd) {
 }
 std::string tiny_sets() {
   return " --set base.pretrain_steps=4 --set base.pretrain_examples=300 --set data.pool_size=120"
-         " --set data.select_n=40 --set eval.seeds=1 --set eval.n_id=12 --set eval.n_ood=8"
+         " --set data.select_n=40 --set eval.seeds=2 --set eval.n_id=12 --set eval.n_ood=8"
          " --set eval.max_new_tokens=48 --set eval.think_budgets=[8] --set train.epochs=1"
          " --set base.hidden=32 --set base.layers=1 --set base.head_dim=8 --set base.ffn=64";
 }
@@ -50,7 +50,7 @@ TEST(RunEndToEnd, TinyS1MiniWritesEveryStage) {
     EXPECT_GT(s.wall_s, 0.0) << s.name;
     EXPECT_GE(s.cpu_s, 0.0) << s.name;
   }
-  for (const char* want : {"pretrain", "distill", "select", "sft-seed1", "eval"})
+  for (const char* want : {"pretrain", "distill", "select", "sft-seed1", "repeat-sft-seed2", "eval"})
     EXPECT_TRUE(stages.count(want)) << "missing stage " << want;
   EXPECT_FALSE(l.meter_samples(run).empty());
 
@@ -78,6 +78,16 @@ TEST(RunEndToEnd, TinyS1MiniWritesEveryStage) {
   for (const auto& c : items) categories.insert(c.category);
   EXPECT_TRUE(categories.count("final_run"));
   EXPECT_TRUE(categories.count("base_model"));
+  // The final run is seed 1 only; the second seed's SFT is priced as evaluation (its spread).
+  for (const auto& c : items) {
+    if (c.description.find("sft-seed1") != std::string::npos) EXPECT_EQ(c.category, "final_run");
+    if (c.description.find("repeat-sft-seed2") != std::string::npos)
+      EXPECT_EQ(c.category, "evaluation") << c.description;
+  }
+  std::set<int64_t> tuned_seeds;
+  for (const auto& e : l.evals(run))
+    if (e.model == "tuned") tuned_seeds.insert(e.seed);
+  EXPECT_EQ(tuned_seeds.size(), 2u);
   EXPECT_FALSE(l.verdicts(run).empty());
   EXPECT_TRUE(l.verify().ok) << l.verify().message;
 

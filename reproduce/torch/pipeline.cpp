@@ -264,7 +264,10 @@ void Pipeline::select() {
 }
 
 void Pipeline::sft(int64_t seed_index) {
-  std::string label = "sft-seed" + std::to_string(seed_index + 1);
+  // Seed 1 is the final run; the others repeat it only to measure the evaluation's spread over
+  // seeds, and their stage names say so (ledger::stage_category prices them as evaluation).
+  std::string label = std::string(seed_index == 0 ? "" : "repeat-") + "sft-seed" +
+                      std::to_string(seed_index + 1);
   ledger::StageMeter meter(L_, run_id_, label, meter_opts());
   const auto& t = r_.train;
   auto loss_on = datasets::parse_loss_on(t.loss_on);
@@ -449,6 +452,7 @@ int64_t Pipeline::run() {
     sc.id_test_size = size_t(r_.eval.n_id);
     sc.ood_test_size = size_t(r_.eval.n_ood);
     sc.pretrain_size = size_t(r_.base.pretrain_examples);
+    sc.pretrain_skills_fraction = r_.base.pretrain_skills_fraction;
     splits_ = datasets::make_splits(sc);
     datasets::check_disjoint(splits_.all());
     L_.put_artifact(run_id_, 0, "splits", datasets::summary(splits_));
