@@ -17,6 +17,7 @@
 
 #include "reproduce/cli.h"
 #include "reproduce/torch/trainer.h"  // measure_train_throughput, bench_model_config
+#include "reproduce/python_peer.h"
 
 namespace audit::cli {
 
@@ -34,16 +35,6 @@ struct BenchTrainOptions {
   std::string json_out;
 };
 
-std::string default_python() {
-  const char* p = std::getenv("AUDIT_PYTHON");
-  return (p != nullptr && *p != '\0') ? p : "/root/.cache/audit/venv/bin/python3";
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 // Runs bench_train.py for one model and returns its JSON line.
 nlohmann::json run_python(const BenchTrainOptions& o, const model::ModelConfig& c, int threads,

@@ -26,6 +26,7 @@
 #include "reproduce/recipe.h"              // load_recipe
 #include "reproduce/replay.h"              // inputs_from_recipe, predict
 #include "reproduce/torch/replay_layers.h" // time_parts, shrink_arch, self_check
+#include "reproduce/python_peer.h"
 
 namespace audit::cli {
 
@@ -49,16 +50,6 @@ struct ReplayOptions {
   bool quiet = false;
 };
 
-std::string default_python() {
-  const char* p = std::getenv("AUDIT_PYTHON");
-  return (p != nullptr && *p != '\0') ? p : "/root/.cache/audit/venv/bin/python3";
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 std::string fmt(const char* f, double v) {
   char b[96];

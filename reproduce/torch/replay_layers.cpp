@@ -43,31 +43,6 @@ void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize(d.index() < 0 ? 0 : d.index());
 }
 
-// bf16 autocast for forward passes on CUDA (as the trainer does), restored on scope exit.
-class Autocast {
- public:
-  explicit Autocast(bool on) : on_(on) {
-    if (!on_) return;
-    prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-    prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~Autocast() {
-    if (!on_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
-    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
-  }
-  Autocast(const Autocast&) = delete;
-  Autocast& operator=(const Autocast&) = delete;
-
- private:
-  bool on_;
-  bool prev_enabled_ = false;
-  at::ScalarType prev_dtype_ = at::kBFloat16;
-};
 
 // Rotary tables for MLA's decoupled RoPE dims: cos, sin [1, 1, T, dim] (HF rotate_half form).
 std::pair<torch::Tensor, torch::Tensor> rope_tables(int64_t dim, double theta, int64_t T,
@@ -311,7 +286,7 @@ StepTimes time_steps(const std::function<torch::Tensor()>& loss_fn, FusedAdamW& 
     auto t0 = Clock::now();
     torch::Tensor loss;
     {
-      Autocast guard(autocast);
+      train::CudaAutocast guard(autocast);
       loss = loss_fn();
     }
     loss.backward();

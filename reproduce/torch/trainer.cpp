@@ -141,31 +141,6 @@ void load_archive(torch::serialize::InputArchive& ar, const RawCheckpoint& raw,
   }
 }
 
-// bf16 autocast for the forward pass on CUDA, restored on scope exit (like torch.autocast).
-class CudaAutocast {
- public:
-  explicit CudaAutocast(bool on) : on_(on) {
-    if (!on_) return;
-    prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-    prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~CudaAutocast() {
-    if (!on_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
-    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
-  }
-  CudaAutocast(const CudaAutocast&) = delete;
-  CudaAutocast& operator=(const CudaAutocast&) = delete;
-
- private:
-  bool on_;
-  bool prev_enabled_ = false;
-  at::ScalarType prev_dtype_ = at::kBFloat16;
-};
 
 // CPU time of this process (all threads), for throughput per core-second on a shared machine.
 double process_cpu_seconds() {
@@ -682,6 +657,22 @@ Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch,
     r.tokens_per_s = r.tokens_per_step / r.seconds_per_step;
   }
   return r;
+}
+
+CudaAutocast::CudaAutocast(bool on) : on_(on) {
+  if (!on_) return;
+  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+CudaAutocast::~CudaAutocast() {
+  if (!on_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+  at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
 }
 
 }  // namespace audit::train

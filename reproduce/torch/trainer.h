@@ -92,6 +92,21 @@ using StepCallback = std::function<void(const StepInfo&)>;
 // min_lr + (lr - min_lr) * 0.5 * (1 + cos(pi * (step - warmup) / (total - warmup))).
 double lr_schedule(double lr, double min_lr, int64_t warmup, int64_t total, int64_t step);
 
+// bf16 autocast for forward passes on CUDA (like torch.autocast), restored on scope exit; does
+// nothing when `on` is false. Used by the trainer and by replay's timed steps.
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(bool on);
+  ~CudaAutocast();
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  bool on_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kBFloat16;
+};
+
 // Sum of next-token cross-entropy over the target tokens (loss_mask[:, 1:] != 0), divided by
 // `normalizer` (the global batch's target count, so micro-batches add up to the batch mean).
 // logits [B, T, V] (any float dtype; computed in fp32), tokens and loss_mask [B, T].
