@@ -129,7 +129,8 @@ struct BaseSection {
   double pretrain_lr = 1e-3;     // peak pretrain learning rate (same warmup/cosine shape as train)
   int64_t pretrain_examples = 0; // distinct pretraining examples generated (direct answers)
   int64_t pretrain_seq_len = 128;// tokens per pretraining sequence (packed)
-  double pretrain_skills_fraction = 0;  // share of copy/reverse questions (datasets/splits.h)
+  double pretrain_skills_fraction = 0;  // share of number-handling documents: copies, digit
+                                        // reversals, one-digit tables (datasets/splits.h)
 };
 
 // [data] — the question pool, the teacher that writes traces, s1's selection filters, and the
