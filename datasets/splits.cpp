@@ -159,8 +159,11 @@ class Drawer {
   }
 
   // n number-handling examples (direct answers, no traces): copies of a problem's standard
-  // notation and digit reversals of one operand. Their problems are drawn like any split's and
-  // marked used, so no test or pool problem is ever copied in pretraining.
+  // notation, digit reversals of one operand, and tables of one-digit facts of the problem's
+  // op. Their problems are drawn like any split's and marked used, so no test or pool problem
+  // is ever copied in pretraining. (A facts document uses only its problem's op, yet marks the
+  // problem used too: it costs the pool nothing at these sizes, and the committed figures were
+  // measured with this drawing order.)
   std::vector<Example> draw_skills(std::size_t n, const std::vector<Bucket>& buckets) {
     Rng rng = Rng::stream(seed_, "split:pretrain_skills");
     std::vector<Example> out;
