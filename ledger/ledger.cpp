@@ -683,7 +683,7 @@ static const char* kStageCols =
     "SELECT id, run_id, name, started_at, ended_at, wall_s, cpu_s, gpu_count, gpu_s, gpu_busy_s, "
     "gpu_peak_mem_bytes, energy_j, power_metered, status FROM stages ";
 
-static StageInfo read_stage(Stmt& q) {
+StageInfo read_stage(Stmt& q) {
   StageInfo s;
   s.id = q.i64(0);
   s.run_id = q.i64(1);

@@ -107,4 +107,9 @@ nlohmann::json stage_start_json(const StageInfo& s);
 nlohmann::json artifact_event_json(int64_t run_id, int64_t stage_id, const std::string& name,
                                    const std::string& content);
 
+// A stages row from columns 0..13 in this order: id, run_id, name, started_at, ended_at,
+// wall_s, cpu_s, gpu_count, gpu_s, gpu_busy_s, gpu_peak_mem_bytes, energy_j, power_metered,
+// status (ledger.cpp's reader; verify.cpp reads its rows with it too).
+StageInfo read_stage(Stmt& q);
+
 }  // namespace audit::ledger

@@ -223,21 +223,7 @@ struct Checker {
            "FROM stages s LEFT JOIN runs r ON r.id = s.run_id ORDER BY s.id");
     while (q.step() && !failed()) {
       ++rep.rows_checked;
-      StageInfo s;
-      s.id = q.i64(0);
-      s.run_id = q.i64(1);
-      s.name = q.text(2);
-      s.started_at = q.f64(3);
-      s.ended_at = q.f64(4);
-      s.wall_s = q.f64(5);
-      s.cpu_s = q.f64(6);
-      s.gpu_count = static_cast<int>(q.i64(7));
-      s.gpu_s = q.f64(8);
-      s.gpu_busy_s = q.f64(9);
-      s.gpu_peak_mem_bytes = q.f64(10);
-      s.energy_j = q.f64(11);
-      s.power_metered = q.i64(12) != 0;
-      s.status = q.text(13);
+      StageInfo s = read_stage(q);
       int64_t start_ev = q.i64(14), stop_ev = q.i64(15);
       bool start_null = q.i64(16) != 0, stop_null = q.i64(17) != 0;
       std::string what = row("stages", s.id);

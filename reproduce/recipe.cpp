@@ -16,10 +16,10 @@
 #include <set>
 #include <sstream>
 
-#include <openssl/evp.h>
 #include <toml++/toml.h>
 
 #include "datasets/tasks.h"  // the task family's operation and format names
+#include "ledger/ledger.h"   // sha256_hex: the one SHA-256 of the project
 
 namespace audit::recipe {
 namespace {
@@ -938,7 +938,7 @@ Recipe parse_table(toml::table& root, const std::string& name, const std::vector
   r.path = name;
   r.sets = sets;
   r.resolved_toml = to_toml(r);
-  r.sha256 = sha256_hex(r.resolved_toml);
+  r.sha256 = ledger::sha256_hex(r.resolved_toml);
   return r;
 }
 
@@ -974,20 +974,6 @@ std::string to_toml(const Recipe& r) {
   Writer w(Writer::Mode::root);
   visit_recipe(w, copy);
   return w.text();
-}
-
-std::string sha256_hex(const std::string& text) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1)
-    throw std::runtime_error("EVP_Digest(sha256) failed");
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
 }
 
 std::vector<std::string> with_seed(std::vector<std::string> sets, int64_t seed) {

@@ -284,9 +284,6 @@ Recipe parse_recipe_text(const std::string& text, const std::string& name_for_er
 // parse_recipe_text(to_toml(r)) yields the same sha256.
 std::string to_toml(const Recipe& r);
 
-// Hex SHA-256 (OpenSSL EVP) of any text.
-std::string sha256_hex(const std::string& text);
-
 // Appends the --seed override (train.seed and data.seed) when seed >= 0.
 std::vector<std::string> with_seed(std::vector<std::string> sets, int64_t seed);
 

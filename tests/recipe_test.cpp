@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "reproduce/errors.h"
+#include "ledger/ledger.h"
 #include "reproduce/recipe.h"
 
 namespace fs = std::filesystem;
@@ -279,7 +280,7 @@ TEST(ShippedRecipes, S1MiniIsTrainedHereAndMapsSplits) {
 // ------------------------------------------------------------------ canonical form and hash
 
 TEST(RecipeHash, Sha256OfKnownText) {
-  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(audit::ledger::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST(RecipeHash, IndependentOfLayoutSensitiveToValues) {
@@ -317,7 +318,7 @@ TEST(RecipeHash, TrickyValuesRoundTrip) {
   EXPECT_EQ(back.claim.results[0].benchmark, "A \"B\"");
   EXPECT_EQ(back.extras[0].price_usd.source, "s");
   EXPECT_EQ(to_toml(back), text);
-  EXPECT_EQ(back.sha256, sha256_hex(text));
+  EXPECT_EQ(back.sha256, audit::ledger::sha256_hex(text));
   EXPECT_NE(text.find("rope_theta = 1000000.0\n"), std::string::npos) << "integral floats stay readable";
 }
 

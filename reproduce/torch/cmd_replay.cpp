@@ -137,7 +137,7 @@ int do_self_check(const ReplayOptions& o, const GlobalOptions& g) {
   sc.progress = progress_fn(o.quiet);
   ledger::Ledger L(g.ledger);
   const std::string desc = "replay self-check: " + replay::describe_arch(sc.arch);
-  const int64_t run = begin(L, "replay-self-check", "", desc, recipe::sha256_hex(desc), g.device);
+  const int64_t run = begin(L, "replay-self-check", "", desc, ledger::sha256_hex(desc), g.device);
   try {
     ledger::StageMeter meter(L, run, "self_check", meter_opts(g.device));
     auto r = replay::self_check(sc);
