@@ -111,7 +111,7 @@ std::pair<std::string, int> digit_fact(const std::string& op, Rng& rng) {
   const bool mul = op.rfind("mul", 0) == 0;
   const bool sub = op == "sub" || (op == "addsub" && rng.below(2) == 1);
   if (mul) {
-    int a = d(0, 9), m = d(2, 9), c = d(0, 8);
+    int a = d(0, 9), m = d(2, 9), c = d(0, m - 1);  // a column carry is below m
     return {std::to_string(a) + "*" + std::to_string(m) + "+" + std::to_string(c), a * m + c};
   }
   if (sub) {
@@ -232,9 +232,11 @@ Splits make_splits(const SplitConfig& c) {
                            c.train_format);
   if (!c.ood_format.empty())
     s.ood_format = d.draw("ood_format", c.ood_test_size, train, true, c.ood_format);
-  // Pretraining before the pool: where a digit range has few distinct problems (1-digit sums,
-  // 2-digit products), the base model sees them and the pool gets what is left, as a real base
-  // model has seen the easy problems long before anyone builds an SFT pool.
+  // The pool before pretraining: the pool and the ID test set are then drawn alike, so every
+  // kind of ID problem is also in the pool. Where a digit range has few distinct problems
+  // (one-digit sums, two-digit products), pretraining drawn first used them up: the pool held
+  // none, and the ID set asked the tuned model problems no SFT sample looked like.
+  s.pool = d.draw("pool", c.pool_size, train, false, c.train_format);
   const auto skills = static_cast<std::size_t>(
       std::llround(c.pretrain_skills_fraction * static_cast<double>(c.pretrain_size)));
   s.pretrain = d.draw("pretrain", c.pretrain_size - skills, train, false, c.train_format,
@@ -255,7 +257,6 @@ Splits make_splits(const SplitConfig& c) {
     }
     s.pretrain = std::move(mixed);
   }
-  s.pool = d.draw("pool", c.pool_size, train, false, c.train_format);
   check_disjoint(s.all());
   return s;
 }
