@@ -1,6 +1,6 @@
 // Google Benchmark cases for the C++ trainer: one full train step (forward, masked loss,
-// backward, clip, AdamW) per iteration on the s1-mini model and on one ~10x larger, batch 16 x
-// seq 256, reported as tokens/s. The PyTorch eager counterpart and the ratio come from
+// backward, clip, AdamW) per iteration on the s1-mini recipe's base (mini), the trainer's default
+// model (small) and one ~11x larger (large), batch 16 x seq 256, reported as tokens/s. The PyTorch eager counterpart and the ratio come from
 // `audit bench train` (reproduce/torch/cmd_bench.cpp); figures in docs/benchmarks.md.
 // Compiled to nothing when LibTorch is not built (audit_bench then holds the other benches).
 #include <benchmark/benchmark.h>
@@ -38,6 +38,11 @@ void BM_TrainStep(benchmark::State& state, const std::string& size) {
 }
 
 // Arg: torch threads (0: torch's default).
+BENCHMARK_CAPTURE(BM_TrainStep, mini, std::string("mini"))
+    ->Arg(0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
 BENCHMARK_CAPTURE(BM_TrainStep, small, std::string("small"))
     ->Arg(0)
     ->Unit(benchmark::kMillisecond)

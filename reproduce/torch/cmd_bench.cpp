@@ -24,7 +24,7 @@ namespace audit::cli {
 namespace {
 
 struct BenchTrainOptions {
-  std::string models = "both";  // small | large | both
+  std::string models = "both";  // mini | small | large | both (small, large) | all
   int threads = 0;              // 0: torch's default for this machine
   int warmup = 2;
   int steps = 5;
@@ -71,8 +71,9 @@ int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
   const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
   torch::set_num_threads(threads);
   std::vector<std::string> sizes;
-  if (o.models == "both" || o.models == "small") sizes.push_back("small");
-  if (o.models == "both" || o.models == "large") sizes.push_back("large");
+  if (o.models == "all" || o.models == "mini") sizes.push_back("mini");
+  if (o.models == "all" || o.models == "both" || o.models == "small") sizes.push_back("small");
+  if (o.models == "all" || o.models == "both" || o.models == "large") sizes.push_back("large");
   nlohmann::json results = nlohmann::json::array();
   std::printf("audit bench train: full train steps (forward, masked loss, backward, clip, AdamW),\n"
               "batch %lld x seq %lld, %d warmup + %d timed steps, %d thread(s), device %s,\n"
@@ -136,15 +137,16 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
   train->description(
       "Times full train steps (forward, masked loss, backward, clip, AdamW) of the C++ trainer\n"
       "and of tests/golden/bench_train.py (the same model and ops in PyTorch eager, same torch\n"
-      "package, same thread count) on the s1-mini model (~0.8M parameters) and one ~10x larger,\n"
-      "then prints tokens/s of each and the ratio C++ / PyTorch.");
+      "package, same thread count) on the trainer's default model (small, 0.83M parameters) and\n"
+      "one ~11x larger (large, 9.5M), or on the s1-mini recipe's base (mini, 0.22M), then prints\n"
+      "tokens/s of each and the ratio C++ / PyTorch.");
   train->footer(
       "Examples:\n"
       "  audit bench train                       # both models, torch's default threads\n"
       "  audit bench train --threads 2 --steps 10 --repeats 3 --json bench.json\n"
       "  audit bench train --model small --device cuda");
-  train->add_option("--model", o->models, "Which model: small, large or both")
-      ->check(CLI::IsMember({"small", "large", "both"}))
+  train->add_option("--model", o->models, "Which model: mini, small, large, both (small and large) or all")
+      ->check(CLI::IsMember({"mini", "small", "large", "both", "all"}))
       ->capture_default_str();
   train->add_option("--threads", o->threads, "Intra-op threads for both sides (0: torch default)")
       ->capture_default_str();

@@ -604,9 +604,19 @@ void load_checkpoint_weights(const std::string& path, model::CausalLM& model) {
 }
 
 model::ModelConfig bench_model_config(const std::string& size) {
-  model::ModelConfig c;  // the defaults are s1-mini's sizes
+  model::ModelConfig c;  // the trainer's defaults
   c.vocab = 272;
   if (size == "small") return c;
+  if (size == "mini") {  // recipes/s1-mini.toml [base]
+    c.vocab = 264;
+    c.hidden = 64;
+    c.layers = 3;
+    c.heads = 4;
+    c.kv_heads = 2;
+    c.head_dim = 16;
+    c.ffn = 256;
+    return c;
+  }
   if (size == "large") {
     c.hidden = 320;
     c.layers = 8;
@@ -616,7 +626,7 @@ model::ModelConfig bench_model_config(const std::string& size) {
     c.ffn = 960;
     return c;
   }
-  throw std::invalid_argument("bench model size must be small or large, not '" + size + "'");
+  throw std::invalid_argument("bench model size must be mini, small or large, not '" + size + "'");
 }
 
 Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch, int64_t seq,

@@ -200,9 +200,10 @@ struct Throughput {
   double cpu_seconds = 0;       // process CPU time over the timed steps (all threads)
   double final_loss = 0;
 };
-// The benchmark models: "small" is s1-mini's (hidden 128, 4 layers, 8/2 heads of 16, ffn 384,
-// vocab 272, ~0.8M parameters); "large" is about 10x that (hidden 320, 8 layers, 10/2 heads of
-// 32, ffn 960, ~9.5M). Throws std::invalid_argument for another name.
+// The benchmark models: "mini" is the s1-mini recipe's base (hidden 64, 3 layers, 4/2 heads of
+// 16, ffn 256, vocab 264, 0.22M parameters); "small" the trainer's default ModelConfig (hidden
+// 128, 4 layers, 8/2 heads of 16, ffn 384, vocab 272, 0.83M); "large" about 11x that (hidden
+// 320, 8 layers, 10/2 heads of 32, ffn 960, 9.5M). Throws std::invalid_argument for another name.
 model::ModelConfig bench_model_config(const std::string& size);
 
 Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch, int64_t seq,
