@@ -448,6 +448,70 @@ bool check_answer(const Example& example, std::string_view predicted_text) {
 }
 
 // ---------------------------------------------------------------------------------------------
+const std::vector<std::string>& trace_error_kinds() {
+  static const std::vector<std::string> k = {"restatement", "operands", "fact",   "write_carry",
+                                             "shift",       "result",   "length", "answer",
+                                             "none",        "not_a_task"};
+  return k;
+}
+
+TraceError first_trace_error(std::string_view question, std::string_view trace,
+                             std::string_view answer) {
+  TraceError e;
+  const auto p = parse_question(question);
+  if (!p) {
+    e.kind = "not_a_task";
+    return e;
+  }
+  const Solution want = solve(*p);
+  auto split = [](std::string_view t) {
+    std::vector<std::string> v;
+    std::size_t start = 0;
+    while (start < t.size()) {
+      std::size_t nl = t.find('\n', start);
+      if (nl == std::string_view::npos) nl = t.size();
+      v.emplace_back(t.substr(start, nl - start));
+      start = nl + 1;
+    }
+    return v;
+  };
+  const auto got_lines = split(trace), want_lines = split(want.trace);
+  const std::size_t common = std::min(got_lines.size(), want_lines.size());
+  for (std::size_t i = 0; i < common; ++i) {
+    const std::string &g = got_lines[i], &w = want_lines[i];
+    if (g == w) continue;
+    e.line = static_cast<long>(i + 1);
+    e.got = g;
+    e.want = w;
+    const std::size_t eq = w.find('=');
+    if (w.rfind("result ", 0) == 0) {
+      e.kind = "result";
+    } else if (w.rfind("write carry", 0) == 0) {
+      e.kind = "write_carry";
+    } else if (w.find(" shift ") != std::string::npos) {
+      e.kind = "shift";
+    } else if (eq == std::string::npos) {
+      e.kind = "restatement";
+    } else if (g.compare(0, eq + 1, w, 0, eq + 1) != 0) {
+      e.kind = "operands";
+    } else {
+      // Same left side: compare the value up to the next space.
+      const std::size_t ws = w.find(' ', eq), gs = g.find(' ', eq);
+      e.kind = w.substr(eq, ws - eq) != g.substr(eq, gs - eq) ? "fact" : "write_carry";
+    }
+    return e;
+  }
+  if (got_lines.size() != want_lines.size()) {
+    e.kind = "length";
+    e.line = static_cast<long>(common + 1);
+    e.got = common < got_lines.size() ? got_lines[common] : "";
+    e.want = common < want_lines.size() ? want_lines[common] : "";
+    return e;
+  }
+  e.kind = trim(answer) == want.answer ? "none" : "answer";
+  return e;
+}
+
 // The trace checker. It re-derives every column from the block's header operands, written
 // independently of the solver above, then compares with the solver's trace.
 namespace {

@@ -109,6 +109,30 @@ struct TraceCheck {
 };
 TraceCheck check_trace(std::string_view question, std::string_view trace);
 
+// Where a model's trace first departs from the solver's, for diagnosing a tuned model: the
+// lines are compared in order and the first differing line is classified by the solver's line
+// there. Kinds, in trace order:
+//   "restatement"  a block header ("4821 + 379"): the question copied wrong
+//   "operands"     a column line's left side ("1+9+0"): a digit fetched wrong or a wrong carry in
+//   "fact"         the value after '=' ("=10"): a one-digit fact wrong
+//   "write_carry"  the rest of a column line (" write 0 carry 1"), or "write carry N"
+//   "shift"        a mul2 shift line
+//   "result"       a "result N" line: the written digits read back wrong
+//   "length"       every line agrees but the trace stops early or runs on
+//   "answer"       the trace equals the solver's but the answer does not
+//   "none"         trace and answer are right
+//   "not_a_task"   the question is not of this task family
+struct TraceError {
+  std::string kind;
+  long line = 0;     // 1-based line of the first difference (0: none)
+  std::string got;   // the model's line there ("" past its end)
+  std::string want;  // the solver's line there ("" past its end)
+};
+TraceError first_trace_error(std::string_view question, std::string_view trace,
+                             std::string_view answer);
+// The kinds above in trace order, for tables.
+const std::vector<std::string>& trace_error_kinds();
+
 // Exact arithmetic on canonical decimal strings.
 std::string add_decimal(std::string_view a, std::string_view b);
 std::string sub_decimal(std::string_view a, std::string_view b);  // requires a >= b

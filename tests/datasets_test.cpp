@@ -311,6 +311,69 @@ TEST(Tasks, TraceCheckerCatchesCorruption) {
   EXPECT_FALSE(check_trace("What is 4821 * 37?", join_lines(ml)).ok());
 }
 
+// The first departure from the solver's trace, classified by the solver's line there. The cases
+// are the model errors seen in s1-mini's tuned traces (docs/datasets.md).
+TEST(Tasks, FirstTraceErrorNamesTheKindOfLine) {
+  const std::string q = "What is 4821 + 379?";
+  const Solution sol = solve(q);
+  const auto ls = lines_of(sol.trace);
+  // 0 "4821 + 379", 1 "1+9+0=10 write 0 carry 1", 2 "2+7+1=10 write 0 carry 1",
+  // 3 "8+3+1=12 write 2 carry 1", 4 "4+0+1=5 write 5 carry 0", 5 "result 5200"
+  ASSERT_EQ(ls.size(), 6u);
+  auto kind_of = [&](std::size_t line, const std::string& text, long* at = nullptr) {
+    auto bad = ls;
+    bad[line] = text;
+    auto e = first_trace_error(q, join_lines(bad), sol.answer);
+    if (at) *at = e.line;
+    EXPECT_EQ(e.got, text);
+    EXPECT_EQ(e.want, ls[line]);
+    return e.kind;
+  };
+  long at = 0;
+  EXPECT_EQ(kind_of(0, "4812 + 379", &at), "restatement");
+  EXPECT_EQ(at, 1);
+  EXPECT_EQ(kind_of(2, "2+8+1=11 write 1 carry 1", &at), "operands");  // fetched the wrong digit
+  EXPECT_EQ(at, 3);
+  EXPECT_EQ(kind_of(2, "2+7+0=9 write 9 carry 0"), "operands");        // dropped the carry in
+  EXPECT_EQ(kind_of(3, "8+3+1=13 write 3 carry 1"), "fact");
+  EXPECT_EQ(kind_of(3, "8+3+1=1 write 1 carry 1"), "fact");            // a digit short
+  EXPECT_EQ(kind_of(3, "8+3+1=12 write 2 carry 0"), "write_carry");
+  EXPECT_EQ(kind_of(5, "result 5020"), "result");
+  EXPECT_EQ(kind_of(1, ""), "operands");
+
+  EXPECT_EQ(first_trace_error(q, sol.trace, sol.answer).kind, "none");
+  EXPECT_EQ(first_trace_error(q, sol.trace, " 5200 ").kind, "none");
+  EXPECT_EQ(first_trace_error(q, sol.trace, "5300").kind, "answer");
+  auto shorter = ls;
+  shorter.pop_back();
+  auto e = first_trace_error(q, join_lines(shorter), sol.answer);
+  EXPECT_EQ(e.kind, "length");
+  EXPECT_EQ(e.line, 6);
+  EXPECT_EQ(e.want, "result 5200");
+  EXPECT_EQ(first_trace_error(q, "", sol.answer).kind, "length");  // a direct answer
+  EXPECT_EQ(first_trace_error("What is the capital of France?", "", "Paris").kind, "not_a_task");
+
+  // The final carry line and mul2's shift line.
+  const std::string q2 = "What is 95 + 25?";
+  auto l2 = lines_of(solve(q2).trace);
+  ASSERT_EQ(l2[3], "write carry 1");
+  l2[3] = "write carry 2";
+  EXPECT_EQ(first_trace_error(q2, join_lines(l2), "").kind, "write_carry");
+  const std::string q3 = "What is 123 * 45?";
+  auto l3 = lines_of(solve(q3).trace);
+  auto shift = std::find_if(l3.begin(), l3.end(),
+                            [](const std::string& x) { return x.find(" shift ") != std::string::npos; });
+  ASSERT_NE(shift, l3.end());
+  *shift = "492 shift 1 = 4290";
+  EXPECT_EQ(first_trace_error(q3, join_lines(l3), "").kind, "shift");
+  // Every kind returned is one of the listed kinds.
+  for (const char* k : {"restatement", "operands", "fact", "write_carry", "shift", "result",
+                        "length", "answer", "none", "not_a_task"})
+    EXPECT_NE(std::find(trace_error_kinds().begin(), trace_error_kinds().end(), k),
+              trace_error_kinds().end())
+        << k;
+}
+
 TEST(Tasks, FormatsParseAndRender) {
   Problem add{"add", {"4821", "379"}, "standard"};
   EXPECT_EQ(render_question(add), "What is 4821 + 379?");
