@@ -577,7 +577,7 @@ std::string render_report(const ledger::Ledger& l, int64_t run_id) {
        "<a href=\"#loss\">Loss curves</a><a href=\"#verdicts\">Verdicts</a>"
        "<a href=\"#cost-lines\">Cost lines</a>"
        "<a href=\"#stages\">Metering</a><a href=\"#evals\">Eval cells</a>"
-       "<a href=\"#selection\">Selection</a><a href=\"#decontamination\">Decontamination</a>"
+       "<a href=\"#trace-errors\">Trace errors</a><a href=\"#selection\">Selection</a><a href=\"#decontamination\">Decontamination</a>"
        "<a href=\"#recipe\">Recipe</a><a href=\"#ledger\">Ledger</a></nav>\n";
 
   // ---- Cost waterfall ----
@@ -913,8 +913,45 @@ std::string render_report(const ledger::Ledger& l, int64_t run_id) {
     p += "</section>\n";
   }
 
-  // ---- Selection counts and decontamination ----
+  // ---- Where the tuned traces first go wrong ----
   std::set<std::string> shown;
+  auto te = l.artifact(run_id, "trace_errors");
+  if (!te || !te->is_object() || !te->contains("tuned") || !te->contains("kinds")) {
+    p += "<section id=\"trace-errors\"><h2>Where the tuned traces first go wrong</h2>\n"
+         "<p class=\"lede\">No trace-error counts are recorded for this run.</p></section>\n";
+  } else {
+    shown.insert("trace_errors");
+    // Counts pooled over seeds, per split; only the kinds that occur (and "none") get a column.
+    std::vector<std::string> kinds, splits;
+    std::map<std::string, std::map<std::string, int64_t>> pooled;
+    for (const auto& [seed, by_split] : (*te)["tuned"].items())
+      for (const auto& [split, counts] : by_split.items()) {
+        if (std::find(splits.begin(), splits.end(), split) == splits.end()) splits.push_back(split);
+        for (const auto& [kind, n] : counts.items())
+          if (n.is_number_integer()) pooled[split][kind] += n.get<int64_t>();
+      }
+    for (const auto& k : (*te)["kinds"]) {
+      const std::string kind = k.is_string() ? k.get<std::string>() : "";
+      bool any = kind == "none";
+      for (const auto& sp : splits) any = any || pooled[sp][kind] > 0;
+      if (any) kinds.push_back(kind);
+    }
+    p += "<section id=\"trace-errors\"><h2>Where the tuned traces first go wrong</h2>\n"
+         "<p class=\"lede\">Each completion of every tuned seed, compared line by line with the "
+         "teacher's trace and counted once, at the first line that differs, by what that line "
+         "does (\"none\": trace and answer right; \"answer\": trace right, answer wrong).</p>\n"
+         "<table><thead><tr><th>Split</th>";
+    for (const auto& k : kinds) p += "<th class=\"num\">" + h(k) + "</th>";
+    p += "</tr></thead><tbody>\n";
+    for (const auto& sp : splits) {
+      p += "<tr><td>" + h(sp) + "</td>";
+      for (const auto& k : kinds) p += "<td class=\"num\">" + std::to_string(pooled[sp][k]) + "</td>";
+      p += "</tr>\n";
+    }
+    p += "</tbody></table>\n</section>\n";
+  }
+
+  // ---- Selection counts and decontamination ----
   {
     p += "<section id=\"selection\"><h2>Selection counts</h2>\n";
     auto a = l.artifact(run_id, "selection_counts");

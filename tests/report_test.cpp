@@ -206,6 +206,11 @@ int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
                         {"after_diversity", 1000}};
   if (hostile) sel["<script>alert(6)</script>"] = 1;
   l.put_artifact(run, 0, "selection_counts", sel);
+  l.put_artifact(run, 0, "trace_errors",
+                 {{"kinds", {"restatement", "operands", "fact", "none", "answer"}},
+                  {"tuned",
+                   {{"42", {{"id", {{"restatement", 3}, {"operands", 0}, {"fact", 5}, {"none", 90}, {"answer", 2}}}}},
+                    {"43", {{"id", {{"restatement", 1}, {"operands", 0}, {"fact", 7}, {"none", 92}, {"answer", 0}}}}}}}});
   l.put_artifact(run, 0, "decontamination",
                  {{"ngram", 8},
                   {"splits",
@@ -591,6 +596,15 @@ TEST(HtmlReport, ShowsTheLedgerFigures) {
   EXPECT_NE(html.find("after_difficulty"), std::string::npos);
   EXPECT_NE(html.find(">2107</td>"), std::string::npos);
   EXPECT_NE(html.find("overlapping"), std::string::npos);
+  // Trace errors pooled over the two seeds; a kind that never occurs gets no column.
+  const auto te = html.substr(html.find("<section id=\"trace-errors\">"));
+  EXPECT_NE(te.find("<th class=\"num\">restatement</th><th class=\"num\">fact</th><th "
+                    "class=\"num\">none</th><th class=\"num\">answer</th></tr>"),
+            std::string::npos);
+  EXPECT_NE(te.find("<tr><td>id</td><td class=\"num\">4</td><td class=\"num\">12</td><td "
+                    "class=\"num\">182</td><td class=\"num\">2</td></tr>"),
+            std::string::npos);
+  EXPECT_EQ(te.find(">operands</th>"), std::string::npos);
   // Recipe and its hash, verification, host, commit, device, status, times.
   auto info = l.run(run);
   EXPECT_NE(html.find(info->recipe_sha256), std::string::npos);
@@ -704,6 +718,7 @@ TEST(HtmlReport, ARunWithoutRowsStillRendersAndSaysWhatIsMissing) {
   std::string html = slurp(d.path / "r.html");
   EXPECT_NE(html.find("No evaluation rows are recorded for this run."), std::string::npos);
   EXPECT_NE(html.find("No loss curve is recorded for this run."), std::string::npos);
+  EXPECT_NE(html.find("No trace-error counts are recorded for this run."), std::string::npos);
   EXPECT_NE(html.find("No cost lines are recorded for this run."), std::string::npos);
   EXPECT_NE(html.find("No final-run cost is recorded for this run."), std::string::npos);
   EXPECT_NE(html.find("<span class=\"badge b-failed\">unreadable</span>"), std::string::npos);

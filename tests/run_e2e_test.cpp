@@ -88,6 +88,34 @@ TEST(RunEndToEnd, TinyS1MiniWritesEveryStage) {
   for (const auto& e : l.evals(run))
     if (e.model == "tuned") tuned_seeds.insert(e.seed);
   EXPECT_EQ(tuned_seeds.size(), 2u);
+
+  // Where the tuned traces first go wrong: one kind per completion, so each (seed, split)
+  // sums to its eval's n, and a right trace with a right answer is a correct answer.
+  auto te = l.artifact(run, "trace_errors");
+  ASSERT_TRUE(te.has_value());
+  int checked = 0;
+  for (const auto& e : l.evals(run)) {
+    if (e.model != "tuned" || e.suite != "arith" || e.budget >= 0) continue;
+    const auto& counts = (*te)["tuned"][std::to_string(e.seed)][e.split];
+    ASSERT_TRUE(counts.is_object()) << e.seed << " " << e.split;
+    int64_t sum = 0;
+    for (const auto& [kind, n] : counts.items()) sum += n.get<int64_t>();
+    EXPECT_EQ(sum, e.n) << e.seed << " " << e.split;
+    EXPECT_LE(counts["none"].get<int64_t>(), e.correct) << e.seed << " " << e.split;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 8);  // 2 seeds x (ID + 3 OOD)
+  // Every completion of the first tuned seed, with its question and verdict.
+  int completion_events = 0;
+  for (const auto& ev : l.events(run)) {
+    if (ev.key != "eval_completions") continue;
+    auto v = nlohmann::json::parse(ev.value);
+    ++completion_events;
+    EXPECT_EQ(v["seed"].get<int64_t>(), 42);
+    EXPECT_EQ(v["items"].size(), v["split"] == "id_test" ? 12u : 8u) << v["split"];  // n_id, n_ood
+    EXPECT_EQ(v["items"][0].size(), 3u);
+  }
+  EXPECT_EQ(completion_events, 4);
   EXPECT_FALSE(l.verdicts(run).empty());
   EXPECT_TRUE(l.verify().ok) << l.verify().message;
 

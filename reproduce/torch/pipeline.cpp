@@ -334,12 +334,27 @@ void Pipeline::eval() {
   // The base model is evaluated once: it was pretrained once, and greedy decoding is
   // deterministic, so repeating it per seed would only copy the same row.
   for (const auto& [name, set] : sets) record("base", 0, name, -1, "arith", suites::evaluate(base_, tok_, *set, es));
+  // Where each tuned model's traces first go wrong, per seed and split (datasets::first_trace_error).
+  json trace_errors = json::object();
   for (size_t s = 0; s < tuned_.size(); ++s) {
     int64_t seed = r_.train.seed + int64_t(s);
     es.seed = uint64_t(seed);
     for (const auto& [name, set] : sets) {
-      auto out = suites::evaluate(tuned_[s], tok_, *set, es);
-      if (s == 0) event(meter.stage_id(), "eval_samples", {{"model", "tuned"}, {"split", name}, {"samples", out.samples}});
+      auto es_s = es;
+      es_s.keep_completions = s == 0;
+      auto out = suites::evaluate(tuned_[s], tok_, *set, es_s);
+      if (s == 0) {
+        event(meter.stage_id(), "eval_samples", {{"model", "tuned"}, {"split", name}, {"samples", out.samples}});
+        // Every completion of the first seed, so that any error analysis can be redone from
+        // the ledger alone.
+        json items = json::array();
+        for (size_t i = 0; i < out.completions.size(); ++i)
+          items.push_back({(*set)[i].question, out.completions[i], bool(out.correct_flags[i])});
+        event(meter.stage_id(), "eval_completions",
+              {{"model", "tuned"}, {"seed", seed}, {"split", name},
+               {"fields", {"question", "completion", "correct"}}, {"items", items}});
+      }
+      trace_errors[std::to_string(seed)][name == "id_test" ? "id" : name] = out.trace_errors;
       record("tuned", seed, name, -1, "arith", out);
     }
     // Accuracy against the thinking budget (ID), and s1's "Wait" extension.
@@ -356,6 +371,11 @@ void Pipeline::eval() {
     }
   }
   event(meter.stage_id(), "inference_tokens", {{"generated_tokens", inference_tokens_}});
+  L_.put_artifact(run_id_, meter.stage_id(), "trace_errors",
+                  {{"what", "per tuned seed and split, how many completions first depart from the "
+                            "solver's trace at each kind of line (datasets/tasks.h first_trace_error)"},
+                   {"kinds", datasets::trace_error_kinds()},
+                   {"tuned", trace_errors}});
   meter.finish();
 }
 

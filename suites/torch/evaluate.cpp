@@ -27,6 +27,7 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
   for (auto id : tok.wait_tokens()) g.budget.wait_ids.push_back(id);
   g.budget.answer_prefix_ids = {tok.answer_id()};
 
+  for (const auto& k : datasets::trace_error_kinds()) out.trace_errors[k] = 0;
   const int64_t chunk = std::max<int64_t>(s.batch_size * 4, 1);
   double thinking = 0;
   for (int64_t begin = 0; begin < out.n; begin += chunk) {
@@ -46,8 +47,14 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
       out.correct += ok ? 1 : 0;
       thinking += double(gen.thinking_tokens);
       out.generated_tokens += double(gen.tokens.size());
-      if (out.samples.size() < 3)
-        out.samples.push_back(examples[size_t(i)].question + " => " + tok.decode(ids));
+      ++out.trace_errors[datasets::first_trace_error(examples[size_t(i)].question, parsed.thinking,
+                                                     parsed.answer)
+                             .kind];
+      if (out.samples.size() < 3 || s.keep_completions) {
+        std::string text = tok.decode(ids);
+        if (out.samples.size() < 3) out.samples.push_back(examples[size_t(i)].question + " => " + text);
+        if (s.keep_completions) out.completions.push_back(std::move(text));
+      }
     }
     if (progress) progress(end, out.n);
   }

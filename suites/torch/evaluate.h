@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct EvalSettings {
   uint64_t seed = 0;              // sampling seed (unused when greedy)
   int64_t think_budget = -1;      // cap on thinking tokens; -1 = none
   int64_t waits = 0;              // budget forcing: suppress </think> this many times, append "Wait"
+  bool keep_completions = false;  // fill EvalOutcome::completions with every decoded completion
 };
 
 struct EvalOutcome {
@@ -32,6 +34,10 @@ struct EvalOutcome {
   double generated_tokens = 0;                    // all tokens generated (for inference FLOPs)
   std::vector<bool> correct_flags;                // per example, in order
   std::vector<std::string> samples;               // a few decoded completions, for the ledger
+  std::vector<std::string> completions;           // every one, when EvalSettings::keep_completions
+  // Per example, where its trace first departs from the solver's (datasets::first_trace_error),
+  // counted by kind over every kind of datasets::trace_error_kinds() (zeros included).
+  std::map<std::string, int64_t> trace_errors;
 };
 
 // Decodes every example's prompt and checks its answer exactly. progress(done, total) is called
