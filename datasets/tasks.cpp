@@ -448,6 +448,21 @@ bool check_answer(const Example& example, std::string_view predicted_text) {
 }
 
 // ---------------------------------------------------------------------------------------------
+namespace {
+// The lines of a trace, without their '\n' (a final '\n' adds no empty line).
+std::vector<std::string> trace_lines(std::string_view trace) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < trace.size()) {
+    std::size_t nl = trace.find('\n', start);
+    if (nl == std::string_view::npos) nl = trace.size();
+    lines.emplace_back(trace.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return lines;
+}
+}  // namespace
+
 const std::vector<std::string>& trace_error_kinds() {
   static const std::vector<std::string> k = {"restatement", "operands", "fact",   "write_carry",
                                              "shift",       "result",   "length", "answer",
@@ -464,18 +479,7 @@ TraceError first_trace_error(std::string_view question, std::string_view trace,
     return e;
   }
   const Solution want = solve(*p);
-  auto split = [](std::string_view t) {
-    std::vector<std::string> v;
-    std::size_t start = 0;
-    while (start < t.size()) {
-      std::size_t nl = t.find('\n', start);
-      if (nl == std::string_view::npos) nl = t.size();
-      v.emplace_back(t.substr(start, nl - start));
-      start = nl + 1;
-    }
-    return v;
-  };
-  const auto got_lines = split(trace), want_lines = split(want.trace);
+  const auto got_lines = trace_lines(trace), want_lines = trace_lines(want.trace);
   const std::size_t common = std::min(got_lines.size(), want_lines.size());
   for (std::size_t i = 0; i < common; ++i) {
     const std::string &g = got_lines[i], &w = want_lines[i];
@@ -550,16 +554,7 @@ struct Block {
 
 TraceCheck check_trace(std::string_view question, std::string_view trace) {
   TraceCheck tc;
-  std::vector<std::string> lines;
-  {
-    std::size_t start = 0;
-    while (start < trace.size()) {
-      std::size_t nl = trace.find('\n', start);
-      if (nl == std::string_view::npos) nl = trace.size();
-      lines.emplace_back(trace.substr(start, nl - start));
-      start = nl + 1;
-    }
-  }
+  const std::vector<std::string> lines = trace_lines(trace);
   bool failed = false;
   auto fail = [&](long line, const std::string& msg) {
     if (!failed) {
