@@ -610,7 +610,7 @@ TimingResult time_parts(const ledger::ArchSpec& a, const recipe::BaseSection& ba
 SelfCheckOptions default_self_check() {
   SelfCheckOptions o;
   auto& a = o.arch;
-  a.name = "self-check (s1-mini shapes)";
+  a.name = "self-check (the trainer's default shapes)";
   a.vocab = 272;
   a.hidden = 128;
   a.layers = 4;
