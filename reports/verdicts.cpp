@@ -428,6 +428,14 @@ std::vector<ledger::Verdict> compute_verdicts(const ledger::Ledger& l, int64_t r
       v.verdict = kNotReproducible;
       v.reason = !id ? "no eval rows of the tuned model on the ID split"
                      : "no eval rows of the tuned model on any OOD split";
+    } else if (id->ci.high < kMinIdAccuracyForGap) {
+      // Near zero in distribution, every OOD interval overlaps the ID one, and "it holds out of
+      // distribution" would be true of a model that learned nothing.
+      v.measured = "ID " + cell_text(*id);
+      v.verdict = kNotReproducible;
+      v.reason = "the tuned model scores below " + percent(kMinIdAccuracyForGap) +
+                 " even in distribution (upper bound " + percent(id->ci.high) +
+                 "): there is no accuracy to hold or lose out of distribution";
     } else {
       v.measured = "ID " + cell_text(*id);
       std::vector<std::string> below;

@@ -23,6 +23,9 @@ namespace audit::reports {
 inline constexpr const char* kSupported = "supported";
 inline constexpr const char* kNotSupported = "not supported";
 inline constexpr const char* kNotReproducible = "not reproducible here";
+// "ID vs OOD" is only judged when the tuned model's ID interval reaches this accuracy; below it
+// the verdict is "not reproducible here" (a model near 0% everywhere shows no gap).
+inline constexpr double kMinIdAccuracyForGap = 0.10;
 
 // ---- Formatting shared by verdict texts and the report (deterministic) ----
 std::string money(double usd);          // "$50", "$1.23", "$0.0042", "$12,345", "$3.5M", "$1.2B"

@@ -501,6 +501,35 @@ TEST(Verdicts, CostClaimBelowTheMeasuredFinalRunIsNotSupported) {
   EXPECT_NE(cost->reason.find("costs more than the claimed figure"), std::string::npos);
 }
 
+TEST(Verdicts, IdVsOodIsNotJudgedWhenTheTunedModelScoresNearZeroInDistribution) {
+  TempDir d("floor");
+  Ledger l((d.path / "a.db").string());
+  audit::ledger::RunInfo ri;
+  ri.name = "floor";
+  ri.recipe_text = testfix::synthetic_recipe(false, 0.05);
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  int64_t run = l.begin_run(ri);
+  auto judged = [&](std::initializer_list<int64_t> id_correct) {
+    testfix::eval(l, run, "tuned", "id", -1, id_correct, "arith");
+    testfix::eval(l, run, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
+    auto v = compute_verdicts(l, run);
+    return *find_claim(v, "generalization: ID vs OOD");
+  };
+  // 2 of 600 in distribution: Wilson upper bound 1.2%, below the 10% floor.
+  auto low = judged({1, 0, 1});
+  EXPECT_EQ(low.verdict, kNotReproducible);
+  EXPECT_NE(low.reason.find("below 10.0% even in distribution"), std::string::npos) << low.reason;
+  l.end_run(run, audit::ledger::RunStatus::succeeded);
+
+  // Above the floor the usual rule applies (here: OOD falls below ID).
+  Ledger l2((d.path / "b.db").string());
+  int64_t run2 = l2.begin_run(ri);
+  testfix::eval(l2, run2, "tuned", "id", -1, {40, 44, 42}, "arith");
+  testfix::eval(l2, run2, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
+  auto v2 = compute_verdicts(l2, run2);
+  EXPECT_EQ(find_claim(v2, "generalization: ID vs OOD")->verdict, kNotSupported);
+}
+
 TEST(Verdicts, MissingRowsAreNotReproducibleWithAReason) {
   TempDir d("empty");
   Ledger l((d.path / "a.db").string());
