@@ -1,16 +1,29 @@
 // The Python peer of the benchmarks: which interpreter runs the PyTorch-eager side
-// (tests/golden/bench_train.py, bench_layer.py) and how its arguments are quoted for the shell.
+// (tests/golden/bench_train.py, bench_layer.py), how its arguments are quoted for the shell, and
+// how its one JSON result line is read back.
 #pragma once
 
+#include <array>
+#include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <stdexcept>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 namespace audit {
 
-// $AUDIT_PYTHON, else the venv ci/setup.sh makes.
+// $AUDIT_PYTHON, else the venv ci/setup.sh makes ($AUDIT_HOME/venv, AUDIT_HOME defaulting to
+// ~/.cache/audit).
 inline std::string default_python() {
-  const char* p = std::getenv("AUDIT_PYTHON");
-  return (p != nullptr && *p != '\0') ? p : "/root/.cache/audit/venv/bin/python3";
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v != nullptr ? v : "");
+  };
+  if (!env("AUDIT_PYTHON").empty()) return env("AUDIT_PYTHON");
+  const std::string home = !env("AUDIT_HOME").empty() ? env("AUDIT_HOME") : env("HOME") + "/.cache/audit";
+  return home + "/venv/bin/python3";
 }
 
 // s in single quotes for /bin/sh, embedded quotes escaped.
@@ -18,6 +31,24 @@ inline std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
+}
+
+// Runs `command` (a peer script), and returns the last JSON object it printed. Throws
+// std::runtime_error naming `what`, the command and its output when it cannot start, exits
+// non-zero or prints no JSON.
+inline nlohmann::json run_python_json(const std::string& command, const std::string& what) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) throw std::runtime_error("cannot start " + command);
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), buf.size(), pipe.get()) != nullptr) out += buf.data();
+  const int rc = pclose(pipe.release());
+  if (rc != 0)
+    throw std::runtime_error(what + " failed (exit " + std::to_string(rc) + "): " + command +
+                             "\n" + out);
+  const auto last = out.find_last_of('{');
+  if (last == std::string::npos) throw std::runtime_error("no JSON from " + command + ": " + out);
+  return nlohmann::json::parse(out.substr(last));
 }
 
 }  // namespace audit

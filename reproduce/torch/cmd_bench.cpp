@@ -3,7 +3,6 @@
 // count), on the s1-mini recipe's model, the trainer's default one and one about 11x larger than
 // that, in one run, with the ratio.
 #include <algorithm>
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -48,18 +47,7 @@ nlohmann::json run_python(const BenchTrainOptions& o, const model::ModelConfig& 
       << " --ffn " << c.ffn << " --rope-theta " << c.rope_theta << " --batch " << o.batch
       << " --seq " << o.seq << " --warmup " << o.warmup << " --steps " << o.steps
       << " --threads " << threads << " --device " << device;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.str().c_str(), "r"), pclose);
-  if (!pipe) throw std::runtime_error("cannot start " + cmd.str());
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (fgets(buf.data(), buf.size(), pipe.get()) != nullptr) out += buf.data();
-  const int rc = pclose(pipe.release());
-  if (rc != 0)
-    throw std::runtime_error("PyTorch benchmark failed (exit " + std::to_string(rc) + "): " +
-                             cmd.str() + "\n" + out);
-  const auto last = out.find_last_of('{');
-  if (last == std::string::npos) throw std::runtime_error("no JSON from " + cmd.str() + ": " + out);
-  return nlohmann::json::parse(out.substr(last));
+  return run_python_json(cmd.str(), "PyTorch benchmark");
 }
 
 double median(std::vector<double> v) {

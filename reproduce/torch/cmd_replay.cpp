@@ -6,7 +6,6 @@
 // `--compare-eager` times the same layer in PyTorch eager (tests/golden/bench_layer.py).
 #include <unistd.h>
 
-#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -114,18 +113,7 @@ json run_eager(const ReplayOptions& o, const ledger::ArchSpec& a, const recipe::
       << (a.qkv_bias ? 1 : 0) << " --seq " << seq << " --batch " << batch << " --warmup "
       << warmup << " --steps " << steps << " --threads " << torch::get_num_threads()
       << " --device " << device;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.str().c_str(), "r"), pclose);
-  if (!pipe) throw std::runtime_error("cannot start " + cmd.str());
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (fgets(buf.data(), buf.size(), pipe.get()) != nullptr) out += buf.data();
-  const int rc = pclose(pipe.release());
-  if (rc != 0)
-    throw std::runtime_error("PyTorch eager layer benchmark failed (exit " + std::to_string(rc) +
-                             "): " + cmd.str() + "\n" + out);
-  const auto last = out.find_last_of('{');
-  if (last == std::string::npos) throw std::runtime_error("no JSON from " + cmd.str() + ": " + out);
-  auto j = json::parse(out.substr(last));
+  auto j = run_python_json(cmd.str(), "PyTorch eager layer benchmark");
   j["command"] = cmd.str();
   return j;
 }
