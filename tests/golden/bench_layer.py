@@ -20,29 +20,10 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_golden import (Qwen2Config, Qwen2DecoderLayer, Qwen2RMSNorm,  # noqa: E402
-                         Qwen2RotaryEmbedding)
-
-
-class FusedRMSNorm(nn.Module):
-    def __init__(self, weight, eps):
-        super().__init__()
-        self.weight = weight
-        self.eps = eps
-
-    def forward(self, x):
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-
-
-def use_fused_norms(module):
-    for name, child in module.named_children():
-        if isinstance(child, Qwen2RMSNorm):
-            setattr(module, name, FusedRMSNorm(child.weight, child.variance_epsilon))
-        else:
-            use_fused_norms(child)
+from make_golden import (Qwen2Config, Qwen2DecoderLayer, Qwen2RotaryEmbedding,  # noqa: E402
+                         use_fused_norms)
 
 
 def sync(device):

@@ -59,6 +59,27 @@ class Qwen2RMSNorm(nn.Module):
         return self.weight * hidden_states.to(input_dtype)
 
 
+class FusedRMSNorm(nn.Module):
+    """RMSNorm through F.rms_norm, as the C++ model uses at::rms_norm (the benchmark peers)."""
+
+    def __init__(self, weight, eps):
+        super().__init__()
+        self.weight = weight
+        self.eps = eps
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def use_fused_norms(module):
+    """Replaces every Qwen2RMSNorm below `module` by a FusedRMSNorm with the same weight."""
+    for name, child in module.named_children():
+        if isinstance(child, Qwen2RMSNorm):
+            setattr(module, name, FusedRMSNorm(child.weight, child.variance_epsilon))
+        else:
+            use_fused_norms(child)
+
+
 class Qwen2RotaryEmbedding(nn.Module):
     def __init__(self, head_dim, base):
         super().__init__()
