@@ -344,7 +344,6 @@ void Pipeline::eval() {
       es_s.keep_completions = s == 0;
       auto out = suites::evaluate(tuned_[s], tok_, *set, es_s);
       if (s == 0) {
-        event(meter.stage_id(), "eval_samples", {{"model", "tuned"}, {"split", name}, {"samples", out.samples}});
         // Every completion of the first seed, so that any error analysis can be redone from
         // the ledger alone.
         json items = json::array();

@@ -50,11 +50,7 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
       ++out.trace_errors[datasets::first_trace_error(examples[size_t(i)].question, parsed.thinking,
                                                      parsed.answer)
                              .kind];
-      if (out.samples.size() < 3 || s.keep_completions) {
-        std::string text = tok.decode(ids);
-        if (out.samples.size() < 3) out.samples.push_back(examples[size_t(i)].question + " => " + text);
-        if (s.keep_completions) out.completions.push_back(std::move(text));
-      }
+      if (s.keep_completions) out.completions.push_back(tok.decode(ids));
     }
     if (progress) progress(end, out.n);
   }

@@ -33,8 +33,8 @@ struct EvalOutcome {
   double mean_thinking_tokens = 0;
   double generated_tokens = 0;                    // all tokens generated (for inference FLOPs)
   std::vector<bool> correct_flags;                // per example, in order
-  std::vector<std::string> samples;               // a few decoded completions, for the ledger
-  std::vector<std::string> completions;           // every one, when EvalSettings::keep_completions
+  std::vector<std::string> completions;           // every decoded completion, in order, when
+                                                  // EvalSettings::keep_completions
   // Per example, where its trace first departs from the solver's (datasets::first_trace_error),
   // counted by kind over every kind of datasets::trace_error_kinds() (zeros included).
   std::map<std::string, int64_t> trace_errors;
