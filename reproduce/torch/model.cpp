@@ -11,8 +11,25 @@
 #include <ATen/Parallel.h>
 
 #include "reproduce/errors.h"  // audit::InputError for load_state
+#include "reproduce/recipe.h"  // config_of
 
 namespace audit::model {
+
+ModelConfig config_of(const recipe::BaseSection& b) {
+  ModelConfig mc;
+  mc.vocab = b.vocab_size;
+  mc.hidden = b.hidden;
+  mc.layers = b.layers;
+  mc.heads = b.heads;
+  mc.kv_heads = b.kv_heads;
+  mc.head_dim = b.head_dim;
+  mc.ffn = b.ffn;
+  mc.rope_theta = b.rope_theta;
+  mc.rms_eps = b.rms_eps;
+  mc.qkv_bias = b.qkv_bias;
+  mc.tie_embeddings = b.tie_embeddings;
+  return mc;
+}
 
 namespace F = torch::nn::functional;
 

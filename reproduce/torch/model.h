@@ -17,6 +17,10 @@
 
 #include <torch/torch.h>
 
+namespace audit::recipe {
+struct BaseSection;
+}
+
 namespace audit::model {
 
 // Every architecture default in one place; a recipe overrides fields (see STYLE.md 6).
@@ -42,6 +46,10 @@ struct ModelConfig {
   bool operator==(const ModelConfig& o) const;
   bool operator!=(const ModelConfig& o) const { return !(*this == o); }
 };
+
+// The sizes of a recipe's [base] section (reproduce/recipe.h). Its arch and vocabulary are the
+// caller's to check against what it can build.
+ModelConfig config_of(const recipe::BaseSection& b);
 
 // Per-layer key/value cache for incremental decoding. Keys and values are stored already
 // rotated, [batch, kv_heads, capacity, head_dim]; `valid` marks which cached positions are real

@@ -51,19 +51,7 @@ model::ModelConfig model_config(const recipe::Recipe& r, const datasets::ByteTok
     throw InputError(r.path, 0, 0, "base.vocab_size",
                      "must be at least " + std::to_string(tok.vocab_size()) +
                          " (bytes + template specials of the byte tokenizer)");
-  model::ModelConfig mc;
-  mc.vocab = b.vocab_size;
-  mc.hidden = b.hidden;
-  mc.layers = b.layers;
-  mc.heads = b.heads;
-  mc.kv_heads = b.kv_heads;
-  mc.head_dim = b.head_dim;
-  mc.ffn = b.ffn;
-  mc.rope_theta = b.rope_theta;
-  mc.rms_eps = b.rms_eps;
-  mc.qkv_bias = b.qkv_bias;
-  mc.tie_embeddings = b.tie_embeddings;
-  return mc;
+  return model::config_of(b);
 }
 
 train::TrainData to_train_data(const datasets::Batch& b) {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "reproduce/errors.h"  // audit::InputError for bad checkpoints
+#include "reproduce/recipe.h"  // bench_model_config("mini")
 
 namespace audit::train {
 
@@ -607,16 +608,9 @@ model::ModelConfig bench_model_config(const std::string& size) {
   model::ModelConfig c;  // the trainer's defaults
   c.vocab = 272;
   if (size == "small") return c;
-  if (size == "mini") {  // recipes/s1-mini.toml [base]
-    c.vocab = 264;
-    c.hidden = 64;
-    c.layers = 3;
-    c.heads = 4;
-    c.kv_heads = 2;
-    c.head_dim = 16;
-    c.ffn = 256;
-    return c;
-  }
+  if (size == "mini")  // read from the shipped recipe, so the two cannot drift apart
+    return model::config_of(
+        recipe::load_recipe(std::string(AUDIT_SOURCE_DIR) + "/recipes/s1-mini.toml").base);
   if (size == "large") {
     c.hidden = 320;
     c.layers = 8;

@@ -200,8 +200,8 @@ struct Throughput {
   double cpu_seconds = 0;       // process CPU time over the timed steps (all threads)
   double final_loss = 0;
 };
-// The benchmark models: "mini" is the s1-mini recipe's base (hidden 64, 3 layers, 4/2 heads of
-// 16, ffn 256, vocab 264, 0.22M parameters); "small" the trainer's default ModelConfig (hidden
+// The benchmark models: "mini" is the base of recipes/s1-mini.toml, read from it (now hidden 64,
+// 3 layers, 4/2 heads of 16, ffn 256, vocab 264, 0.22M parameters); "small" the trainer's default ModelConfig (hidden
 // 128, 4 layers, 8/2 heads of 16, ffn 384, vocab 272, 0.83M); "large" about 11x that (hidden
 // 320, 8 layers, 10/2 heads of 32, ffn 960, 9.5M). Throws std::invalid_argument for another name.
 model::ModelConfig bench_model_config(const std::string& size);

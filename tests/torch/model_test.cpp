@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "reproduce/errors.h"
+#include "reproduce/recipe.h"
 #include "reproduce/torch/model.h"
 #include "reproduce/torch/safetensors.h"
 #include "reproduce/torch/trainer.h"  // masked_lm_loss: the loss the trainer uses
@@ -264,6 +265,31 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Every size of a recipe's [base] reaches the model config (the pipeline and `audit bench
+// train --model mini` build their models through config_of).
+TEST(Model, ConfigOfARecipesBaseSection) {
+  auto r = audit::recipe::parse_recipe_text(
+      "[claim]\nname = \"c\"\n[base]\nvocab_size = 300\nhidden = 48\nlayers = 5\nheads = 6\n"
+      "kv_heads = 3\nhead_dim = 8\nffn = 136\nrope_theta = 5e5\nrms_eps = 1e-5\n"
+      "qkv_bias = false\ntie_embeddings = true\n",
+      "test");
+  const auto c = audit::model::config_of(r.base);
+  EXPECT_EQ(c.vocab, 300);
+  EXPECT_EQ(c.hidden, 48);
+  EXPECT_EQ(c.layers, 5);
+  EXPECT_EQ(c.heads, 6);
+  EXPECT_EQ(c.kv_heads, 3);
+  EXPECT_EQ(c.head_dim, 8);
+  EXPECT_EQ(c.ffn, 136);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 5e5);
+  EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(audit::train::bench_model_config("mini"),
+            audit::model::config_of(
+                audit::recipe::load_recipe(std::string(AUDIT_SOURCE_DIR) + "/recipes/s1-mini.toml").base));
 }
 
 TEST(Safetensors, RoundTripKeepsValuesDtypesAndMetadata) {
