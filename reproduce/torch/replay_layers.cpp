@@ -610,15 +610,16 @@ TimingResult time_parts(const ledger::ArchSpec& a, const recipe::BaseSection& ba
 SelfCheckOptions default_self_check() {
   SelfCheckOptions o;
   auto& a = o.arch;
+  const model::ModelConfig d;  // the trainer's default model
   a.name = "self-check (the trainer's default shapes)";
-  a.vocab = 272;
-  a.hidden = 128;
-  a.layers = 4;
-  a.heads = 8;
-  a.kv_heads = 2;
-  a.head_dim = 16;
-  a.ffn = 384;
-  a.qkv_bias = true;
+  a.vocab = d.vocab;
+  a.hidden = d.hidden;
+  a.layers = d.layers;
+  a.heads = d.heads;
+  a.kv_heads = d.kv_heads;
+  a.head_dim = d.head_dim;
+  a.ffn = d.ffn;
+  a.qkv_bias = d.qkv_bias;
   o.samples = 64;
   o.seq_len = 256;
   o.batch = 8;
