@@ -8,8 +8,8 @@
 #include <cmath>
 #include <filesystem>
 
-#include "ledger/ledger.h"
-#include "ledger/meter.h"
+#include "ledger/store/ledger.h"
+#include "ledger/meter/meter.h"
 
 using namespace audit::ledger;
 

@@ -1,11 +1,11 @@
-// Google Benchmark cases for MoE gating (kernels/moe_gating.h): the CPU reference's throughput
+// Google Benchmark cases for MoE gating (kernels/moe_gating/moe_gating.h): the CPU reference's throughput
 // always; the CUDA launcher's time per call and achieved memory bandwidth against the device's
 // peak when a CUDA device is present (otherwise the case reports why it is skipped).
 // Bandwidth counts the compulsory traffic of the contract (compulsory_bytes below): logits and
 // bias read once, every output written once. The radix sort's extra passes are not counted, so
 // the figure is what the whole gating step achieves on its useful bytes.
-#include "kernels/devices.h"     // cuda_available, cuda_device_info (peak bandwidth)
-#include "kernels/moe_gating.h"  // moe_gating_cpu, moe_gating_cuda
+#include "kernels/devices/devices.h"     // cuda_available, cuda_device_info (peak bandwidth)
+#include "kernels/moe_gating/moe_gating.h"  // moe_gating_cpu, moe_gating_cuda
 
 #include <benchmark/benchmark.h>
 

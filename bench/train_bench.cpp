@@ -1,15 +1,15 @@
 // Google Benchmark cases for the C++ trainer: one full train step (forward, masked loss,
 // backward, clip, AdamW) per iteration on the s1-mini recipe's base (mini), the trainer's default
 // model (small) and one ~11x larger (large), batch 16 x seq 256, reported as tokens/s. The PyTorch eager counterpart and the ratio come from
-// `audit bench train` (reproduce/torch/cmd_bench.cpp); figures in docs/benchmarks.md.
+// `audit bench train` (reproduce/cli_torch/cmd_bench.cpp); figures in docs/benchmarks.md.
 // Compiled to nothing when LibTorch is not built (audit_bench then holds the other benches).
 #include <benchmark/benchmark.h>
 
 #if defined(AUDIT_HAVE_TORCH)
 #include <torch/torch.h>
 
-#include "reproduce/torch/model.h"
-#include "reproduce/torch/trainer.h"
+#include "reproduce/model/model.h"
+#include "reproduce/trainer/trainer.h"
 
 namespace {
 

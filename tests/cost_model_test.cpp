@@ -5,7 +5,7 @@
 
 #include <stdexcept>
 
-#include "ledger/cost_model.h"
+#include "ledger/costs/cost_model.h"
 
 namespace L = audit::ledger;
 

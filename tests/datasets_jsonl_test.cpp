@@ -7,14 +7,15 @@
 #include <functional>
 #include <sstream>
 
-#include "datasets/jsonl.h"
+#include "datasets/jsonl/jsonl.h"
+#include "tests/support/support.h"
 
 using namespace audit::datasets;
 using audit::InputError;
 
 namespace {
 std::string fixture(const std::string& name) {
-  return std::string(AUDIT_SOURCE_DIR) + "/tests/fixtures/jsonl/" + name;
+  return std::string(audit::testing::source_dir()) + "/tests/fixtures/jsonl/" + name;
 }
 std::string line_of(const std::string& path, long n) {
   std::ifstream in(path);

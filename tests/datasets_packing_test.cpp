@@ -5,9 +5,9 @@
 #include <map>
 #include <set>
 
-#include "datasets/packing.h"
-#include "datasets/select.h"
-#include "datasets/splits.h"
+#include "datasets/packing/packing.h"
+#include "datasets/select/select.h"
+#include "datasets/tasks/splits.h"
 
 using namespace audit::datasets;
 

@@ -8,8 +8,8 @@
 #include <set>
 #include <sstream>
 
-#include "datasets/decontam.h"
-#include "datasets/splits.h"
+#include "datasets/decontam/decontam.h"
+#include "datasets/tasks/splits.h"
 
 using namespace audit::datasets;
 

@@ -5,9 +5,9 @@
 #include <set>
 #include <string>
 
-#include "datasets/random.h"
-#include "datasets/tasks.h"
-#include "datasets/tokenizer.h"
+#include "datasets/tasks/random.h"
+#include "datasets/tasks/tasks.h"
+#include "datasets/tokenizer/tokenizer.h"
 
 using namespace audit::datasets;
 

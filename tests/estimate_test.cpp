@@ -12,9 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reproduce/errors.h"
-#include "reproduce/estimate.h"
-#include "reproduce/recipe.h"
+#include "reproduce/common/errors.h"
+#include "reproduce/estimate/estimate.h"
+#include "reproduce/recipe/recipe.h"
+#include "tests/support/support.h"
 
 namespace R = audit::reproduce;
 namespace L = audit::ledger;
@@ -22,7 +23,7 @@ namespace L = audit::ledger;
 namespace {
 
 std::string recipe_path(const char* name) {
-  return std::string(AUDIT_SOURCE_DIR) + "/recipes/" + name;
+  return std::string(audit::testing::source_dir()) + "/recipes/" + name;
 }
 
 R::Estimate estimate_of(const char* name, const std::vector<std::string>& sets = {}) {
@@ -236,7 +237,7 @@ TEST(Estimate, JsonCarriesLinesItemsAndTotals) {
 // The wall-clock bound here is loose (a hang or an accidental training run fails it); the
 // estimate's own cost is bounded in-process by EstimateTiming below.
 TEST(EstimateCli, RunsUnderASecondAndPrintsJson) {
-  const std::string cmd = std::string(AUDIT_BINARY) + " estimate " + recipe_path("s1.toml") +
+  const std::string cmd = std::string(audit::testing::audit_binary()) + " estimate " + recipe_path("s1.toml") +
                           " --json 2>&1";
   const auto t0 = std::chrono::steady_clock::now();
   FILE* p = popen(cmd.c_str(), "r");
@@ -267,7 +268,7 @@ TEST(EstimateTiming, EstimateItselfTakesUnderASecond) {
 
 TEST(EstimateCli, MissingRecipeExitsTwo) {
   const std::string cmd =
-      std::string(AUDIT_BINARY) + " estimate /nonexistent/recipe.toml >/dev/null 2>&1";
+      std::string(audit::testing::audit_binary()) + " estimate /nonexistent/recipe.toml >/dev/null 2>&1";
   const int status = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);

@@ -17,8 +17,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "ledger/event_keys.h"
-#include "ledger/ledger.h"
+#include "ledger/store/event_keys.h"
+#include "ledger/store/ledger.h"
 
 namespace fs = std::filesystem;
 using namespace audit::ledger;

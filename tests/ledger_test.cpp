@@ -19,9 +19,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "ledger/event_keys.h"
-#include "ledger/ledger.h"
-#include "reproduce/errors.h"
+#include "ledger/store/event_keys.h"
+#include "ledger/store/ledger.h"
+#include "reproduce/common/errors.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 using namespace audit::ledger;
@@ -807,7 +808,7 @@ struct Cmd {
   std::string out;
 };
 Cmd sh(const std::string& args) {
-  std::string cmd = std::string(AUDIT_BINARY) + " " + args + " 2>&1";
+  std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];

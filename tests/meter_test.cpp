@@ -6,8 +6,8 @@
 #include <cmath>
 #include <filesystem>
 
-#include "ledger/ledger.h"
-#include "ledger/meter.h"
+#include "ledger/store/ledger.h"
+#include "ledger/meter/meter.h"
 
 namespace fs = std::filesystem;
 using namespace audit::ledger;

@@ -1,9 +1,9 @@
-// Tests of the MoE gating contract (kernels/moe_gating.h): the CPU reference against
+// Tests of the MoE gating contract (kernels/moe_gating/moe_gating.h): the CPU reference against
 // hand-computed cases and invariants, then the CUDA kernel against the reference over many
 // shapes (skipped, with the reason, where there is no CUDA device).
-#include "kernels/devices.h"           // cuda_available, kernel_support
-#include "kernels/moe_gating.h"        // the contract and both launchers
-#include "kernels/moe_gating_math.h"   // exp/sigmoid shared by host and device
+#include "kernels/devices/devices.h"           // cuda_available, kernel_support
+#include "kernels/moe_gating/moe_gating.h"        // the contract and both launchers
+#include "kernels/moe_gating/moe_gating_math.h"   // exp/sigmoid shared by host and device
 
 #include <gtest/gtest.h>
 

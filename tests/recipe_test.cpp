@@ -1,4 +1,4 @@
-// Tests of the recipe loader (reproduce/recipe.h): every malformed fixture in
+// Tests of the recipe loader (reproduce/recipe/recipe.h): every malformed fixture in
 // tests/fixtures/recipes/ is refused with the message its first line expects (file:line:column and
 // key), --set syntax and override order, every shipped recipe loads with its published numbers,
 // the resolved TOML round-trips to the same SHA-256, and `audit check` exit codes.
@@ -16,9 +16,10 @@
 
 #include <gtest/gtest.h>
 
-#include "reproduce/errors.h"
-#include "ledger/ledger.h"
-#include "reproduce/recipe.h"
+#include "reproduce/common/errors.h"
+#include "ledger/store/ledger.h"
+#include "reproduce/recipe/recipe.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 using audit::InputError;
@@ -26,9 +27,9 @@ using namespace audit::recipe;
 
 namespace {
 
-const fs::path kSource = AUDIT_SOURCE_DIR;
-const fs::path kFixtures = kSource / "tests" / "fixtures" / "recipes";
-const fs::path kRecipes = kSource / "recipes";
+fs::path source() { return audit::testing::source_dir(); }
+fs::path fixtures() { return source() / "tests" / "fixtures" / "recipes"; }
+fs::path recipes() { return source() / "recipes"; }
 
 std::string read_text(const fs::path& p) {
   std::ifstream in(p);
@@ -53,8 +54,8 @@ const char* kMinimal = "[claim]\nname = \"mini\"\n";
 
 std::vector<std::string> fixture_names() {
   std::vector<std::string> names;
-  if (fs::exists(kFixtures))
-    for (const auto& e : fs::directory_iterator(kFixtures))
+  if (fs::exists(fixtures()))
+    for (const auto& e : fs::directory_iterator(fixtures()))
       if (e.path().extension() == ".toml") names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
   return names;
@@ -73,7 +74,7 @@ int run(const std::string& cmd) {
 class MalformedRecipe : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MalformedRecipe, RefusedWithExpectedMessage) {
-  fs::path p = kFixtures / GetParam();
+  fs::path p = fixtures() / GetParam();
   std::string text = read_text(p);
   const std::string tag = "# expect: ";
   ASSERT_EQ(text.rfind(tag, 0), 0u) << p << " must start with '" << tag << "<message substring>'";
@@ -211,7 +212,7 @@ TEST(RecipeSet, WithSeedSetsTrainAndDataSeeds) {
 
 TEST(ShippedRecipes, EveryRecipeLoadsAndRoundTrips) {
   int n = 0;
-  for (const auto& e : fs::directory_iterator(kRecipes)) {
+  for (const auto& e : fs::directory_iterator(recipes())) {
     if (e.path().extension() != ".toml") continue;
     ++n;
     SCOPED_TRACE(e.path().string());
@@ -226,7 +227,7 @@ TEST(ShippedRecipes, EveryRecipeLoadsAndRoundTrips) {
 }
 
 TEST(ShippedRecipes, S1CarriesThePublishedNumbers) {
-  Recipe r = load_recipe((kRecipes / "s1.toml").string());
+  Recipe r = load_recipe((recipes() / "s1.toml").string());
   EXPECT_EQ(r.claim.name, "s1");
   EXPECT_NEAR(claimed_gpu_hours(r.claim), 6.93, 0.005);
   EXPECT_DOUBLE_EQ(r.claim.claimed_cost_usd, 50.0);
@@ -256,7 +257,7 @@ TEST(ShippedRecipes, S1CarriesThePublishedNumbers) {
 }
 
 TEST(ShippedRecipes, DeepSeekV3PhasesAddUp) {
-  Recipe r = load_recipe((kRecipes / "deepseek-v3.toml").string());
+  Recipe r = load_recipe((recipes() / "deepseek-v3.toml").string());
   EXPECT_TRUE(is_moe(r.base));
   EXPECT_EQ(r.base.routed_experts, 256);
   EXPECT_EQ(r.base.top_k, 8);
@@ -268,7 +269,7 @@ TEST(ShippedRecipes, DeepSeekV3PhasesAddUp) {
 }
 
 TEST(ShippedRecipes, S1MiniIsTrainedHereAndMapsSplits) {
-  Recipe r = load_recipe((kRecipes / "s1-mini.toml").string());
+  Recipe r = load_recipe((recipes() / "s1-mini.toml").string());
   EXPECT_TRUE(r.base.train_here);
   EXPECT_EQ(r.data.select_n, 1000);
   EXPECT_EQ(r.train.epochs, 5);
@@ -325,7 +326,7 @@ TEST(RecipeHash, TrickyValuesRoundTrip) {
 // Mutated shipped recipes (byte flips, insertions, truncations, seeded): each one either loads
 // or is refused with an InputError naming the input; never another exception or a crash.
 TEST(RecipeFuzz, MutatedRecipesLoadOrAreRefusedCleanly) {
-  const std::string base = read_text(kRecipes / "s1.toml");
+  const std::string base = read_text(recipes() / "s1.toml");
   const std::string alphabet = "[]{}=\"'.,#\n -0123456789abcxyzefn";
   uint64_t state = 0x9E3779B97F4A7C15ull;
   auto next = [&] {  // splitmix64
@@ -372,11 +373,11 @@ TEST(RecipePaths, ResolvedRelativeToTheRecipe) {
 // ------------------------------------------------------------------ audit check
 
 TEST(AuditCheck, ExitCodesAndOutput) {
-  const std::string bin = AUDIT_BINARY;
+  const std::string bin = audit::testing::audit_binary();
   const fs::path tmp = fs::temp_directory_path() / ("audit_check_test_" + std::to_string(::getpid()));
   fs::create_directories(tmp);
   const std::string out = (tmp / "out.txt").string(), err = (tmp / "err.txt").string();
-  const std::string s1 = (kRecipes / "s1.toml").string();
+  const std::string s1 = (recipes() / "s1.toml").string();
 
   EXPECT_EQ(run(bin + " check " + s1 + " > " + out + " 2> " + err), 0) << read_text(err);
   std::string text = read_text(out);
@@ -386,7 +387,7 @@ TEST(AuditCheck, ExitCodesAndOutput) {
   EXPECT_EQ(run(bin + " check " + s1 + " --sha256 --set train.epochs=3 > " + out), 0);
   EXPECT_EQ(read_text(out), load_recipe(s1, {"train.epochs=3"}).sha256 + "\n");
 
-  EXPECT_EQ(run(bin + " check " + (kFixtures / "unknown_key.toml").string() + " > " + out + " 2> " +
+  EXPECT_EQ(run(bin + " check " + (fixtures() / "unknown_key.toml").string() + " > " + out + " 2> " +
                 err),
             2);
   EXPECT_NE(read_text(err).find("unknown_key.toml:7:1: 'train.lrr': unknown key"), std::string::npos)

@@ -1,4 +1,4 @@
-// Tests of the replay extrapolation math (reproduce/replay.h) against hand-computed cases: the
+// Tests of the replay extrapolation math (reproduce/replay/replay.h) against hand-computed cases: the
 // roofline translation, the work model, the length profile, the collectives, an end-to-end
 // prediction with its band and verdict, and the claim side read from the shipped recipes.
 #include <cmath>
@@ -6,7 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include "reproduce/replay.h"
+#include "reproduce/replay/replay.h"
+#include "tests/support/support.h"
 
 namespace {
 
@@ -242,7 +243,7 @@ TEST(ReplayMath, EfficiencyInterpolatesInLogLength) {
               rp::roofline_seconds(w80, in.here) / 0.6, 1e-12);  // clamped at the ends
 }
 
-std::string recipe_path(const char* name) { return std::string(AUDIT_SOURCE_DIR) + "/recipes/" + name; }
+std::string recipe_path(const char* name) { return std::string(audit::testing::source_dir()) + "/recipes/" + name; }
 
 TEST(ReplayRecipe, S1ClaimSide) {
   auto r = audit::recipe::load_recipe(recipe_path("s1.toml"));

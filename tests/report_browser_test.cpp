@@ -14,8 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "ledger/ledger.h"
-#include "reports/html_report.h"
+#include "ledger/store/ledger.h"
+#include "reports/html/html_report.h"
+#include "tests/support/support.h"
 
 namespace audit::reports::testfix {
 // Defined in tests/report_test.cpp: a tiny synthetic run written through the Ledger API.
@@ -156,13 +157,11 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
   problems = console_problems(b.err("dom"));
   EXPECT_TRUE(problems.empty()) << "console: " << problems.front();
 
-#ifdef AUDIT_BUILD_DIR
   std::error_code ec;
-  fs::copy_file(shot, fs::path(AUDIT_BUILD_DIR) / "report_screenshot.png",
+  fs::copy_file(shot, fs::path(audit::testing::build_dir()) / "report_screenshot.png",
                 fs::copy_options::overwrite_existing, ec);
-  fs::copy_file(page, fs::path(AUDIT_BUILD_DIR) / "report_synthetic.html",
+  fs::copy_file(page, fs::path(audit::testing::build_dir()) / "report_synthetic.html",
                 fs::copy_options::overwrite_existing, ec);
-#endif
   fs::remove_all(dir);
 }
 

@@ -20,10 +20,11 @@
 #include <sstream>
 #include <string>
 
-#include "ledger/ledger.h"
-#include "reports/html_report.h"
-#include "reports/svg.h"
-#include "reports/verdicts.h"
+#include "ledger/store/ledger.h"
+#include "reports/html/html_report.h"
+#include "reports/html/svg.h"
+#include "reports/verdicts/verdicts.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 using audit::ledger::CostItem;
@@ -782,7 +783,7 @@ TEST(HtmlReport, FailedVerificationIsShownFirst) {
 // ---- the CLI verb ----
 
 int run_cli(const std::string& args) {
-  std::string cmd = std::string(AUDIT_BINARY) + " " + args + " >/dev/null 2>&1";
+  std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " >/dev/null 2>&1";
   int rc = std::system(cmd.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

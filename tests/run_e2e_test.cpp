@@ -9,7 +9,8 @@
 #include <set>
 #include <string>
 
-#include "ledger/ledger.h"
+#include "ledger/store/ledger.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 
@@ -27,12 +28,13 @@ std::string tiny_sets() {
 }  // namespace
 
 TEST(RunEndToEnd, TinyS1MiniWritesEveryStage) {
+  AUDIT_SKIP_WITHOUT_TORCH();
   fs::path dir = fs::temp_directory_path() / ("audit_e2e_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::string db = (dir / "audit.db").string();
-  std::string recipe = std::string(AUDIT_SOURCE_DIR) + "/recipes/s1-mini.toml";
-  ASSERT_EQ(sh(std::string(AUDIT_BINARY) + " run " + recipe + " --quiet --meter-interval 0.2 --ledger " +
+  std::string recipe = std::string(audit::testing::source_dir()) + "/recipes/s1-mini.toml";
+  ASSERT_EQ(sh(std::string(audit::testing::audit_binary()) + " run " + recipe + " --quiet --meter-interval 0.2 --ledger " +
                db + tiny_sets()),
             0);
 
@@ -119,20 +121,21 @@ TEST(RunEndToEnd, TinyS1MiniWritesEveryStage) {
   EXPECT_FALSE(l.verdicts(run).empty());
   EXPECT_TRUE(l.verify().ok) << l.verify().message;
 
-  EXPECT_EQ(sh(std::string(AUDIT_BINARY) + " ledger verify --ledger " + db + " > /dev/null"), 0);
+  EXPECT_EQ(sh(std::string(audit::testing::audit_binary()) + " ledger verify --ledger " + db + " > /dev/null"), 0);
   std::string html = (dir / "report.html").string();
-  EXPECT_EQ(sh(std::string(AUDIT_BINARY) + " report --ledger " + db + " --out " + html), 0);
+  EXPECT_EQ(sh(std::string(audit::testing::audit_binary()) + " report --ledger " + db + " --out " + html), 0);
   EXPECT_GT(fs::file_size(html), 2000u);
   fs::remove_all(dir);
 }
 
 TEST(RunEndToEnd, BadOverrideExitsTwoWithoutARun) {
+  AUDIT_SKIP_WITHOUT_TORCH();
   fs::path dir = fs::temp_directory_path() / ("audit_e2e_bad_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::string db = (dir / "audit.db").string();
-  std::string recipe = std::string(AUDIT_SOURCE_DIR) + "/recipes/s1-mini.toml";
-  EXPECT_EQ(sh(std::string(AUDIT_BINARY) + " run " + recipe + " --quiet --ledger " + db +
+  std::string recipe = std::string(audit::testing::source_dir()) + "/recipes/s1-mini.toml";
+  EXPECT_EQ(sh(std::string(audit::testing::audit_binary()) + " run " + recipe + " --quiet --ledger " + db +
                " --set train.epochs=-1 2> " + (dir / "err.txt").string()),
             2);
   EXPECT_FALSE(fs::exists(db)) << "bad input must not leave a run in the ledger";

@@ -2,7 +2,7 @@
 """Layer time of k Qwen2 decoder layers in PyTorch eager: the Python side of `audit replay
 --compare-eager`.
 
-It times the same work as the dense-layer timing of reproduce/torch/replay_layers.cpp: k
+It times the same work as the dense-layer timing of reproduce/replay_layers/replay_layers.cpp: k
 Qwen2DecoderLayer modules (tests/golden/make_golden.py, SDPA attention with GQA in the kernel,
 fused F.rms_norm as the C++ model uses at::rms_norm) over a random fp32 input [batch, seq,
 hidden], loss = mean(out.float()^2), backward; bf16 autocast on CUDA, fp32 on CPU. Gradients are

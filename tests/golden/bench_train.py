@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train-step throughput of the Qwen2 model in PyTorch eager: the Python side of `audit bench train`.
 
-It times the same work as audit::train::measure_train_throughput (reproduce/torch/trainer.cpp),
+It times the same work as audit::train::measure_train_throughput (reproduce/trainer/trainer.cpp),
 op for op: embedding, fused RMSNorm (F.rms_norm, as the C++ model uses at::rms_norm), rotary
 embeddings, GQA through repeat + SDPA is_causal, SwiGLU, masked cross-entropy (sum / targets),
 backward, clip_grad_norm_(1.0), AdamW(0.9, 0.95, wd 1e-4 on matrices only), one loss.item() per

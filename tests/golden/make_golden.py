@@ -11,7 +11,7 @@ configuration, one safetensors file holding:
 The C++ test (tests/torch/model_test.cpp) loads the weights into audit::model::CausalLM, runs
 forward and backward in float32 and compares tensor by tensor.
 
-Loss convention (shared with reproduce/torch/trainer.h): loss_mask[b, t] = 1 means token t is a
+Loss convention (shared with reproduce/trainer/trainer.h): loss_mask[b, t] = 1 means token t is a
 target; its prediction comes from position t - 1. Loss = mean cross-entropy over those targets,
 computed here HF-style with labels = -100 outside the mask.
 

@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "reproduce/torch/generate.h"
-#include "reproduce/torch/model.h"
+#include "reproduce/model/generate.h"
+#include "reproduce/model/model.h"
 
 namespace {
 

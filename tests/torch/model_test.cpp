@@ -16,11 +16,12 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
-#include "reproduce/errors.h"
-#include "reproduce/recipe.h"
-#include "reproduce/torch/model.h"
-#include "reproduce/torch/safetensors.h"
-#include "reproduce/torch/trainer.h"  // masked_lm_loss: the loss the trainer uses
+#include "reproduce/common/errors.h"
+#include "reproduce/recipe/recipe.h"
+#include "reproduce/model/model.h"
+#include "reproduce/model/safetensors.h"
+#include "reproduce/trainer/trainer.h"  // masked_lm_loss: the loss the trainer uses
+#include "tests/support/support.h"
 
 namespace {
 
@@ -44,10 +45,10 @@ const std::string& golden_dir() {
     const std::string py = python();
     if (access(py.c_str(), X_OK) != 0) {
       std::fprintf(stderr, "note: %s not found; using the committed fixture\n", py.c_str());
-      return std::string(AUDIT_SOURCE_DIR) + "/tests/fixtures/golden";
+      return std::string(audit::testing::source_dir()) + "/tests/fixtures/golden";
     }
-    const std::string out = std::string(AUDIT_BUILD_DIR) + "/golden";
-    const std::string cmd = "'" + py + "' '" + AUDIT_SOURCE_DIR +
+    const std::string out = std::string(audit::testing::build_dir()) + "/golden";
+    const std::string cmd = "'" + py + "' '" + audit::testing::source_dir() +
                             "/tests/golden/make_golden.py' --out '" + out + "'";
     const int rc = std::system(cmd.c_str());
     if (rc != 0) throw std::runtime_error("golden fixture generation failed (" + cmd + ")");
@@ -289,7 +290,7 @@ TEST(Model, ConfigOfARecipesBaseSection) {
   EXPECT_TRUE(c.tie_embeddings);
   EXPECT_EQ(audit::train::bench_model_config("mini"),
             audit::model::config_of(
-                audit::recipe::load_recipe(std::string(AUDIT_SOURCE_DIR) + "/recipes/s1-mini.toml").base));
+                audit::recipe::load_recipe(std::string(audit::testing::source_dir()) + "/recipes/s1-mini.toml").base));
 }
 
 TEST(Safetensors, RoundTripKeepsValuesDtypesAndMetadata) {

@@ -1,4 +1,4 @@
-// Tests of `audit replay`'s timing side on the CPU at reduced shapes (reproduce/torch/
+// Tests of `audit replay`'s timing side on the CPU at reduced shapes (reproduce/replay_layers/
 // replay_layers.h and the verb): dense Qwen2 and DeepSeek-V3-style MLA + MoE layers time real
 // forward + backward + AdamW steps, the self-check compares the replay's prediction with a real
 // Trainer run of the whole small model, and the CLI writes its ledger run (and exits 2 on a bad
@@ -13,9 +13,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "kernels/devices.h"
-#include "ledger/ledger.h"
-#include "reproduce/torch/replay_layers.h"
+#include "kernels/devices/devices.h"
+#include "ledger/store/ledger.h"
+#include "reproduce/replay_layers/replay_layers.h"
+#include "tests/support/support.h"
 
 namespace {
 
@@ -135,7 +136,7 @@ TEST(ReplayTorch, DeepSeekMlaMoeLayersTimeOnCpu) {
       EXPECT_LT(m.params, static_cast<double>(rp::layer_params(tiny_deepseek(), true).total));
 }
 
-TEST(ReplayTorch, DeepSeekLayerOnCudaWhenPresent) {
+TEST(ReplayTorchGpu, DeepSeekLayerOnCuda) {
   if (!audit::kernels::cuda_available() || !torch::cuda::is_available())
     GTEST_SKIP() << "no CUDA device: " << audit::kernels::cuda_unavailable_reason();
   rp::TimingOptions t;
@@ -188,7 +189,7 @@ TEST(ReplayTorch, SelfCheckPredictsARealTrainingRun) {
   auto r = rp::self_check(o);
   std::printf("[self-check] predicted %.4f s, measured %.4f s, error %+.1f%% (%lld steps)\n",
               r.predicted_s, r.measured_s, 100 * r.error, static_cast<long long>(r.steps));
-  std::ofstream(std::string(AUDIT_BUILD_DIR) + "/replay_self_check.json") << r.to_json().dump(2);
+  std::ofstream(std::string(audit::testing::build_dir()) + "/replay_self_check.json") << r.to_json().dump(2);
   EXPECT_EQ(r.steps, 4);
   EXPECT_GT(r.predicted_s, 0);
   EXPECT_GT(r.measured_s, 0);
@@ -197,7 +198,7 @@ TEST(ReplayTorch, SelfCheckPredictsARealTrainingRun) {
 
 std::string run_cli(const std::string& args, int* code) {
   const std::string out = (fs::temp_directory_path() / "audit_replay_cli.txt").string();
-  const std::string cmd = std::string(AUDIT_BINARY) + " " + args + " > " + out + " 2>&1";
+  const std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " > " + out + " 2>&1";
   const int rc = std::system(cmd.c_str());
   *code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   std::ifstream f(out);
@@ -208,7 +209,7 @@ TEST(ReplayTorch, CliReplaysS1AtReducedShapesIntoTheLedger) {
   const fs::path db = fs::temp_directory_path() / "audit_replay_cli.db";
   fs::remove(db);
   int code = -1;
-  const std::string recipe = std::string(AUDIT_SOURCE_DIR) + "/recipes/s1.toml";
+  const std::string recipe = std::string(audit::testing::source_dir()) + "/recipes/s1.toml";
   auto out = run_cli("replay " + recipe + " --ledger " + db.string() +
                          " --shrink 32 --seq-shrink 16 --set replay.seq_lens=[512,1024]"
                          " --layers 1 --steps 1 --warmup 0 --threads 1 --quiet",

@@ -10,9 +10,9 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
-#include "reproduce/errors.h"
-#include "reproduce/torch/model.h"
-#include "reproduce/torch/trainer.h"
+#include "reproduce/common/errors.h"
+#include "reproduce/model/model.h"
+#include "reproduce/trainer/trainer.h"
 
 namespace {
 

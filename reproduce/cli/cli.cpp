@@ -1,0 +1,95 @@
+// Shared command-line pieces: the common options and the error-to-exit-code mapping.
+#include "reproduce/cli/cli.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include "ledger/store/ledger.h"
+#include "reproduce/common/errors.h"
+#include "reproduce/common/resources.h"
+
+namespace audit::cli {
+
+void add_ledger_option(CLI::App& cmd, GlobalOptions& g) {
+  cmd.add_option("--ledger", g.ledger, "SQLite ledger file (created if missing)")
+      ->capture_default_str()
+      ->envname("AUDIT_LEDGER");
+}
+
+void add_recipe_options(CLI::App& cmd, GlobalOptions& g) {
+  cmd.add_option("--set", g.sets,
+                 "Override one recipe key after the file, e.g. --set train.lr=2e-5 (repeatable)")
+      ->type_name("SECTION.KEY=VALUE");
+  cmd.add_option("--seed", g.seed, "Override the recipe's seed");
+}
+
+void add_device_option(CLI::App& cmd, GlobalOptions& g) {
+  cmd.add_option("--device", g.device, "Where to compute: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+}
+
+void add_out_option(CLI::App& cmd, GlobalOptions& g, const std::string& help) {
+  cmd.add_option("--out", g.out, help);
+}
+
+bool is_torch_verb(const char* arg) {
+  for (const auto& v : kTorchVerbs)
+    if (std::strcmp(arg, v.name) == 0) return true;
+  return false;
+}
+
+void exec_torch_binary(char** argv) {
+  namespace fs = std::filesystem;
+  const fs::path dir = executable_dir();
+  for (const fs::path& p : {dir / "audit-torch", dir.parent_path() / "libexec" / "audit" / "audit-torch"}) {
+    std::error_code ec;
+    if (!fs::exists(p, ec)) continue;
+    const std::string path = p.string();
+    argv[0] = const_cast<char*>(path.c_str());
+    ::execv(path.c_str(), argv);
+    std::fprintf(stderr, "audit %s: cannot start %s: %s\n", argv[1], path.c_str(),
+                 std::strerror(errno));
+    std::exit(kExitBadInput);
+  }
+  std::fprintf(stderr,
+               "audit %s: this verb needs the LibTorch part of audit, audit-torch, which is not "
+               "beside %s (was the build configured with -DAUDIT_TORCH=OFF?)\n",
+               argv[1], dir.string().c_str());
+  std::exit(kExitBadInput);
+}
+
+void add_torch_verb_forwarders(CLI::App& app) {
+  for (const auto& v : kTorchVerbs) {
+    auto* cmd = app.add_subcommand(v.name, v.summary);
+    cmd->allow_extras();
+    cmd->set_help_flag();  // `audit run --help` is answered by audit-torch
+  }
+}
+
+void run_and_exit(const char* verb, const std::function<int()>& fn) {
+  int code = kExitOk;
+  try {
+    code = fn();
+  } catch (const InputError& e) {
+    std::fprintf(stderr, "audit %s: error: %s\n", verb, e.what());
+    code = kExitBadInput;
+  } catch (const ledger::LedgerError& e) {
+    std::fprintf(stderr, "audit %s: ledger error: %s\n", verb, e.what());
+    code = kExitBadInput;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "audit %s: failed: %s\n", verb, e.what());
+    code = 3;
+  }
+  std::fflush(stdout);
+  std::exit(code);
+}
+
+}  // namespace audit::cli

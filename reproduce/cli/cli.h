@@ -1,0 +1,62 @@
+// The command line's shared pieces: global options and one add_*_command per verb. Each verb is
+// defined in the module that owns its work; reproduce/cli/main.cpp only assembles them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace CLI { class App; }
+
+namespace audit::cli {
+
+struct GlobalOptions {
+  std::string ledger = "audit.db";        // --ledger PATH
+  std::string device = "cpu";             // --device cpu|cuda
+  std::vector<std::string> sets;          // --set section.key=value (repeatable, applied last)
+  int64_t seed = -1;                      // --seed N (-1: the recipe's)
+  std::string out;                        // --out PATH
+  bool quiet = false;                     // --quiet: no progress lines
+};
+
+// Adds the options above to a subcommand (each verb takes those that apply to it).
+void add_ledger_option(CLI::App& cmd, GlobalOptions& g);
+void add_recipe_options(CLI::App& cmd, GlobalOptions& g);  // --set, --seed
+void add_device_option(CLI::App& cmd, GlobalOptions& g);
+void add_out_option(CLI::App& cmd, GlobalOptions& g, const std::string& help);
+
+// One per verb, each in its cmd_<verb>.cpp. Each registers a subcommand whose callback runs the
+// verb and exits with its code. The torch-free verbs (reproduce/cli):
+void add_estimate_command(CLI::App& app, GlobalOptions& g);
+void add_report_command(CLI::App& app, GlobalOptions& g);
+void add_dashboard_command(CLI::App& app, GlobalOptions& g);
+void add_ledger_command(CLI::App& app, GlobalOptions& g);
+void add_check_command(CLI::App& app, GlobalOptions& g);
+// The verbs that need LibTorch (reproduce/cli_torch), linked into `audit-torch` only:
+void add_run_command(CLI::App& app, GlobalOptions& g);
+void add_replay_command(CLI::App& app, GlobalOptions& g);
+void add_bench_command(CLI::App& app, GlobalOptions& g);
+
+// The torch-free `audit` binary does not load LibTorch (it starts in milliseconds). It lists
+// the LibTorch verbs in --help and hands them, with every argument, to `audit-torch` beside it.
+struct TorchVerb {
+  const char* name;
+  const char* summary;  // one line, shown by `audit --help`
+};
+inline constexpr TorchVerb kTorchVerbs[] = {
+    {"run", "Re-execute a recipe with real training, metered into the ledger (LibTorch)"},
+    {"replay", "Time the claimed model's layers on this hardware and extrapolate (LibTorch)"},
+    {"bench", "Benchmarks: the trainer against PyTorch eager (LibTorch)"},
+};
+bool is_torch_verb(const char* arg);
+// Lists the LibTorch verbs as subcommands that hand over to audit-torch.
+void add_torch_verb_forwarders(CLI::App& app);
+// Replaces this process with audit-torch (same arguments). On failure prints why and exits 2.
+[[noreturn]] void exec_torch_binary(char** argv);
+
+// Helper for verbs: runs fn, mapping audit::InputError and ledger errors to exit 2 with the
+// message on stderr, and exits the process with fn's return value.
+[[noreturn]] void run_and_exit(const char* verb, const std::function<int()>& fn);
+
+}  // namespace audit::cli

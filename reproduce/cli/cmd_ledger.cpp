@@ -1,0 +1,219 @@
+// The `audit ledger` verb: list runs, show one run with its stages, metering and costs, verify
+// the hash chain and invariants (exit 1 naming the first bad row), export a run as JSON, CSV or
+// MLPerf-style mllog lines.
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "ledger/store/ledger.h"
+#include "reproduce/cli/cli.h"
+#include "reproduce/common/errors.h"
+#include "reproduce/common/format.h"
+
+namespace audit::cli {
+namespace {
+
+using ledger::Ledger;
+
+double run_wall(const ledger::RunInfo& r) {
+  double end = r.ended_at > 0 ? r.ended_at : r.heartbeat_at;
+  return end - r.started_at;
+}
+
+// The ledger verbs read an existing ledger; a mistyped path must not create an empty one.
+std::unique_ptr<Ledger> open_existing(const std::string& path) {
+  if (!std::filesystem::exists(path))
+    throw ledger::LedgerError(path + ": no ledger file here (pass --ledger PATH, or run "
+                                     "`audit run RECIPE` to create one)");
+  return std::make_unique<Ledger>(path);
+}
+
+int cmd_list(const GlobalOptions& g) {
+  auto l = open_existing(g.ledger);
+  auto runs = l->runs();
+  if (runs.empty()) {
+    std::printf("no runs in %s\n", g.ledger.c_str());
+    return kExitOk;
+  }
+  std::printf("%5s  %-20s  %-9s  %-20s  %10s  %-12s\n", "id", "name", "status", "started (UTC)",
+              "wall", "recipe sha");
+  for (const auto& r : runs)
+    std::printf("%5lld  %-20s  %-9s  %-20s  %10s  %-12s\n", static_cast<long long>(r.id),
+                r.name.substr(0, 20).c_str(), ledger::to_string(r.status),
+                text::utc(r.started_at).c_str(), text::duration(run_wall(r)).c_str(),
+                r.recipe_sha256.substr(0, 12).c_str());
+  return kExitOk;
+}
+
+int cmd_show(const GlobalOptions& g, const std::string& spec) {
+  auto l = open_existing(g.ledger);
+  int64_t id = ledger::resolve_run(*l, spec);
+  auto r = *l->run(id);
+  std::printf("run %lld: %s [%s]\n", static_cast<long long>(r.id), r.name.c_str(),
+              ledger::to_string(r.status));
+  std::printf("  recipe   %s  sha256 %s\n", r.recipe_path.empty() ? "-" : r.recipe_path.c_str(),
+              r.recipe_sha256.c_str());
+  std::printf("  host     %s  pid %lld  git %s  device %s\n", r.host.c_str(),
+              static_cast<long long>(r.pid), r.git_commit.c_str(), r.device.c_str());
+  std::printf("  started  %s  ended %s  wall %s\n", text::utc(r.started_at).c_str(),
+              r.ended_at > 0 ? text::utc(r.ended_at).c_str() : "(running)",
+              text::duration(run_wall(r)).c_str());
+
+  auto stages = l->stages(id);
+  std::printf("\nstages (%zu)\n", stages.size());
+  if (!stages.empty()) {
+    std::printf("  %4s  %-12s  %-9s  %10s  %10s  %4s  %10s  %10s  %11s  %10s\n", "id", "name",
+                "status", "wall_s", "cpu_s", "gpus", "gpu_s", "busy_s", "peak_mem", "energy_J");
+    double wall = 0, cpu = 0, gpu = 0, busy = 0;
+    for (const auto& s : stages) {
+      std::printf("  %4lld  %-12s  %-9s  %10.2f  %10.2f  %4d  %10.2f  %10.2f  %11s  %10s\n",
+                  static_cast<long long>(s.id), s.name.substr(0, 12).c_str(), s.status.c_str(),
+                  s.wall_s, s.cpu_s, s.gpu_count, s.gpu_s, s.gpu_busy_s,
+                  text::bytes(s.gpu_peak_mem_bytes).c_str(),
+                  s.power_metered ? text::fmt("%.1f", s.energy_j).c_str() : "not metered");
+      wall += s.wall_s;
+      cpu += s.cpu_s;
+      gpu += s.gpu_s;
+      busy += s.gpu_busy_s;
+    }
+    std::printf("  %4s  %-12s  %-9s  %10.2f  %10.2f  %4s  %10.2f  %10.2f\n", "", "total", "",
+                wall, cpu, "", gpu, busy);
+  }
+
+  auto costs = l->cost_items(id);
+  std::printf("\ncost items (%zu)\n", costs.size());
+  for (const auto& c : costs) {
+    std::printf("  %-16s %-10s %g %s x %s/%s/%s = %s/%s/%s (low/mid/high)  %s\n",
+                c.category.c_str(), ledger::to_string(c.provenance), c.quantity, c.unit.c_str(),
+                text::money(c.price_low).c_str(), text::money(c.price_mid).c_str(),
+                text::money(c.price_high).c_str(), text::money(c.quantity * c.price_low).c_str(),
+                text::money(c.quantity * c.price_mid).c_str(), text::money(c.quantity * c.price_high).c_str(),
+                c.description.c_str());
+    if (!c.formula.empty()) std::printf("  %-16s formula: %s\n", "", c.formula.c_str());
+    if (!c.source.empty()) std::printf("  %-16s source: %s\n", "", c.source.c_str());
+  }
+
+  auto evals = l->evals(id);
+  if (!evals.empty()) {
+    std::printf("\nevaluations (%zu)\n", evals.size());
+    for (const auto& e : evals)
+      std::printf("  %-6s %-12s %-16s %s seed %lld budget %lld: %lld/%lld = %.3f [%.3f, %.3f]\n",
+                  e.model.c_str(), e.suite.c_str(), e.split.c_str(), e.ood ? "OOD" : "ID ",
+                  static_cast<long long>(e.seed), static_cast<long long>(e.budget),
+                  static_cast<long long>(e.correct), static_cast<long long>(e.n), e.score,
+                  e.ci_low, e.ci_high);
+  }
+  auto verdicts = l->verdicts(id);
+  if (!verdicts.empty()) {
+    std::printf("\nverdicts (%zu)\n", verdicts.size());
+    for (const auto& v : verdicts)
+      std::printf("  [%s] %s: %s (claimed %s, measured %s)\n    %s\n", v.kind.c_str(),
+                  v.claim.c_str(), v.verdict.c_str(), v.claimed.c_str(), v.measured.c_str(),
+                  v.reason.c_str());
+  }
+  auto names = l->artifact_names(id);
+  if (!names.empty()) {
+    std::printf("\nartifacts:");
+    for (const auto& n : names) std::printf(" %s", n.c_str());
+    std::printf("\n");
+  }
+  std::printf("\nevents: %zu (audit ledger export %lld --format mllog)\n", l->events(id).size(),
+              static_cast<long long>(id));
+  return kExitOk;
+}
+
+int cmd_verify(const GlobalOptions& g) {
+  auto l = open_existing(g.ledger);
+  auto rep = l->verify();
+  if (rep.ok) {
+    std::printf("%s\n", rep.message.c_str());
+    return kExitOk;
+  }
+  std::printf("ledger FAILED verification: %s\n", rep.message.c_str());
+  return kExitVerdictFailed;
+}
+
+int cmd_export(const GlobalOptions& g, const std::string& spec, const std::string& format) {
+  auto l = open_existing(g.ledger);
+  int64_t id = ledger::resolve_run(*l, spec);
+  std::string text = format == "json"  ? ledger::export_json(*l, id)
+                     : format == "csv" ? ledger::export_csv(*l, id)
+                                       : ledger::export_mllog(*l, id);
+  if (g.out.empty() || g.out == "-") {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return kExitOk;
+  }
+  std::ofstream f(g.out, std::ios::binary | std::ios::trunc);
+  if (!f) throw std::runtime_error(g.out + ": cannot open for writing (check the folder)");
+  f.write(text.data(), static_cast<std::streamsize>(text.size()));
+  f.close();
+  if (!f) throw std::runtime_error(g.out + ": write failed (disk full?)");
+  std::fprintf(stderr, "wrote %s (%zu bytes, run %lld, %s)\n", g.out.c_str(), text.size(),
+               static_cast<long long>(id), format.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_ledger_command(CLI::App& app, GlobalOptions& g) {
+  auto* cmd = app.add_subcommand("ledger", "List, show, verify and export ledger runs");
+  cmd->require_subcommand(1);
+  cmd->fallthrough();
+  add_ledger_option(*cmd, g);
+  cmd->footer(
+      "Examples:\n"
+      "  audit ledger list\n"
+      "  audit ledger show latest\n"
+      "  audit ledger verify --ledger audit.db\n"
+      "  audit ledger export 3 --format mllog --out run3.mllog");
+
+  auto* list = cmd->add_subcommand("list", "Table of runs, newest first: id, name, status, "
+                                           "start time, wall time, recipe SHA-256 prefix");
+  add_ledger_option(*list, g);
+  list->footer("Example:\n  audit ledger list --ledger audit.db");
+  list->callback([&g] { run_and_exit("ledger list", [&] { return cmd_list(g); }); });
+
+  static std::string show_run = "latest";
+  auto* show = cmd->add_subcommand("show", "One run: recipe, host, stages with their metering "
+                                           "(wall, CPU, GPU-seconds, busy, memory, energy), "
+                                           "cost items, evaluations, verdicts");
+  show->add_option("RUN", show_run, "Run id, or 'latest'")->capture_default_str();
+  add_ledger_option(*show, g);
+  show->footer("Examples:\n  audit ledger show latest\n  audit ledger show 3 --ledger audit.db");
+  show->callback([&g] { run_and_exit("ledger show", [&] { return cmd_show(g, show_run); }); });
+
+  auto* verify = cmd->add_subcommand(
+      "verify",
+      "Walk the events' hash chain and check every structured row against its event; exit 0 "
+      "with 'ledger OK: N events, M rows checked', or exit 1 naming the first bad row (edited, "
+      "deleted, inserted or reordered)");
+  add_ledger_option(*verify, g);
+  verify->footer("Example:\n  audit ledger verify --ledger audit.db && echo intact");
+  verify->callback([&g] { run_and_exit("ledger verify", [&] { return cmd_verify(g); }); });
+
+  static std::string export_run = "latest";
+  static std::string format = "json";
+  auto* exp = cmd->add_subcommand(
+      "export", "Export one run: json (everything, nested), csv (one table per section, each "
+                "after a '# section' line), mllog (MLPerf ':::MLLOG {...}' lines, one per event)");
+  exp->add_option("RUN", export_run, "Run id, or 'latest'")->capture_default_str();
+  exp->add_option("--format", format, "json | csv | mllog")
+      ->check(CLI::IsMember({"json", "csv", "mllog"}))
+      ->capture_default_str();
+  add_out_option(*exp, g, "Write to this file instead of standard output");
+  add_ledger_option(*exp, g);
+  exp->footer(
+      "Examples:\n"
+      "  audit ledger export latest --format json > run.json\n"
+      "  audit ledger export 3 --format mllog --out run3.mllog");
+  exp->callback(
+      [&g] { run_and_exit("ledger export", [&] { return cmd_export(g, export_run, format); }); });
+}
+
+}  // namespace audit::cli

@@ -1,0 +1,161 @@
+// `audit bench` and `audit bench train`: tokens/s of full train steps of the C++ trainer against
+// the same model in PyTorch eager (tests/golden/bench_train.py, same torch package, same thread
+// count), on the s1-mini recipe's model, the trainer's default one and one about 11x larger than
+// that, in one run, with the ratio.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "reproduce/cli/cli.h"
+#include "reproduce/trainer/trainer.h"  // measure_train_throughput, bench_model_config
+#include "reproduce/common/python_peer.h"
+#include "reproduce/common/resources.h"
+
+namespace audit::cli {
+
+namespace {
+
+struct BenchTrainOptions {
+  std::string models = "both";  // mini | small | large | both (small, large) | all
+  int threads = 0;              // 0: torch's default for this machine
+  int warmup = 2;
+  int steps = 5;
+  int repeats = 1;  // alternate C++ and Python this many times; the median is reported
+  int64_t batch = 16;
+  int64_t seq = 256;
+  std::string python;
+  std::string json_out;
+};
+
+
+// Runs bench_train.py for one model and returns its JSON line.
+nlohmann::json run_python(const BenchTrainOptions& o, const model::ModelConfig& c, int threads,
+                          const std::string& device) {
+  std::ostringstream cmd;
+  cmd << shell_quote(o.python) << ' '
+      << shell_quote(resource_path("peers/bench_train.py"))
+      << " --vocab " << c.vocab << " --hidden " << c.hidden << " --layers " << c.layers
+      << " --heads " << c.heads << " --kv-heads " << c.kv_heads << " --head-dim " << c.head_dim
+      << " --ffn " << c.ffn << " --rope-theta " << c.rope_theta << " --batch " << o.batch
+      << " --seq " << o.seq << " --warmup " << o.warmup << " --steps " << o.steps
+      << " --threads " << threads << " --device " << device;
+  return run_python_json(cmd.str(), "PyTorch benchmark");
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
+  const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
+  torch::set_num_threads(threads);
+  std::vector<std::string> sizes;
+  if (o.models == "all" || o.models == "mini") sizes.push_back("mini");
+  if (o.models == "all" || o.models == "both" || o.models == "small") sizes.push_back("small");
+  if (o.models == "all" || o.models == "both" || o.models == "large") sizes.push_back("large");
+  nlohmann::json results = nlohmann::json::array();
+  std::printf("audit bench train: full train steps (forward, masked loss, backward, clip, AdamW),\n"
+              "batch %lld x seq %lld, %d warmup + %d timed steps, %d thread(s), device %s,\n"
+              "%d alternating repeat(s) (median). PyTorch eager: %s\n\n",
+              static_cast<long long>(o.batch), static_cast<long long>(o.seq), o.warmup, o.steps,
+              threads, g.device.c_str(), o.repeats, o.python.c_str());
+  std::printf("%-6s %9s %12s %14s %14s %7s %11s\n", "model", "params", "tokens/step", "C++ tok/s",
+              "PyTorch tok/s", "ratio", "ratio(CPU)");
+  for (const auto& size : sizes) {
+    const auto c = train::bench_model_config(size);
+    // Wall: tokens / median step. CPU: tokens per second of process CPU time over the timed
+    // steps, less sensitive to other processes on a shared machine (equal to wall at 1 thread
+    // on an idle one).
+    std::vector<double> cpp, py, cpp_cpu, py_cpu;
+    const double tokens = static_cast<double>(o.batch * o.seq * o.steps);
+    for (int r = 0; r < o.repeats; ++r) {
+      auto t = train::measure_train_throughput(c, o.batch, o.seq, o.warmup, o.steps, g.device);
+      cpp.push_back(t.tokens_per_s);
+      cpp_cpu.push_back(tokens / t.cpu_seconds);
+      auto p = run_python(o, c, threads, g.device);
+      py.push_back(p.at("tokens_per_s").get<double>());
+      py_cpu.push_back(tokens / p.at("cpu_seconds").get<double>());
+    }
+    const double c_med = median(cpp), p_med = median(py);
+    const double cpu_ratio = median(cpp_cpu) / median(py_cpu);
+    std::printf("%-6s %8.2fM %12lld %14.0f %14.0f %6.2fx %10.2fx\n", size.c_str(),
+                c.parameter_count() / 1e6, static_cast<long long>(o.batch * o.seq), c_med, p_med,
+                c_med / p_med, cpu_ratio);
+    std::fflush(stdout);
+    results.push_back({{"model", size},
+                       {"config", c.to_string()},
+                       {"params", c.parameter_count()},
+                       {"tokens_per_step", o.batch * o.seq},
+                       {"threads", threads},
+                       {"device", g.device},
+                       {"cpp_tokens_per_s", cpp},
+                       {"python_tokens_per_s", py},
+                       {"cpp_tokens_per_cpu_s", cpp_cpu},
+                       {"python_tokens_per_cpu_s", py_cpu},
+                       {"ratio", c_med / p_med},
+                       {"ratio_cpu_time", cpu_ratio}});
+  }
+  if (!o.json_out.empty()) {
+    std::ofstream f(o.json_out);
+    if (!f) throw std::runtime_error("cannot write " + o.json_out);
+    f << results.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app, GlobalOptions& g) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks against PyTorch eager (default: train)");
+  bench->footer("Without a subcommand runs `audit bench train` with its defaults.\n"
+                "Example: audit bench train --threads 2 --model small");
+  auto o = std::make_shared<BenchTrainOptions>();
+  o->python = default_python();
+  auto* train = bench->add_subcommand(
+      "train", "Train-step tokens/s: the C++ trainer vs the same model in PyTorch eager");
+  train->description(
+      "Times full train steps (forward, masked loss, backward, clip, AdamW) of the C++ trainer\n"
+      "and of tests/golden/bench_train.py (the same model and ops in PyTorch eager, same torch\n"
+      "package, same thread count) on the trainer's default model (small, 0.83M parameters) and\n"
+      "one ~11x larger (large, 9.5M), or on the s1-mini recipe's base (mini, 0.22M), then prints\n"
+      "tokens/s of each and the ratio C++ / PyTorch.");
+  train->footer(
+      "Examples:\n"
+      "  audit bench train                       # both models, torch's default threads\n"
+      "  audit bench train --threads 2 --steps 10 --repeats 3 --json bench.json\n"
+      "  audit bench train --model small --device cuda");
+  train->add_option("--model", o->models, "Which model: mini, small, large, both (small and large) or all")
+      ->check(CLI::IsMember({"mini", "small", "large", "both", "all"}))
+      ->capture_default_str();
+  train->add_option("--threads", o->threads, "Intra-op threads for both sides (0: torch default)")
+      ->capture_default_str();
+  train->add_option("--warmup", o->warmup, "Untimed steps first")->capture_default_str();
+  train->add_option("--steps", o->steps, "Timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--repeats", o->repeats, "Alternate C++ and PyTorch runs N times; report medians")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--batch", o->batch, "Sequences per step")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--seq", o->seq, "Tokens per sequence")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+  train->add_option("--python", o->python, "Python with torch (default $AUDIT_PYTHON or the venv)")
+      ->capture_default_str();
+  train->add_option("--json", o->json_out, "Also write the figures as JSON to this file");
+  add_device_option(*train, g);
+  train->callback([o, &g] { run_and_exit("bench train", [&] { return bench_train(*o, g); }); });
+  bench->callback([bench, o, &g] {
+    if (bench->get_subcommands().empty())
+      run_and_exit("bench", [&] { return bench_train(*o, g); });
+  });
+}
+
+}  // namespace audit::cli

@@ -1,0 +1,187 @@
+// The Qwen2-style decoder-only transformer in the LibTorch C++ frontend: RMSNorm, rotary position
+// embeddings, grouped-query attention through torch::scaled_dot_product_attention, SwiGLU MLP,
+// q/k/v bias, untied (or optionally tied) embeddings and lm_head.
+//
+// Module names are chosen so that named_parameters() yields exactly the Hugging Face Qwen2 names
+// (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ..., model.norm.weight,
+// lm_head.weight); load_state() takes tensors by those names, so a real HF checkpoint read with
+// reproduce/model/safetensors.h loads without a name map. The golden test
+// (tests/golden/make_golden.py) checks logits, loss and every gradient against an independent
+// PyTorch implementation.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace audit::recipe {
+struct BaseSection;
+}
+
+namespace audit::model {
+
+// Every architecture default in one place; a recipe overrides fields (see STYLE.md 6).
+struct ModelConfig {
+  int64_t vocab = 272;          // vocabulary size (embedding rows and lm_head outputs)
+  int64_t hidden = 128;         // residual stream width (HF hidden_size)
+  int64_t layers = 4;           // decoder layers (HF num_hidden_layers)
+  int64_t heads = 8;            // query heads (HF num_attention_heads)
+  int64_t kv_heads = 2;         // key/value heads; heads % kv_heads == 0 (HF num_key_value_heads)
+  int64_t head_dim = 16;        // per-head width; Qwen2 uses hidden / heads
+  int64_t ffn = 384;            // SwiGLU inner width (HF intermediate_size)
+  double rope_theta = 10000.0;  // rotary base (Qwen2.5 uses 1e6 for long contexts)
+  double rms_eps = 1e-6;        // RMSNorm epsilon (HF rms_norm_eps)
+  bool qkv_bias = true;         // q/k/v projections carry a bias (Qwen2 does; o_proj never)
+  bool tie_embeddings = false;  // lm_head shares embed_tokens.weight (Qwen2.5-32B: untied)
+
+  // Throws std::invalid_argument naming the field when the sizes do not fit together.
+  void validate() const;
+  // Parameter count (embeddings and lm_head included; counted once when tied).
+  int64_t parameter_count() const;
+  // "vocab=272 hidden=128 ..." for logs and checkpoint checks.
+  std::string to_string() const;
+  bool operator==(const ModelConfig& o) const;
+  bool operator!=(const ModelConfig& o) const { return !(*this == o); }
+};
+
+// The sizes of a recipe's [base] section (reproduce/recipe/recipe.h). Its arch and vocabulary are the
+// caller's to check against what it can build.
+ModelConfig config_of(const recipe::BaseSection& b);
+
+// Per-layer key/value cache for incremental decoding. Keys and values are stored already
+// rotated, [batch, kv_heads, capacity, head_dim]; `valid` marks which cached positions are real
+// tokens (false for left padding) so padded rows of a batch never attend to padding.
+struct KVCache {
+  std::vector<torch::Tensor> k, v;  // one per layer
+  torch::Tensor valid;              // [batch, capacity] bool
+  int64_t length = 0;               // positions filled so far
+  int64_t capacity = 0;
+};
+
+// Root-mean-square layer norm with a learned scale, computed in fp32 like HF's Qwen2RMSNorm
+// (with a hand-written backward when gradients are needed; see model.cpp).
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// Rotary embedding tables: inv_freq is a buffer (moves with .to(device)), not a parameter,
+// matching HF's non-persistent model.rotary_emb.inv_freq.
+struct RotaryEmbeddingImpl : torch::nn::Module {
+  RotaryEmbeddingImpl(int64_t head_dim, double theta);
+  // position_ids [B, T] (int64; B may be 1 to broadcast) -> cos, sin_signed [B, 1, T, head_dim]
+  // in fp32, where sin_signed is HF's sin table with its first half negated (rotate_half's sign).
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& position_ids);
+  torch::Tensor inv_freq;
+};
+TORCH_MODULE(RotaryEmbedding);
+
+// How the attention of one forward pass is masked.
+struct AttentionMask {
+  bool is_causal = true;  // plain causal over the whole sequence (no mask tensor)
+  torch::Tensor mask;     // else a bool mask broadcastable to [B, 1, Tq, Tk]: true = may attend
+};
+
+struct AttentionImpl : torch::nn::Module {
+  explicit AttentionImpl(const ModelConfig& c);
+  // x [B, T, hidden]; cos/sin from RotaryEmbedding. With cache_k/cache_v (a layer of KVCache)
+  // the new keys/values are written at [start, start + T) and attention covers [0, start + T).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const AttentionMask& mask, torch::Tensor* cache_k = nullptr,
+                        torch::Tensor* cache_v = nullptr, int64_t start = 0);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t heads, kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+struct MLPImpl : torch::nn::Module {
+  explicit MLPImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+struct DecoderLayerImpl : torch::nn::Module {
+  explicit DecoderLayerImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const AttentionMask& mask, torch::Tensor* cache_k = nullptr,
+                        torch::Tensor* cache_v = nullptr, int64_t start = 0);
+  // Registered in HF's order so named_parameters() lists names exactly as its state_dict does.
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr};
+  RMSNorm post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// The body without the head: HF's Qwen2Model, registered as "model".
+struct DecoderImpl : torch::nn::Module {
+  explicit DecoderImpl(const ModelConfig& c);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+  RotaryEmbedding rotary_emb{nullptr};
+};
+TORCH_MODULE(Decoder);
+
+// The full causal language model: HF's Qwen2ForCausalLM.
+struct CausalLMImpl : torch::nn::Module {
+  explicit CausalLMImpl(const ModelConfig& c);
+
+  // Logits [B, T, vocab] for input_ids [B, T] (int64).
+  // position_ids: omitted -> 0..T-1 with a plain causal mask (the fast is_causal path).
+  // Given [B, T] -> rotary positions from it, and a new segment starts wherever a position does
+  // not continue the previous one (p[t] != p[t-1] + 1, e.g. a restart at 0): packed sequences
+  // then attend only within their own segment (block-diagonal causal mask).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids = {});
+  // The final-norm hidden states [B, T, hidden] (forward() is lm_head over these).
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& position_ids = {});
+  torch::Tensor project(const torch::Tensor& hidden);  // lm_head (or tied embedding)
+
+  // Incremental decoding: feeds input_ids [B, T] at cache positions [cache.length, +T) with
+  // rotary positions position_ids [B, T]; new_valid [B, T] marks real (non-padding) tokens.
+  // Returns the logits of the last position only, [B, vocab]; advances cache.length by T.
+  torch::Tensor forward_cached(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                               const torch::Tensor& new_valid, KVCache& cache);
+  KVCache make_cache(int64_t batch, int64_t capacity) const;
+
+  const ModelConfig& config() const { return cfg; }
+  torch::Device device() const;
+
+  ModelConfig cfg;
+  Decoder model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // unregistered (null) when tie_embeddings
+};
+TORCH_MODULE(CausalLM);
+
+// Qwen2 initialisation (HF initializer_range 0.02): normal(0, std) for every matrix and
+// embedding, zeros for biases, ones for RMSNorm weights; drawn from a private generator seeded
+// with `seed`, so the result does not depend on (or disturb) the global torch RNG.
+void init_weights(CausalLM& model, uint64_t seed, double std = 0.02);
+
+// Copies tensors by HF name into the model's parameters (dtype converted, shapes checked).
+// Every parameter must be present; with strict, a tensor that names no parameter is an error too
+// (lm_head.weight is accepted, and must equal embed_tokens, when embeddings are tied).
+// `source` names the file for error messages. Errors: audit::InputError (exit 2).
+void load_state(CausalLM& model, const std::map<std::string, torch::Tensor>& tensors,
+                const std::string& source, bool strict = true);
+
+// The model's parameters by HF name, detached (for writing a safetensors file).
+std::map<std::string, torch::Tensor> state(CausalLM& model);
+
+// RMSNorm with autograd (what RMSNormImpl uses when gradients are needed): row-wise CPU loops
+// for contiguous fp32 CPU tensors when allow_cpu_loops, else tensor ops. Exposed for the test
+// that checks one against the other.
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps,
+                       bool allow_cpu_loops = true);
+
+// Block-diagonal causal mask for packed sequences, [B, 1, T, T] bool, from position_ids [B, T].
+torch::Tensor packed_causal_mask(const torch::Tensor& position_ids);
+
+}  // namespace audit::model

@@ -1,0 +1,295 @@
+// Recipes: a training claim written down as TOML. Every default lives once, in the section
+// structs below (one comment per field); a recipe file only overrides what differs, and
+// `--set section.key=value` overrides last. Loading is strict: unknown sections or keys, wrong
+// types, out-of-range values and missing required keys throw audit::InputError naming
+// file:line:column and the dotted key. The resolved recipe (every field, stable order, see
+// to_toml) and its SHA-256 are what the ledger stores with a run and with every checkpoint.
+//
+// Conventions: sizes and counts are int64_t; token counts, hours and money are double (TOML
+// writes 18e12 as a float). Price and length "bands" are [low, mid, high] arrays; an empty array
+// means "not set here": the shipped table (ledger cost model) applies.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "reproduce/common/errors.h"  // audit::InputError (exit 2)
+
+namespace audit::recipe {
+
+// The evaluation splits the datasets module produces; claim.results[].split names one of them
+// (or "" when the claimed benchmark cannot be stood in for here).
+inline constexpr const char* kSplitId = "id";                  // same distribution as the pool
+inline constexpr const char* kSplitOodLong = "ood_long";       // longer operands than trained on
+inline constexpr const char* kSplitOodHeldout = "ood_heldout"; // held-out operation/composition
+inline constexpr const char* kSplitOodFormat = "ood_format";   // changed surface format
+inline const std::vector<std::string> kSplitNames = {kSplitId, kSplitOodLong, kSplitOodHeldout,
+                                                     kSplitOodFormat};
+
+// Units an [[extras]] line may use; the cost model prices each one from [prices].
+inline const std::vector<std::string> kExtraUnits = {"GPU-hour", "CPU-hour", "1M tokens",
+                                                     "kWh", "hour", "USD"};
+
+// [low, mid, high] with where it came from. In TOML: `key = [low, mid, high]` and, for prices,
+// `key_source = "..."`. `set == false` (empty array in TOML) means "use the shipped table".
+struct Band {
+  bool set = false;
+  double low = 0, mid = 0, high = 0;
+  std::string source;  // citation for the numbers (prices); "" for bands without their own source
+};
+
+// One published benchmark result of the claim.
+struct ClaimResult {
+  std::string benchmark;  // e.g. "AIME24"
+  double score = 0;       // claimed score in percent (0..100)
+  int64_t n = 0;          // number of questions of the benchmark (30 for AIME24); 0 = unknown
+  std::string split;      // our eval split standing in for it (kSplit*), "" = not reproducible here
+};
+
+// Compute the claimant spent on one phase, as they state it (e.g. DeepSeek-V3's pretraining).
+struct ClaimPhase {
+  std::string phase;      // e.g. "pretraining", "context_extension", "post_training"
+  double gpu_hours = 0;   // declared GPU-hours of that phase
+  std::string source;     // where it is stated
+};
+
+// A run of the same recipe someone published besides the headline (e.g. s1's repository log).
+struct ReferenceRun {
+  std::string description;  // what the run was
+  std::string gpu_type;     // e.g. "H100-SXM"
+  int64_t gpu_count = 0;    // GPUs used
+  double wall_seconds = 0;  // wall time of the run
+  std::string source;       // where it is stated
+};
+
+// [claim] — what was claimed, by whom, with which sources. Required: name.
+struct ClaimSection {
+  std::string name;                 // REQUIRED. short id, [A-Za-z0-9._-]+, e.g. "s1"; names the run
+  std::string title;                // human title, e.g. "s1: Simple test-time scaling"
+  std::string headline;             // the media line, e.g. "under $50"
+  std::vector<std::string> sources; // citations (paper, repo, blog, with dates)
+  double claimed_cost_usd = 0;      // the dollar figure claimed; 0 = none stated
+  double claimed_gpu_hour_usd = 0;  // the GPU-hour price the claim assumed; 0 = not stated
+  std::string gpu_type;             // GPU of the claimed run, e.g. "H100-SXM", "H800"
+  int64_t gpu_count = 0;            // GPUs of the claimed run; 0 = not stated
+  int64_t nodes = 0;                // nodes of the claimed run; 0 = not stated
+  double wall_hours = 0;            // wall-clock hours claimed; 0 = not stated
+  double gpu_hours = 0;             // GPU-hours claimed; 0 = derive as gpu_count*wall_hours
+  std::string stage = "sft";        // what the claimed run did: "sft" | "pretrain" | "rl"
+  std::vector<ClaimResult> results; // claimed benchmark scores ([[claim.results]] or inline)
+  std::vector<ClaimPhase> phases;   // declared per-phase GPU-hours, if the claim breaks them down
+  std::vector<ReferenceRun> reference_runs;  // other published runs of the same recipe
+};
+
+// [base] — the base model: architecture (parameter counts are computed from it, never typed
+// in), how it was pretrained (declared), and, for a miniature, how it is pretrained here.
+struct BaseSection {
+  std::string name;              // e.g. "Qwen2.5-32B-Instruct"
+  std::string arch = "qwen2";    // "qwen2" (dense, GQA, SwiGLU) | "deepseek_v3" (MLA + MoE)
+  int64_t vocab_size = 264;      // vocabulary size (embedding rows); 264 = byte tokenizer (256
+                                 // bytes + 8 template specials, datasets/tokenizer/tokenizer.h)
+  int64_t hidden = 64;           // model width d_model
+  int64_t layers = 2;            // transformer blocks
+  int64_t heads = 4;             // query heads
+  int64_t kv_heads = 4;          // key/value heads (GQA groups); must divide heads
+  int64_t head_dim = 16;         // per-head dim for q/k/v (qwen2); for MLA see v_head_dim etc.
+  int64_t ffn = 256;             // dense SwiGLU intermediate size (also the first dense layers')
+  double rope_theta = 10000.0;   // RoPE base
+  int64_t max_position = 2048;   // longest position the model supports
+  double rms_eps = 1e-6;         // RMSNorm epsilon
+  bool qkv_bias = true;          // q/k/v projections have a bias (Qwen2 yes, DeepSeek-V3 no)
+  bool tie_embeddings = false;   // output head shares the embedding matrix
+  // MoE (arch = "deepseek_v3"; routed_experts = 0 means dense)
+  int64_t routed_experts = 0;    // routed experts per MoE layer
+  int64_t shared_experts = 0;    // always-on shared experts per MoE layer
+  int64_t top_k = 0;             // routed experts per token
+  int64_t expert_ffn = 0;        // intermediate size of one expert
+  int64_t first_dense_layers = 0;// leading layers with a dense FFN (size ffn) instead of MoE
+  std::string score_func = "softmax";  // gate scores: "softmax" | "sigmoid" (+ bias, DeepSeek-V3)
+  double routed_scaling = 1.0;   // scale on routed expert outputs (DeepSeek-V3: 2.5)
+  int64_t expert_groups = 1;     // node-limited routing: expert groups (DeepSeek-V3: 8)
+  int64_t topk_groups = 1;       // groups a token may route to (DeepSeek-V3: 4)
+  int64_t mtp_depth = 0;         // multi-token-prediction modules (DeepSeek-V3: 1)
+  // MLA (arch = "deepseek_v3")
+  int64_t q_lora_rank = 0;       // query low-rank dim; 0 = plain q projection
+  int64_t kv_lora_rank = 0;      // compressed KV latent dim
+  int64_t qk_nope_head_dim = 0;  // per-head q/k dim without RoPE
+  int64_t qk_rope_head_dim = 0;  // per-head q/k dim with RoPE (decoupled key)
+  int64_t v_head_dim = 0;        // per-head value dim
+  // Declared pretraining (for the base-model cost when it was not trained here)
+  double pretrain_tokens = 0;        // tokens the base was pretrained on, as declared; 0 = unknown
+  std::string pretrain_source;       // citation for pretrain_tokens
+  double declared_params = 0;        // total parameters as published (cross-check only); 0 = none
+  double declared_active_params = 0; // active parameters per token as published (MoE); 0 = none
+  // Pretraining here (miniatures): train_here = true runs the pretrain stage and meters it
+  bool train_here = false;       // pretrain this base in the run (its cost is then measured)
+  int64_t pretrain_steps = 0;    // optimizer steps of the pretrain stage
+  int64_t pretrain_batch = 32;   // sequences per pretrain step
+  double pretrain_lr = 1e-3;     // peak pretrain learning rate (same warmup/cosine shape as train)
+  int64_t pretrain_examples = 0; // distinct pretraining examples generated (direct answers)
+  int64_t pretrain_seq_len = 128;// tokens per pretraining sequence (packed)
+  double pretrain_skills_fraction = 0;  // share of number-handling documents: copies, digit
+                                        // reversals, one-digit tables (datasets/tasks/splits.h)
+};
+
+// [data] — the question pool, the teacher that writes traces, s1's selection filters, and the
+// length profile replay needs.
+struct DataSection {
+  std::string source = "synthetic";    // "synthetic" (seeded task generator) | "jsonl"
+  std::string jsonl_path;              // s1K-shaped JSONL (question, thinking, answer); relative
+                                       // to the recipe file; required when source = "jsonl"
+  int64_t pool_size = 4000;            // questions in the pool we generate/load
+  int64_t select_n = 1000;             // samples kept by the filters (s1K: 1,000)
+  int64_t seed = 1234;                 // generator/selection seed
+  std::vector<std::string> operations = {"add", "sub", "mul1"};  // task ops of the pool, ID
+                                       // test and pretraining (datasets/tasks/tasks.h all_ops())
+  int64_t min_digits = 1;              // operand digits, smallest (pool and ID test)
+  int64_t max_digits = 4;              // operand digits, largest (pool and ID test)
+  int64_t ood_long_digits = 5;         // smallest operand digits of the ood_long split
+                                       // (> max_digits: longer than anything trained on)
+  int64_t ood_long_max_digits = 0;     // largest of the ood_long split; 0 = ood_long_digits + 1
+  std::string ood_heldout_op = "addsub";  // op/composition only in the ood_heldout split
+                                       // (a + b - c); never in `operations`; "" = no such split
+  std::string ood_format = "words";    // surface format of the ood_format split ("words" |
+                                       // "equation"; training uses "standard"); "" = no split
+  std::string teacher = "solver";      // who writes the traces here: "solver" (exact solver,
+                                       // priced per token as the API bill) | "model" (a model
+                                       // trained here, metered) | "api" (an external model the
+                                       // claim paid per token; declared, not runnable here)
+  std::string teacher_name;            // the claim's teacher, e.g. "Gemini 2.0 Flash Thinking"
+  double teacher_tokens_per_sample = 0;// declared/estimated teacher output tokens per sample
+  int64_t pool_size_declared = 0;      // the claim's pool (s1: 59,029); 0 = same as pool_size
+  bool filter_quality = true;          // drop malformed traces
+  bool filter_difficulty = true;       // drop questions the base model already answers
+  bool filter_diversity = true;        // spread over operation and length, favour longer traces
+  Band seq_len_mean;                   // tokens per training sample, mean, as a band (replay)
+  Band seq_len_p90;                    // tokens per training sample, 90th percentile, band
+  int64_t seq_len_max = 0;             // longest training sample in tokens; 0 = unknown
+  std::string seq_len_source;          // where the length profile comes from
+};
+
+// [train] — the SFT (or RL) schedule of the claimed run.
+struct TrainSection {
+  int64_t epochs = 5;                  // passes over the selected samples (s1: 5)
+  int64_t steps = 0;                   // declared optimizer steps (s1: 315); 0 = derive
+  int64_t global_batch = 16;           // sequences per optimizer step across all devices
+  int64_t micro_batch = 0;             // sequences per forward/backward; 0 = global_batch;
+                                       // must divide global_batch (rest is grad accumulation)
+  double lr = 1e-5;                    // peak learning rate
+  double warmup_frac = 0.05;           // fraction of steps of linear warmup (0..1)
+  std::string schedule = "cosine";     // "cosine" | "linear" | "constant" after warmup
+  double min_lr_frac = 0.0;            // final lr as a fraction of peak (0..1)
+  std::string optimizer = "adamw";     // "adamw" (the only one so far)
+  double beta1 = 0.9;                  // AdamW beta1
+  double beta2 = 0.95;                 // AdamW beta2
+  double adam_eps = 1e-8;              // AdamW epsilon
+  double weight_decay = 1e-4;          // AdamW decoupled weight decay
+  double grad_clip = 1.0;              // global grad-norm clip; 0 = off
+  int64_t block_size = 32768;          // max tokens per sequence (s1: 32768)
+  std::string precision = "bf16";      // "fp32" | "bf16" | "fp8" (claimed; CPU runs fp32)
+  bool packing = true;                 // pack samples into block_size sequences
+  bool recompute = false;              // activation recompute (8·N·D instead of 6·N·D)
+  std::string parallelism = "fsdp_full_shard";  // "none" | "ddp" | "fsdp_full_shard" |
+                                       // "fsdp_shard_grad_op" | "zero1" | "zero3" | "ep_pp_dp"
+  std::string loss_on = "answer";      // "answer" (trace + answer, question masked) | "all"
+  int64_t seed = 42;                   // init/shuffle seed
+  int64_t checkpoint_every = 0;        // steps between checkpoints; 0 = only at the end
+  int64_t threads = 0;                 // CPU threads for torch; 0 = all cores
+};
+
+// [eval] — how base and tuned models are evaluated (ID and every OOD split).
+struct EvalSection {
+  int64_t seeds = 3;                   // repetitions (different eval seeds); mean and spread
+  int64_t n_id = 200;                  // questions of the ID split
+  int64_t n_ood = 200;                 // questions of each OOD split
+  int64_t max_new_tokens = 512;        // generation cap (thinking + answer)
+  std::vector<int64_t> think_budgets = {32, 64, 128, 256};  // thinking-token caps to sweep
+  int64_t wait_extensions = 2;         // budget forcing: "Wait" appends (suppress end-of-think)
+  bool greedy = true;                  // greedy decoding; false = sample at temperature
+  double temperature = 0.0;            // sampling temperature when greedy = false (> 0 then)
+};
+
+// [prices] — overrides of the shipped price table. Each band is [low, mid, high] with a
+// `<key>_source`; unset (empty array) = the shipped table in ledger/ applies.
+struct PricesSection {
+  Band gpu_hour_usd;      // USD per GPU-hour of the claimed GPU type
+  Band cpu_hour_usd;      // USD per CPU-core-hour (runs here)
+  Band api_usd_per_mtok;  // USD per 1M teacher output tokens (the API bill)
+  Band kwh_usd;           // USD per kWh
+  Band pue;               // data-centre power usage effectiveness (>= 1)
+  Band co2_kg_per_kwh;    // grid carbon intensity
+  Band expert_hour_usd;   // USD per hour of human curation/review
+  Band base_mfu;          // model FLOP utilization band to estimate the base model (0..1]
+};
+
+// [hardware] — the claimed cluster (for estimate and replay).
+struct HardwareSection {
+  std::string gpu_type;          // e.g. "H100-SXM"; "" = claim.gpu_type
+  int64_t gpu_count = 0;         // GPUs in total; 0 = claim.gpu_count
+  int64_t nodes = 0;             // nodes; 0 = claim.nodes (or 1)
+  int64_t gpus_per_node = 8;     // GPUs per node
+  std::string interconnect;      // e.g. "nvlink4+ib400" (intra+inter node); "" = table default
+};
+
+// [replay] — timing the claimed shapes here (audit replay).
+struct ReplaySection {
+  int64_t layers = 0;                  // layers to build and time; 0 = as many as fit in memory
+  int64_t steps = 5;                   // timed steps
+  int64_t warmup_steps = 2;            // untimed steps first
+  std::vector<int64_t> seq_lens;       // sequence lengths to time; empty = from [data] profile
+  double overlap_low = 0.0;            // fraction of communication hidden behind compute, low
+  double overlap_high = 0.8;           // ... high (overlap_low <= overlap_high, both 0..1)
+};
+
+// [[extras]] — a cost the headline left out, declared or estimated from the claim's sources.
+struct ExtraCost {
+  std::string category;     // cost category (ledger CostItem.category), e.g. "search"
+  std::string description;  // what it was
+  double quantity = 0;      // amount in `unit` (>= 0)
+  std::string unit;         // one of kExtraUnits
+  std::string gpu_type;     // for GPU-hours: which GPU; "" = claim.gpu_type
+  std::string provenance = "declared";  // "declared" (stated by the claimant) | "estimated"
+  std::string formula;      // for estimated: how quantity was obtained
+  Band price_usd;           // per-unit price band; unset = priced from [prices] by unit
+  std::string source;       // citation
+};
+
+struct Recipe {
+  ClaimSection claim;
+  BaseSection base;
+  DataSection data;
+  TrainSection train;
+  EvalSection eval;
+  PricesSection prices;
+  HardwareSection hardware;
+  ReplaySection replay;
+  std::vector<ExtraCost> extras;
+
+  std::string path;                // the file it was loaded from ("" for text)
+  std::vector<std::string> sets;   // the --set overrides applied, in order
+  std::string resolved_toml;       // to_toml(*this): canonical, every field
+  std::string sha256;              // hex SHA-256 of resolved_toml
+};
+
+// Loads, validates and resolves a recipe file; `sets` are "section.key=value" applied last, in
+// order (later wins). Throws audit::InputError on any problem.
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& sets = {});
+
+// Same from text; `name_for_errors` is the file name used in messages and as Recipe::path.
+Recipe parse_recipe_text(const std::string& text, const std::string& name_for_errors,
+                         const std::vector<std::string>& sets = {});
+
+// The canonical resolved form: every section and field, in declaration order, no comments.
+// parse_recipe_text(to_toml(r)) yields the same sha256.
+std::string to_toml(const Recipe& r);
+
+// Appends the --seed override (train.seed and data.seed) when seed >= 0.
+std::vector<std::string> with_seed(std::vector<std::string> sets, int64_t seed);
+
+// Derived values (never written back into the recipe).
+double claimed_gpu_hours(const ClaimSection& c);      // gpu_hours, else gpu_count*wall_hours
+std::string resolve_path(const Recipe& r, const std::string& p);  // relative to recipe's folder
+bool is_moe(const BaseSection& b);                    // routed_experts > 0
+
+}  // namespace audit::recipe

@@ -1,0 +1,232 @@
+// The extrapolation math of `audit replay` (no LibTorch here; the timing lives in
+// reproduce/replay_layers/replay_layers.h). From the measured time of a few layers' forward + backward
+// (and of the embedding/output head and the optimizer step) on this device, at the timed shapes
+// and sequence lengths, predict the wall time of the claimed run on the claimed cluster:
+//
+//   1. Roofline split: each measured time t of work W_t (FLOPs F_t, bytes B_t) on this device
+//      (peak P_h FLOP/s, bandwidth M_h B/s) is split into a compute-bound part
+//      t_c = t * (F_t/P_h) / R and a memory-bound part t_m = t * (B_t/M_h) / R, with
+//      R = F_t/P_h + B_t/M_h (the roofline lower bound). The claimed work W_c (claimed shapes
+//      and length, recompute included) on the claimed GPU (P_c, M_c) then takes
+//      t' = t_c * (F_c/F_t) * (P_h/P_c) + t_m * (B_c/B_t) * (M_h/M_c)
+//         = (F_c/P_c + B_c/M_c) / e,   e = R / t  (the roofline efficiency measured here).
+//   2. Depth and data: per GPU, (sequences / GPUs / micro_batch) micro-batches, each through
+//      every layer (dense, MoE, MTP) and the embedding/head, averaged over the claimed length
+//      profile (a log-normal fitted to the mean and p90, truncated at the block size), plus one
+//      optimizer step per optimizer step on the GPU's shard of the parameters.
+//   3. Communication per GPU: FSDP all-gather (forward and backward) + reduce-scatter of the
+//      parameters per step, DDP/ZeRO-1 all-reduce, expert-parallel all-to-all (dispatch and
+//      combine, forward and backward) per MoE layer and token, over the slowest link the
+//      collective crosses (InfiniBand per GPU when nodes > 1, else NVLink one direction).
+//   4. Overlap band: wall = max(compute + (1 - overlap) * comm, compute, comm) for overlap in
+//      [replay.overlap_low, replay.overlap_high].
+// The band: low = shortest lengths (data.seq_len_* low), most overlap, fp8 peak for fp8 claims;
+// mid = mid lengths, mean overlap; high = longest lengths, least overlap, bf16 peak.
+// docs/replay.md has the formulas, the work model and what each figure means.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ledger/costs/cost_model.h"  // ArchSpec, Band, count_parameters
+#include "reproduce/recipe/recipe.h"   // Recipe
+
+namespace audit::replay {
+
+// ---------------------------------------------------------------------------------------------
+// Roofline
+
+// One device at one precision.
+struct Peak {
+  std::string device;  // "H100-SXM", "cpu", ...
+  double flops = 0;    // peak FLOP/s at the precision of the work
+  double bytes_s = 0;  // memory bandwidth, bytes/s
+  std::string source;  // where the two figures come from
+};
+
+// FLOPs and memory traffic of one unit of work.
+struct Work {
+  double flops = 0;
+  double bytes = 0;
+};
+
+// The roofline lower bound F/P + B/M (sum, not max: the split needs both parts).
+double roofline_seconds(const Work& w, const Peak& p);
+
+struct Translation {
+  double seconds = 0;     // predicted on the claimed device for the claimed work
+  double compute_s = 0;   // its compute-bound part
+  double memory_s = 0;    // its memory-bound part
+  double efficiency = 0;  // e = roofline_seconds(timed, here) / measured
+  double compute_fraction_here = 0;  // t_c / t of the measured time
+};
+// Throws std::invalid_argument when measured_s <= 0 or a peak is not positive.
+Translation translate(double measured_s, const Work& timed, const Peak& here, const Work& claimed,
+                      const Peak& there);
+
+// ---------------------------------------------------------------------------------------------
+// Work model (what one unit of each measured part costs, for the roofline split)
+
+enum class Part { kDenseLayer, kMoeLayer, kEmbedHead, kOptimizer };
+const char* part_name(Part p);  // "dense_layer", "moe_layer", "embed_head", "optimizer"
+Part parse_part(const std::string& s);  // throws std::invalid_argument
+
+// Parameters of one layer of the given kind (moe: routed experts at top_k for active).
+struct LayerParams {
+  int64_t total = 0;   // every weight of the layer
+  int64_t active = 0;  // what one token passes through
+};
+LayerParams layer_params(const ledger::ArchSpec& a, bool moe_layer);
+
+// Forward + backward of one layer over `batch` sequences of `seq_len` tokens:
+//   FLOPs = 6 * active params * tokens + causal attention 6 * heads * d * L^2 * batch
+//           (half of the cost model's non-causal 12 * heads * d * L per token), x 4/3 with
+//           full recompute (one more forward);
+//   bytes = bytes_per_value * (4 * touched params (weights read forward and twice backward,
+//           gradient written; + 1 more read with recompute) + 34 * hidden * tokens
+//           (activations written forward, read backward; Korthikanti et al. 2022, flash attn)).
+//   Touched params of an MoE layer count min(routed_experts, tokens * top_k) experts.
+Work layer_work(const ledger::ArchSpec& a, bool moe_layer, double seq_len, double batch,
+                double bytes_per_value, bool recompute);
+// Embedding lookup + final norm + output head + cross-entropy, forward + backward:
+//   FLOPs = 6 * vocab * hidden * tokens; bytes = bytes_per_value * (4 * vocab * hidden +
+//   2 * hidden * tokens) + 12 * vocab * tokens (fp32 logits written, read, gradient written).
+Work embed_head_work(const ledger::ArchSpec& a, double seq_len, double batch,
+                     double bytes_per_value);
+// AdamW over `params` parameters: 28 bytes each (read param, grad, m, v; write param, m, v in
+// fp32) and 12 FLOPs each; memory-bound everywhere.
+Work optimizer_work(double params);
+
+// ---------------------------------------------------------------------------------------------
+// Length profile
+
+// Sequence lengths standing for the claimed distribution: `n` equal-weight quantiles of a
+// log-normal with the given mean and 90th percentile (sigma from ln(p90/mean) = 1.2816 s - s^2/2;
+// p90 <= mean or unset (0) gives all sequences at the mean), clipped to [1, max_len] (the
+// block size truncates). With p90/mean above e^0.8212 = 2.27 sigma is capped at 1.2816.
+std::vector<double> length_quantiles(double mean, double p90, double max_len, int n = 32);
+double lognormal_sigma(double mean, double p90);
+double normal_quantile(double p);  // inverse standard normal CDF (bisection on erfc)
+
+// ---------------------------------------------------------------------------------------------
+// Communication
+
+// Per-GPU bytes of one optimizer step's collectives for `params` parameters on `gpus` GPUs
+// (ring algorithms, (G-1)/G of the data crosses each GPU's link):
+//   fsdp_full_shard / zero3: 3 (all-gather fwd, all-gather bwd, reduce-scatter grads)
+//   fsdp_shard_grad_op: 2 (one all-gather + reduce-scatter); ddp / zero1: 2 (all-reduce)
+//   none: 0; ep_pp_dp: 0 here (its all-to-all is per token, see ep_bytes_per_token).
+double collective_bytes_per_step(const std::string& parallelism, double params, double gpus,
+                                 double bytes_per_value);
+// Expert-parallel all-to-all bytes per token over the whole model: MoE layers (+ MTP blocks) x
+// min(top_k, topk_groups) remote copies (node-limited routing sends one copy per node) x hidden
+// x (dispatch + combine bytes) x 2 (forward and backward).
+// topk_groups <= 0: no node limit (top_k copies).
+double ep_bytes_per_token(const ledger::ArchSpec& a, int64_t topk_groups, double dispatch_bytes,
+                          double combine_bytes);
+
+// ---------------------------------------------------------------------------------------------
+// Measurements and the prediction
+
+// One measured part: median seconds of one unit of it at one timed length.
+struct Measurement {
+  Part part = Part::kDenseLayer;
+  int64_t timed_seq_len = 0;    // tokens per sequence actually timed
+  int64_t claimed_seq_len = 0;  // the claimed length it stands for (= timed unless shrunk)
+  int64_t batch = 1;            // sequences per timed forward + backward
+  double seconds = 0;           // median seconds of one unit (one layer; embed/head; optimizer)
+  double params = 0;            // optimizer only: parameters the timed step updated
+  Work timed;                   // work of that unit at the timed shapes (layer_work & co.)
+  std::vector<double> samples;  // every timed repetition, seconds
+};
+nlohmann::json to_json(const Measurement& m);
+
+struct Cluster {
+  std::string gpu_type;       // hardware id
+  int64_t gpus = 1;
+  int64_t nodes = 1;
+  int64_t gpus_per_node = 8;
+  double intra_bytes_s = 0;   // NVLink per GPU, one direction
+  double inter_bytes_s = 0;   // InfiniBand per GPU
+  std::string interconnect;   // words
+  double link_bytes_s() const;  // inter when nodes > 1, else intra (0 when there is none)
+};
+
+struct ReplayInputs {
+  ledger::ArchSpec claimed;            // the claimed architecture
+  std::vector<Measurement> measurements;
+  Peak here;                           // this device, at the timed precision
+  Peak there;                          // the claimed GPU at bf16 dense
+  double there_fp8_flops = 0;          // its fp8 dense peak (used by the low end of fp8 claims)
+  Cluster cluster;
+  int64_t topk_groups = 0;             // node-limited routing (base.topk_groups); 0 = none
+  std::string precision = "bf16";      // claimed
+  std::string parallelism = "fsdp_full_shard";
+  bool recompute = false;
+  double sequences = 0;                // sequences the claimed run processes (all epochs)
+  double steps = 0;                    // optimizer steps of the claimed run
+  double micro_batch = 1;              // sequences per forward + backward per GPU
+  bool fixed_length = false;           // every sequence is block_size long (packing/pretraining)
+  double block_size = 0;
+  ledger::Band seq_mean, seq_p90;      // tokens per sequence (unused when fixed_length)
+  double overlap_low = 0, overlap_high = 0.8;
+  ledger::Band gpu_hour_usd;           // price band of the claimed GPU type
+  double claimed_wall_hours = 0;       // 0 = not stated
+  double claimed_gpu_hours = 0;        // the figure the verdict compares; 0 = not stated
+  std::string claimed_basis;           // which claim figure that is, in words
+  double claimed_bytes_per_value = 2;  // activations/weights on the claimed run (bf16)
+  double tolerance = 0.15;             // verdict slack below the band's low end
+};
+
+// Reads the claim side from a recipe: architecture, cluster (hardware table + [hardware]),
+// sequences/steps/tokens, lengths, overlap, price band and the claimed figure. Measurements and
+// `here` are left empty for the caller. Throws audit::InputError naming the key (unknown GPU
+// type, no GPUs, inconsistent lengths).
+ReplayInputs inputs_from_recipe(const recipe::Recipe& r);
+
+struct ScenarioResult {
+  std::string name;                     // "low" | "mid" | "high"
+  double mean_len = 0, p90_len = 0;     // lengths used
+  double overlap = 0;
+  double peak_flops = 0;                // claimed-GPU peak used for compute
+  double layer_s = 0;                   // per GPU: all layers' forward + backward
+  double embed_head_s = 0;              // per GPU: embedding and head
+  double optimizer_s = 0;               // per GPU: every optimizer step
+  double compute_s = 0;                 // sum of the three
+  double comm_s = 0;                    // per GPU collectives and all-to-all
+  double wall_s = 0;                    // with overlap
+  double tokens = 0;                    // tokens processed (all GPUs)
+  double mfu = 0;                       // 6 N_active D / (GPUs x wall x bf16 peak)
+};
+
+struct Prediction {
+  std::vector<ScenarioResult> scenarios;  // low, mid, high
+  ledger::Band wall_hours, gpu_hours, cost_usd, mfu, tokens;
+  ledger::Band tokens_per_gpu_s;  // tokens / (GPUs x wall): the per-GPU training throughput
+  double claimed_wall_hours = 0, claimed_gpu_hours = 0;
+  std::string claimed_basis;
+  std::string verdict;  // supported | not supported | not reproducible here
+  std::string reason;
+  nlohmann::json to_json() const;
+};
+
+// Runs steps 1-4. Throws std::invalid_argument when a layer part has no measurement or a
+// figure it needs is missing (message names it).
+Prediction predict(const ReplayInputs& in);
+
+// Seconds of one micro-batch of `part` at claimed length `len` on the claimed device (the
+// efficiency interpolated in log length between that part's measurements; layers without their
+// own measurement borrow the other layer kind's efficiency). Exposed for tests and tables.
+double predicted_part_seconds(const ReplayInputs& in, Part part, double len, double peak_flops);
+
+// Host memory bandwidth measured with a triad over 3 x `bytes_per_array` on `threads` threads
+// (best of `repeats`); bytes/s. For the CPU's roofline (the hardware table has none).
+double measure_host_bandwidth(int threads, double bytes_per_array = 64e6, int repeats = 5);
+
+// Self-check: relative error (predicted - measured) / measured.
+double relative_error(double predicted, double measured);
+
+}  // namespace audit::replay

@@ -1,0 +1,683 @@
+// The trainer (see trainer.h): data order, schedule, accumulation, clipping, AdamW, checkpoints.
+#include "reproduce/trainer/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <nlohmann/json.hpp>
+
+#include "reproduce/common/errors.h"  // audit::InputError for bad checkpoints
+#include "reproduce/recipe/recipe.h"  // bench_model_config("mini")
+#include "reproduce/common/resources.h"
+
+namespace audit::train {
+
+namespace {
+
+constexpr char kMagic[8] = {'A', 'U', 'D', 'I', 'T', 'C', 'K', 'P'};
+constexpr uint32_t kCheckpointVersion = 1;
+constexpr double kPi = 3.14159265358979323846;
+
+// FNV-1a, 64 bit: the checkpoint checksum and the data fingerprint (not a security measure).
+struct Fnv64 {
+  uint64_t h = 1469598103934665603ull;
+  void add(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+  }
+};
+
+void put_u32(std::string& s, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u64(std::string& s, uint64_t v) {
+  for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint64_t get_le(const std::string& s, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+  return v;
+}
+
+nlohmann::json config_to_json(const model::ModelConfig& c) {
+  return {{"vocab", c.vocab},         {"hidden", c.hidden},
+          {"layers", c.layers},       {"heads", c.heads},
+          {"kv_heads", c.kv_heads},   {"head_dim", c.head_dim},
+          {"ffn", c.ffn},             {"rope_theta", c.rope_theta},
+          {"rms_eps", c.rms_eps},     {"qkv_bias", c.qkv_bias},
+          {"tie_embeddings", c.tie_embeddings}};
+}
+
+model::ModelConfig config_from_json(const nlohmann::json& j) {
+  model::ModelConfig c;
+  c.vocab = j.at("vocab").get<int64_t>();
+  c.hidden = j.at("hidden").get<int64_t>();
+  c.layers = j.at("layers").get<int64_t>();
+  c.heads = j.at("heads").get<int64_t>();
+  c.kv_heads = j.at("kv_heads").get<int64_t>();
+  c.head_dim = j.at("head_dim").get<int64_t>();
+  c.ffn = j.at("ffn").get<int64_t>();
+  c.rope_theta = j.at("rope_theta").get<double>();
+  c.rms_eps = j.at("rms_eps").get<double>();
+  c.qkv_bias = j.at("qkv_bias").get<bool>();
+  c.tie_embeddings = j.at("tie_embeddings").get<bool>();
+  return c;
+}
+
+// A checkpoint file, checked and split: metadata and the torch archive bytes.
+struct RawCheckpoint {
+  nlohmann::json meta;
+  std::string archive;
+};
+
+RawCheckpoint read_raw(const std::string& path) {
+  auto bad = [&](const std::string& key, const std::string& what) -> InputError {
+    return InputError(path, 0, 0, key, what);
+  };
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw bad("", std::string("cannot open checkpoint: ") + std::strerror(errno));
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t fixed = 8 + 4 + 8 + 8 + 8;  // magic, version, two lengths, checksum
+  if (s.size() < fixed || std::memcmp(s.data(), kMagic, 8) != 0)
+    throw bad("", "not an audit checkpoint (magic \"AUDITCKP\" missing)");
+  const auto version = static_cast<uint32_t>(get_le(s, 8, 4));
+  if (version != kCheckpointVersion)
+    throw bad("", "checkpoint format version " + std::to_string(version) + ", this build reads " +
+                      std::to_string(kCheckpointVersion));
+  Fnv64 sum;
+  sum.add(s.data(), s.size() - 8);
+  if (sum.h != get_le(s, s.size() - 8, 8))
+    throw bad("", "checksum mismatch: the checkpoint is truncated or damaged");
+  const uint64_t meta_len = get_le(s, 12, 8);
+  if (meta_len > s.size() - fixed) throw bad("", "metadata length exceeds the file");
+  const uint64_t blob_at = 20 + meta_len;
+  const uint64_t blob_len = get_le(s, blob_at, 8);
+  if (blob_len != s.size() - fixed - meta_len) throw bad("", "archive length does not match the file");
+  RawCheckpoint raw;
+  try {
+    raw.meta = nlohmann::json::parse(s.substr(20, meta_len));
+  } catch (const nlohmann::json::exception& e) {
+    throw bad("", std::string("metadata is not valid JSON: ") + e.what());
+  }
+  raw.archive = s.substr(blob_at + 8, blob_len);
+  return raw;
+}
+
+model::ModelConfig checked_config(const RawCheckpoint& raw, const std::string& path,
+                                  const model::ModelConfig& expect) {
+  model::ModelConfig c;
+  try {
+    c = config_from_json(raw.meta.at("model"));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, 0, 0, "model", std::string("bad model config: ") + e.what());
+  }
+  if (c != expect)
+    throw InputError(path, 0, 0, "model",
+                     "checkpoint model (" + c.to_string() + ") differs from this model (" +
+                         expect.to_string() + ")");
+  return c;
+}
+
+void load_archive(torch::serialize::InputArchive& ar, const RawCheckpoint& raw,
+                  const std::string& path, const torch::Device& device) {
+  try {
+    std::istringstream is(raw.archive);
+    ar.load_from(is, device);
+  } catch (const c10::Error& e) {
+    throw InputError(path, 0, 0, "", std::string("tensor archive unreadable: ") + e.what_without_backtrace());
+  }
+}
+
+
+// CPU time of this process (all threads), for throughput per core-second on a shared machine.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+double lr_schedule(double lr, double min_lr, int64_t warmup, int64_t total, int64_t step) {
+  // HF get_cosine_schedule_with_warmup (what s1's Trainer used), with a floor at min_lr.
+  if (step < warmup) return lr * static_cast<double>(step) / static_cast<double>(warmup);
+  const double progress = static_cast<double>(step - warmup) /
+                          static_cast<double>(std::max<int64_t>(1, total - warmup));
+  const double cosine = std::max(0.0, 0.5 * (1.0 + std::cos(kPi * progress)));
+  return min_lr + (lr - min_lr) * cosine;
+}
+
+torch::Tensor masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& tokens,
+                             const torch::Tensor& loss_mask, double normalizer) {
+  const int64_t B = logits.size(0), T = logits.size(1), V = logits.size(2);
+  // Position t predicts token t+1; the last position predicts nothing (target -100). Shifting
+  // the targets rather than slicing the logits avoids copying them (and the slice's backward).
+  auto targets = torch::full({B, T}, -100, tokens.options());
+  targets.narrow(1, 0, T - 1)
+      .copy_(tokens.narrow(1, 1, T - 1).masked_fill(loss_mask.narrow(1, 1, T - 1) == 0, -100));
+  auto summed = torch::nn::functional::cross_entropy(
+      logits.reshape({B * T, V}).to(torch::kFloat), targets.reshape({B * T}),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kSum));
+  return summed / std::max(1.0, normalizer);
+}
+
+Trainer::Trainer(model::CausalLM model, TrainConfig cfg, TrainData data)
+    : model_(std::move(model)), cfg_(std::move(cfg)), data_(std::move(data)),
+      device_(cfg_.device), rng_(cfg_.seed) {
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("trainer: " + what);
+  };
+  need(data_.tokens.defined() && data_.tokens.dim() == 2 && data_.tokens.size(0) > 0 &&
+           data_.tokens.size(1) >= 2,
+       "tokens must be a non-empty [N, T] tensor with T >= 2");
+  need(data_.tokens.scalar_type() == torch::kLong, "tokens must be int64");
+  need(data_.loss_mask.defined() && data_.loss_mask.sizes() == data_.tokens.sizes(),
+       "loss_mask must have the shape of tokens");
+  if (data_.position_ids.defined())
+    need(data_.position_ids.sizes() == data_.tokens.sizes() &&
+             data_.position_ids.scalar_type() == torch::kLong,
+         "position_ids must be int64 with the shape of tokens");
+  const int64_t vocab = model_->config().vocab;
+  need(data_.tokens.min().item<int64_t>() >= 0 && data_.tokens.max().item<int64_t>() < vocab,
+       "token ids must lie in [0, " + std::to_string(vocab) + ")");
+  need(cfg_.batch_size > 0 && cfg_.micro_batch > 0, "batch_size and micro_batch must be positive");
+  need(cfg_.epochs > 0 || cfg_.max_steps > 0, "epochs or max_steps must be positive");
+  data_.tokens = data_.tokens.to(torch::kCPU).contiguous();
+  data_.loss_mask = data_.loss_mask.to(torch::kCPU).contiguous();
+  if (data_.position_ids.defined()) data_.position_ids = data_.position_ids.to(torch::kCPU).contiguous();
+
+  if (cfg_.threads > 0) torch::set_num_threads(cfg_.threads);
+  const int64_t n = data_.tokens.size(0);
+  steps_per_epoch_ = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  total_steps_ = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * steps_per_epoch_;
+  warmup_steps_ = cfg_.warmup_steps >= 0
+                      ? cfg_.warmup_steps
+                      : static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * total_steps_));
+
+  model_->to(device_);
+  model_->train();
+  // Two groups as HF's Trainer and nanoGPT do: decay matrices/embeddings, not biases or norms.
+  // Each group's parameters are re-pointed into one flat buffer (values unchanged).
+  torch::NoGradGuard no_grad;
+  groups_.resize(2);
+  groups_[0].name = "decay";
+  groups_[0].weight_decay = cfg_.weight_decay;
+  groups_[1].name = "no_decay";
+  for (auto& p : model_->parameters()) {
+    groups_[p.dim() >= 2 ? 0 : 1].params.push_back(p);
+    params_.push_back(p);
+  }
+  for (auto& g : groups_) {
+    if (g.params.empty()) continue;
+    std::vector<torch::Tensor> pieces;
+    for (auto& p : g.params) pieces.push_back(p.detach().reshape(-1));
+    g.flat = torch::cat(pieces);
+    int64_t offset = 0;
+    for (auto& p : g.params) {
+      p.set_data(g.flat.narrow(0, offset, p.numel()).view(p.sizes()));
+      offset += p.numel();
+    }
+    g.exp_avg = torch::zeros_like(g.flat);
+    g.exp_avg_sq = torch::zeros_like(g.flat);
+    g.step = torch::zeros({}, g.flat.options());
+  }
+  perm_.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) perm_[i] = i;
+}
+
+void Trainer::check_parameters_in_place() const {
+  for (const auto& g : groups_)
+    if (!g.params.empty() && g.params.front().data_ptr() != g.flat.data_ptr())
+      throw std::logic_error(
+          "trainer: the model's parameters were replaced after the trainer was built (e.g. by "
+          "model->to()); move the model before building the trainer");
+}
+
+double Trainer::clip_and_update(double lr) {
+  torch::NoGradGuard no_grad;
+  // Gather each group's gradients into one flat tensor; p.grad() becomes a view of it.
+  std::vector<torch::Tensor> flat_grads;
+  double sum_sq = 0;
+  for (auto& g : groups_) {
+    if (g.params.empty()) {
+      flat_grads.emplace_back();
+      continue;
+    }
+    std::vector<torch::Tensor> pieces;
+    for (auto& p : g.params)
+      pieces.push_back(p.grad().defined() ? p.grad().reshape(-1) : torch::zeros({p.numel()}, p.options()));
+    auto flat_grad = torch::cat(pieces);
+    int64_t offset = 0;
+    for (auto& p : g.params) {
+      p.mutable_grad() = flat_grad.narrow(0, offset, p.numel()).view(p.sizes());
+      offset += p.numel();
+    }
+    const double norm = flat_grad.norm().item<double>();
+    sum_sq += norm * norm;
+    flat_grads.push_back(flat_grad);
+  }
+  // Global-norm clipping as torch.nn.utils.clip_grad_norm_ (coefficient max / (norm + 1e-6)).
+  const double total_norm = std::sqrt(sum_sq);
+  if (cfg_.grad_clip > 0) {
+    const double coef = cfg_.grad_clip / (total_norm + 1e-6);
+    if (coef < 1.0)
+      for (auto& fg : flat_grads)
+        if (fg.defined()) fg.mul_(coef);
+  }
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    auto& g = groups_[i];
+    if (g.params.empty()) continue;
+    g.step.add_(1);  // the fused kernel reads the step count; the caller advances it
+    at::_fused_adamw_({g.flat}, {flat_grads[i]}, {g.exp_avg}, {g.exp_avg_sq}, {}, {g.step}, lr,
+                      cfg_.beta1, cfg_.beta2, g.weight_decay, cfg_.adam_eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
+  }
+  return total_norm;
+}
+
+int64_t Trainer::accumulation_steps() const {
+  return (cfg_.batch_size + cfg_.micro_batch - 1) / cfg_.micro_batch;
+}
+
+double Trainer::lr_at(int64_t step) const {
+  return lr_schedule(cfg_.lr, cfg_.min_lr, warmup_steps_, total_steps_, step);
+}
+
+std::vector<int64_t> Trainer::next_batch() {
+  const int64_t n = data_.tokens.size(0);
+  if (pos_.cursor == 0) {
+    for (int64_t i = 0; i < n; ++i) perm_[i] = i;
+    if (cfg_.shuffle)  // Fisher-Yates with the trainer's own generator: portable and resumable
+      for (int64_t i = n - 1; i > 0; --i)
+        std::swap(perm_[i], perm_[rng_() % static_cast<uint64_t>(i + 1)]);
+  }
+  const int64_t take = std::min(cfg_.batch_size, n - pos_.cursor);
+  std::vector<int64_t> batch(perm_.begin() + pos_.cursor, perm_.begin() + pos_.cursor + take);
+  pos_.cursor += take;
+  if (pos_.cursor == n) {
+    pos_.cursor = 0;
+    ++pos_.epoch;
+  }
+  return batch;
+}
+
+namespace {
+// Index of the last column holding a target in any row of mask [rows, T] (0 when none).
+int64_t last_target_column(const torch::Tensor& mask) {
+  auto any = (mask != 0).any(0);  // [T]
+  auto idx = any.nonzero();
+  return idx.numel() == 0 ? 0 : idx.max().item<int64_t>();
+}
+}  // namespace
+
+double Trainer::accumulate_gradients(const std::vector<int64_t>& samples, int64_t* positions_run) {
+  auto index = torch::tensor(samples, torch::kLong);
+  const int64_t T = data_.tokens.size(1);
+  const double normalizer =
+      (data_.loss_mask.index_select(0, index).narrow(1, 1, T - 1) != 0).sum().item<double>();
+  const bool autocast = cfg_.bf16_autocast && device_.is_cuda();
+  torch::Tensor total = torch::zeros({}, torch::TensorOptions().device(device_));
+  for (int64_t at = 0; at < static_cast<int64_t>(samples.size()); at += cfg_.micro_batch) {
+    const int64_t len = std::min<int64_t>(cfg_.micro_batch, samples.size() - at);
+    auto micro = index.narrow(0, at, len);
+    auto ids = data_.tokens.index_select(0, micro);
+    auto mask = data_.loss_mask.index_select(0, micro);
+    torch::Tensor positions;
+    if (data_.position_ids.defined()) positions = data_.position_ids.index_select(0, micro);
+    // Columns after the last target of every row change no loss term and, under causal
+    // attention, no earlier position: drop them (padded rows are mostly padding at the end).
+    // The loss and gradients are those of the full rows.
+    const int64_t keep = last_target_column(mask) + 1;
+    if (keep < T) {
+      ids = ids.narrow(1, 0, keep);
+      mask = mask.narrow(1, 0, keep);
+      if (positions.defined()) positions = positions.narrow(1, 0, keep);
+    }
+    if (positions_run != nullptr) *positions_run += len * keep;
+    ids = ids.to(device_);
+    mask = mask.to(device_);
+    if (positions.defined()) positions = positions.to(device_);
+    torch::Tensor loss;
+    {
+      CudaAutocast guard(autocast);
+      auto logits = model_->forward(ids, positions);
+      loss = masked_lm_loss(logits, ids, mask, normalizer);
+    }
+    loss.backward();
+    total += loss.detach();
+  }
+  return total.item<double>();
+}
+
+StepInfo Trainer::step() {
+  if (done()) throw std::logic_error("trainer: all " + std::to_string(total_steps_) + " steps done");
+  const auto t0 = std::chrono::steady_clock::now();
+  StepInfo info;
+  info.epoch = pos_.epoch;
+  info.total_steps = total_steps_;
+  info.lr = lr_at(pos_.step);
+  check_parameters_in_place();
+  const auto samples = next_batch();
+  for (auto& p : params_) p.mutable_grad().reset();  // zero_grad(set_to_none)
+  int64_t positions_run = 0;
+  info.loss = accumulate_gradients(samples, &positions_run);
+  info.grad_norm = clip_and_update(info.lr);
+  ++pos_.step;
+
+  const int64_t T = data_.tokens.size(1);
+  info.step = pos_.step;
+  info.samples = static_cast<int64_t>(samples.size());
+  info.tokens = positions_run;
+  info.target_tokens = (data_.loss_mask.index_select(0, torch::tensor(samples, torch::kLong))
+                            .narrow(1, 1, T - 1) != 0)
+                           .sum()
+                           .item<int64_t>();
+  tokens_total_ += info.tokens;
+  info.tokens_total = tokens_total_;
+  info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  info.tokens_per_s = info.seconds > 0 ? info.tokens / info.seconds : 0;
+  return info;
+}
+
+std::vector<StepInfo> Trainer::train(const StepCallback& cb) {
+  std::vector<StepInfo> out;
+  while (!done()) {
+    out.push_back(step());
+    if (cb) cb(out.back());
+  }
+  return out;
+}
+
+std::string Trainer::data_fingerprint() const {
+  if (!fingerprint_.empty()) return fingerprint_;
+  Fnv64 f;
+  auto add = [&](const torch::Tensor& t) {
+    auto c = t.to(torch::kLong).contiguous();
+    f.add(c.data_ptr(), c.numel() * c.element_size());
+  };
+  add(data_.tokens);
+  add(data_.loss_mask != 0);
+  if (data_.position_ids.defined()) add(data_.position_ids);
+  fingerprint_ = f.hex();
+  return fingerprint_;
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  nlohmann::json meta;
+  meta["format"] = "audit-checkpoint";
+  meta["model"] = config_to_json(model_->config());
+  meta["step"] = pos_.step;
+  meta["epoch"] = pos_.epoch;
+  meta["cursor"] = pos_.cursor;
+  meta["perm"] = perm_;
+  meta["tokens_total"] = tokens_total_;
+  std::ostringstream rng_state;
+  rng_state << rng_;
+  meta["rng_mt19937_64"] = rng_state.str();
+  meta["data"] = {{"samples", data_.tokens.size(0)},
+                  {"seq", data_.tokens.size(1)},
+                  {"fingerprint", data_fingerprint()}};
+  meta["train"] = {{"lr", cfg_.lr},
+                   {"min_lr", cfg_.min_lr},
+                   {"warmup_steps", warmup_steps_},
+                   {"total_steps", total_steps_},
+                   {"batch_size", cfg_.batch_size},
+                   {"micro_batch", cfg_.micro_batch},
+                   {"seed", cfg_.seed},
+                   {"shuffle", cfg_.shuffle}};
+  meta["meta"] = cfg_.checkpoint_meta;
+  meta["torch_version"] = TORCH_VERSION;
+
+  torch::serialize::OutputArchive root, model_ar;
+  model_->save(model_ar);
+  root.write("model", model_ar);
+  for (const auto& g : groups_) {
+    if (g.params.empty()) continue;
+    root.write("adamw." + g.name + ".exp_avg", g.exp_avg);
+    root.write("adamw." + g.name + ".exp_avg_sq", g.exp_avg_sq);
+    root.write("adamw." + g.name + ".step", g.step);
+  }
+  root.write("rng_torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
+  if (device_.is_cuda())
+    root.write("rng_torch_device", at::globalContext().defaultGenerator(device_).get_state());
+  std::ostringstream blob;
+  root.save_to(blob);
+
+  const std::string m = meta.dump();
+  const std::string b = blob.str();
+  std::string out(kMagic, 8);
+  put_u32(out, kCheckpointVersion);
+  put_u64(out, m.size());
+  out += m;
+  put_u64(out, b.size());
+  out += b;
+  Fnv64 sum;
+  sum.add(out.data(), out.size());
+  put_u64(out, sum.h);
+
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error("cannot write checkpoint " + tmp + ": " + std::strerror(errno));
+    f.write(out.data(), static_cast<std::streamsize>(out.size()));
+    f.flush();
+    if (!f) throw std::runtime_error("write failed on checkpoint " + tmp + " (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  RawCheckpoint raw = read_raw(path);
+  checked_config(raw, path, model_->config());
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return InputError(path, 0, 0, key, what);
+  };
+  DataPosition pos;
+  std::vector<int64_t> perm;
+  std::string rng_state;
+  int64_t tokens_total = 0;
+  try {
+    const auto& d = raw.meta.at("data");
+    if (d.at("samples").get<int64_t>() != data_.tokens.size(0) ||
+        d.at("seq").get<int64_t>() != data_.tokens.size(1))
+      throw bad("data", "checkpoint was trained on " + std::to_string(d.at("samples").get<int64_t>()) +
+                            " x " + std::to_string(d.at("seq").get<int64_t>()) +
+                            " tokens, this data is " + std::to_string(data_.tokens.size(0)) + " x " +
+                            std::to_string(data_.tokens.size(1)));
+    if (d.at("fingerprint").get<std::string>() != data_fingerprint())
+      throw bad("data.fingerprint", "the training data differ from the checkpoint's");
+    if (raw.meta.at("train").at("batch_size").get<int64_t>() != cfg_.batch_size)
+      throw bad("train.batch_size", "checkpoint used batch size " +
+                                        std::to_string(raw.meta.at("train").at("batch_size").get<int64_t>()) +
+                                        ", this run " + std::to_string(cfg_.batch_size));
+    pos.step = raw.meta.at("step").get<int64_t>();
+    pos.epoch = raw.meta.at("epoch").get<int64_t>();
+    pos.cursor = raw.meta.at("cursor").get<int64_t>();
+    perm = raw.meta.at("perm").get<std::vector<int64_t>>();
+    rng_state = raw.meta.at("rng_mt19937_64").get<std::string>();
+    tokens_total = raw.meta.at("tokens_total").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw bad("", std::string("bad checkpoint metadata: ") + e.what());
+  }
+  const int64_t n = data_.tokens.size(0);
+  if (static_cast<int64_t>(perm.size()) != n || pos.cursor < 0 || pos.cursor >= n || pos.step < 0)
+    throw bad("cursor", "data position does not fit the data");
+  std::mt19937_64 rng;
+  std::istringstream rs(rng_state);
+  rs >> rng;
+  if (rs.fail()) throw bad("rng_mt19937_64", "unreadable generator state");
+
+  torch::serialize::InputArchive root, model_ar;
+  load_archive(root, raw, path, device_);
+  try {
+    root.read("model", model_ar);
+    // Module::load re-points parameters at the archive's tensors; load into a scratch model and
+    // copy, so the parameters stay views of the optimizer's flat buffers.
+    model::CausalLM loaded(model_->config());
+    loaded->to(device_);
+    loaded->load(model_ar);
+    torch::NoGradGuard no_grad;
+    auto dst = model_->named_parameters();
+    for (const auto& p : loaded->named_parameters()) dst[p.key()].copy_(p.value());
+    for (auto& g : groups_) {
+      if (g.params.empty()) continue;
+      const std::pair<const char*, torch::Tensor*> fields[] = {
+          {"exp_avg", &g.exp_avg}, {"exp_avg_sq", &g.exp_avg_sq}, {"step", &g.step}};
+      for (const auto& field : fields) {
+        torch::Tensor t;
+        root.read("adamw." + g.name + "." + field.first, t);
+        if (t.sizes() != field.second->sizes())
+          throw bad("adamw." + g.name + "." + field.first, "optimizer state of shape " +
+                                                              c10::str(t.sizes()) + ", expected " +
+                                                              c10::str(field.second->sizes()));
+        field.second->copy_(t);
+      }
+    }
+    torch::Tensor cpu_state;
+    root.read("rng_torch_cpu", cpu_state);
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(cpu_state.to(torch::kCPU));
+    }
+    if (device_.is_cuda()) {
+      torch::Tensor dev_state;
+      if (root.try_read("rng_torch_device", dev_state)) {
+        auto gen = at::globalContext().defaultGenerator(device_);
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_state(dev_state.to(torch::kCPU));
+      }
+    }
+  } catch (const c10::Error& e) {
+    throw bad("", std::string("checkpoint archive does not fit this trainer: ") +
+                      e.what_without_backtrace());
+  }
+  pos_ = pos;
+  perm_ = std::move(perm);
+  rng_ = rng;
+  tokens_total_ = tokens_total;
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  RawCheckpoint raw = read_raw(path);
+  CheckpointInfo info;
+  try {
+    info.model = config_from_json(raw.meta.at("model"));
+    info.position.step = raw.meta.at("step").get<int64_t>();
+    info.position.epoch = raw.meta.at("epoch").get<int64_t>();
+    info.position.cursor = raw.meta.at("cursor").get<int64_t>();
+    info.tokens_total = raw.meta.at("tokens_total").get<int64_t>();
+    info.meta = raw.meta.at("meta").get<std::map<std::string, std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path, 0, 0, "", std::string("bad checkpoint metadata: ") + e.what());
+  }
+  return info;
+}
+
+void load_checkpoint_weights(const std::string& path, model::CausalLM& model) {
+  RawCheckpoint raw = read_raw(path);
+  checked_config(raw, path, model->config());
+  torch::serialize::InputArchive root, model_ar;
+  load_archive(root, raw, path, model->device());
+  try {
+    root.read("model", model_ar);
+    model->load(model_ar);
+  } catch (const c10::Error& e) {
+    throw InputError(path, 0, 0, "model", std::string("weights unreadable: ") + e.what_without_backtrace());
+  }
+}
+
+model::ModelConfig bench_model_config(const std::string& size) {
+  model::ModelConfig c;  // the trainer's defaults
+  c.vocab = 272;
+  if (size == "small") return c;
+  if (size == "mini")  // read from the shipped recipe, so the two cannot drift apart
+    return model::config_of(
+        recipe::load_recipe(resource_path("recipes/s1-mini.toml")).base);
+  if (size == "large") {
+    c.hidden = 320;
+    c.layers = 8;
+    c.heads = 10;
+    c.kv_heads = 2;
+    c.head_dim = 32;
+    c.ffn = 960;
+    return c;
+  }
+  throw std::invalid_argument("bench model size must be mini, small or large, not '" + size + "'");
+}
+
+Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch, int64_t seq,
+                                    int warmup_steps, int timed_steps, const std::string& device,
+                                    uint64_t seed) {
+  model::CausalLM m(mc);
+  model::init_weights(m, seed);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
+  TrainData data;
+  data.tokens = torch::randint(0, mc.vocab, {batch, seq}, gen, torch::kLong);
+  data.loss_mask = torch::ones({batch, seq}, torch::kLong);
+  TrainConfig cfg;
+  cfg.batch_size = cfg.micro_batch = batch;
+  cfg.max_steps = warmup_steps + timed_steps;
+  cfg.warmup_steps = 0;
+  cfg.lr = 1e-3;
+  cfg.shuffle = false;
+  cfg.device = device;
+  Trainer t(m, cfg, data);
+  for (int i = 0; i < warmup_steps; ++i) t.step();
+  Throughput r;
+  r.tokens_per_step = batch * seq;
+  std::vector<double> step_seconds;
+  const double cpu0 = process_cpu_seconds();
+  for (int i = 0; i < timed_steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    r.final_loss = t.step().loss;
+    step_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    r.seconds += step_seconds.back();
+  }
+  r.cpu_seconds = process_cpu_seconds() - cpu0;
+  r.steps = timed_steps;
+  if (timed_steps > 0) {
+    // The median step: robust to other processes stealing the CPU for part of the run.
+    std::sort(step_seconds.begin(), step_seconds.end());
+    const size_t n = step_seconds.size();
+    r.seconds_per_step = n % 2 ? step_seconds[n / 2] : 0.5 * (step_seconds[n / 2 - 1] + step_seconds[n / 2]);
+    r.tokens_per_s = r.tokens_per_step / r.seconds_per_step;
+  }
+  return r;
+}
+
+CudaAutocast::CudaAutocast(bool on) : on_(on) {
+  if (!on_) return;
+  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+CudaAutocast::~CudaAutocast() {
+  if (!on_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+  at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+}
+
+}  // namespace audit::train

@@ -1,0 +1,213 @@
+// The trainer: AdamW with linear warmup then cosine decay to min_lr, global-norm gradient
+// clipping, gradient accumulation over micro-batches, loss on masked tokens only, bf16 autocast
+// on CUDA, and checkpoint/resume of everything that decides the next step (model, optimizer
+// state, data position, torch RNG and the trainer's std::mt19937_64), so a resumed CPU run equals
+// the uninterrupted one bit for bit.
+//
+// Data contract (the data side, datasets/, produces these; the trainer only sees tensors):
+//   tokens       [N, T] int64, token ids in [0, vocab)
+//   loss_mask    [N, T] any numeric/bool dtype; nonzero at t means token t is a training target
+//                (its prediction comes from position t-1; loss_mask[:, 0] is never used). For s1
+//                style SFT: the trace and answer tokens are 1, the question and padding 0. When
+//                packing, the first token of each packed segment should be 0 (it is not
+//                predictable from the previous segment).
+//   position_ids optional [N, T] int64; a position that does not continue the previous one
+//                starts a new segment (attention stays inside it), see model.h.
+// Each optimizer step takes the next `batch_size` samples of the epoch's permutation (the last
+// batch of an epoch may be smaller, as HF's Trainer does: s1's 1,000 samples at batch 16 give
+// 63 steps per epoch, 315 for 5 epochs); the loss is the mean over every target token of the
+// whole global batch, however it is split into micro-batches.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "reproduce/model/model.h"  // CausalLM, ModelConfig
+
+namespace audit::train {
+
+// Every training default in one place (s1's values where it states them, see DESIGN.md).
+struct TrainConfig {
+  double lr = 1e-3;            // peak learning rate (s1: 1e-5 on 32B; small models need more)
+  double min_lr = 0.0;         // cosine floor (s1 / HF cosine: 0)
+  int64_t warmup_steps = -1;   // linear warmup steps; -1: ceil(warmup_ratio * total_steps)
+  double warmup_ratio = 0.05;  // s1: 5%
+  int64_t epochs = 1;          // passes over the data (s1: 5)
+  int64_t max_steps = -1;      // > 0: stop after this many steps (the schedule spans them)
+  int64_t batch_size = 16;     // global batch: samples per optimizer step (s1: 16)
+  int64_t micro_batch = 16;    // samples per forward/backward; accumulation = ceil(batch/micro)
+  double beta1 = 0.9;          // AdamW betas (s1: 0.9, 0.95)
+  double beta2 = 0.95;
+  double adam_eps = 1e-8;
+  double weight_decay = 1e-4;  // on matrices and embeddings only, not biases or norms (s1: 1e-4)
+  double grad_clip = 1.0;      // max global gradient norm; <= 0 disables clipping
+  bool shuffle = true;         // a fresh permutation of the samples each epoch
+  uint64_t seed = 0;           // seeds the data-order std::mt19937_64
+  int threads = 0;             // torch intra-op threads (torch::set_num_threads); 0: unchanged
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"; the model is moved there
+  bool bf16_autocast = true;   // autocast forward passes to bf16 on CUDA (ignored on CPU)
+  std::map<std::string, std::string> checkpoint_meta;  // stored in checkpoints (recipe hash...)
+};
+
+struct TrainData {
+  torch::Tensor tokens;        // [N, T] int64
+  torch::Tensor loss_mask;     // [N, T]
+  torch::Tensor position_ids;  // optional [N, T] int64
+};
+
+// Where the data stream stands: the next step reads perm[cursor, cursor + batch) of `epoch`.
+struct DataPosition {
+  int64_t step = 0;    // optimizer steps completed
+  int64_t epoch = 0;   // current epoch (0-based)
+  int64_t cursor = 0;  // samples of this epoch already consumed
+};
+
+// What one optimizer step reports (the per-step callback receives it).
+struct StepInfo {
+  int64_t step = 0;           // 1-based number of this step
+  int64_t total_steps = 0;
+  int64_t epoch = 0;          // epoch the step's batch came from (0-based)
+  double loss = 0;            // mean CE over the batch's target tokens
+  double lr = 0;              // learning rate applied at this step
+  double grad_norm = 0;       // global gradient norm before clipping
+  int64_t samples = 0;        // samples in this step's batch
+  int64_t tokens = 0;         // positions run through the model (rows x columns up to each
+                              // micro-batch's last target column)
+  int64_t target_tokens = 0;  // positions that counted in the loss
+  int64_t tokens_total = 0;   // positions processed since step 0 (carried across resumes)
+  double seconds = 0;         // wall time of this step
+  double tokens_per_s = 0;    // tokens / seconds
+};
+using StepCallback = std::function<void(const StepInfo&)>;
+
+// Learning rate for 0-based step `step` of `total`, as HF's get_cosine_schedule_with_warmup
+// (which s1's Trainer used): lr * step / warmup while step < warmup (so step 0 runs at 0), then
+// min_lr + (lr - min_lr) * 0.5 * (1 + cos(pi * (step - warmup) / (total - warmup))).
+double lr_schedule(double lr, double min_lr, int64_t warmup, int64_t total, int64_t step);
+
+// bf16 autocast for forward passes on CUDA (like torch.autocast), restored on scope exit; does
+// nothing when `on` is false. Used by the trainer and by replay's timed steps.
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(bool on);
+  ~CudaAutocast();
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  bool on_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kBFloat16;
+};
+
+// Sum of next-token cross-entropy over the target tokens (loss_mask[:, 1:] != 0), divided by
+// `normalizer` (the global batch's target count, so micro-batches add up to the batch mean).
+// logits [B, T, V] (any float dtype; computed in fp32), tokens and loss_mask [B, T].
+torch::Tensor masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& tokens,
+                             const torch::Tensor& loss_mask, double normalizer);
+
+class Trainer {
+ public:
+  // Validates the data against the model (shapes, dtypes, token range; throws
+  // std::invalid_argument), moves the model to cfg.device, builds AdamW. The model's parameters
+  // then live in the trainer's flat buffers: do not move the model (->to()) while training.
+  Trainer(model::CausalLM model, TrainConfig cfg, TrainData data);
+
+  StepInfo step();  // one optimizer step; throws std::logic_error when done()
+  // Runs the remaining steps, calling cb after each; returns their StepInfos.
+  std::vector<StepInfo> train(const StepCallback& cb = {});
+  bool done() const { return pos_.step >= total_steps_; }
+
+  // Forward and backward over the given samples, split into micro-batches of cfg.micro_batch;
+  // adds to the parameters' .grad (does not zero or step). Returns the batch loss.
+  // Adds the positions run through the model to *positions_run when given (trailing columns
+  // after every row's last target are not run: they change neither loss nor gradients).
+  double accumulate_gradients(const std::vector<int64_t>& samples,
+                              int64_t* positions_run = nullptr);
+
+  // One file: magic "AUDITCKP", version, JSON metadata (model config, data position, data
+  // fingerprint, mt19937_64 state, cfg.checkpoint_meta), a torch archive (model, optimizer,
+  // torch generator state) and a checksum. Written to PATH.tmp then renamed.
+  void save_checkpoint(const std::string& path) const;
+  // Restores all of it. A file that is not such a checkpoint, is damaged, or does not fit this
+  // model and data (config, N, T, data fingerprint, batch size) throws audit::InputError.
+  void load_checkpoint(const std::string& path);
+
+  double lr_at(int64_t step) const;  // lr_schedule with this run's settings
+  int64_t total_steps() const { return total_steps_; }
+  int64_t warmup_steps() const { return warmup_steps_; }
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  int64_t accumulation_steps() const;
+  const DataPosition& position() const { return pos_; }
+  const TrainConfig& config() const { return cfg_; }
+  model::CausalLM& model() { return model_; }
+
+ private:
+  // AdamW over flat buffers: each group's parameters are views into one contiguous tensor, and
+  // after backward their gradients are gathered into one too, so clipping and the update are a
+  // handful of kernels (torch's fused AdamW) instead of ~10 small ops per parameter tensor.
+  struct ParamGroup {
+    std::string name;                   // "decay" or "no_decay"
+    double weight_decay = 0;
+    std::vector<torch::Tensor> params;  // views into flat
+    torch::Tensor flat, exp_avg, exp_avg_sq, step;  // step: fp32 scalar, as the fused kernel wants
+  };
+  std::vector<int64_t> next_batch();  // advances the data position
+  std::string data_fingerprint() const;
+  double clip_and_update(double lr);  // returns the pre-clip gradient norm
+  void check_parameters_in_place() const;
+
+  model::CausalLM model_;
+  TrainConfig cfg_;
+  TrainData data_;
+  torch::Device device_;
+  std::vector<ParamGroup> groups_;
+  std::vector<torch::Tensor> params_;
+  std::mt19937_64 rng_;
+  std::vector<int64_t> perm_;  // this epoch's order (drawn when cursor == 0)
+  DataPosition pos_;
+  int64_t tokens_total_ = 0;
+  int64_t total_steps_ = 0, warmup_steps_ = 0, steps_per_epoch_ = 0;
+  mutable std::string fingerprint_;
+};
+
+// The metadata of a checkpoint file (checked like load_checkpoint does) and its model weights,
+// for stages that only evaluate: loads the weights into `model` (config must match).
+struct CheckpointInfo {
+  model::ModelConfig model;
+  DataPosition position;
+  int64_t tokens_total = 0;
+  std::map<std::string, std::string> meta;
+};
+CheckpointInfo read_checkpoint_info(const std::string& path);
+void load_checkpoint_weights(const std::string& path, model::CausalLM& model);
+
+// Throughput of full train steps (forward, masked loss, backward, clip, AdamW) on random tokens:
+// the C++ side of `audit bench train` and bench/train_bench.cpp.
+struct Throughput {
+  int64_t tokens_per_step = 0;
+  int64_t steps = 0;
+  double seconds = 0;           // all timed steps (after warmup)
+  double seconds_per_step = 0;  // the median timed step (robust to a busy machine)
+  double tokens_per_s = 0;      // tokens_per_step / seconds_per_step
+  double cpu_seconds = 0;       // process CPU time over the timed steps (all threads)
+  double final_loss = 0;
+};
+// The benchmark models: "mini" is the base of recipes/s1-mini.toml, read from it (now hidden 64,
+// 3 layers, 4/2 heads of 16, ffn 256, vocab 264, 0.22M parameters); "small" the trainer's default ModelConfig (hidden
+// 128, 4 layers, 8/2 heads of 16, ffn 384, vocab 272, 0.83M); "large" about 11x that (hidden
+// 320, 8 layers, 10/2 heads of 32, ffn 960, 9.5M). Throws std::invalid_argument for another name.
+model::ModelConfig bench_model_config(const std::string& size);
+
+Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch, int64_t seq,
+                                    int warmup_steps, int timed_steps,
+                                    const std::string& device = "cpu", uint64_t seed = 0);
+
+}  // namespace audit::train

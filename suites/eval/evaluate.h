@@ -1,0 +1,49 @@
+// Evaluation suite of the s1 miniature: greedy (or seeded sampled) decoding with a KV cache over
+// a test set, exact answer checking, accuracy with a Wilson 95% interval, and accuracy against a
+// thinking budget with s1's budget forcing (cap the thinking tokens, or suppress the end of
+// thinking and append "Wait").
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "datasets/tasks/tasks.h"
+#include "datasets/tokenizer/tokenizer.h"
+#include "reproduce/model/generate.h"
+#include "reproduce/model/model.h"
+
+namespace audit::suites {
+
+struct EvalSettings {
+  int64_t max_new_tokens = 512;   // thinking + answer
+  int64_t batch_size = 64;        // prompts decoded together
+  double temperature = 0.0;       // 0 = greedy
+  uint64_t seed = 0;              // sampling seed (unused when greedy)
+  int64_t think_budget = -1;      // cap on thinking tokens; -1 = none
+  int64_t waits = 0;              // budget forcing: suppress </think> this many times, append "Wait"
+  bool keep_completions = false;  // fill EvalOutcome::completions with every decoded completion
+};
+
+struct EvalOutcome {
+  int64_t n = 0, correct = 0;
+  double accuracy = 0, ci_low = 0, ci_high = 0;  // Wilson 95%
+  double mean_thinking_tokens = 0;
+  double generated_tokens = 0;                    // all tokens generated (for inference FLOPs)
+  std::vector<bool> correct_flags;                // per example, in order
+  std::vector<std::string> completions;           // every decoded completion, in order, when
+                                                  // EvalSettings::keep_completions
+  // Per example, where its trace first departs from the solver's (datasets::first_trace_error),
+  // counted by kind over every kind of datasets::trace_error_kinds() (zeros included).
+  std::map<std::string, int64_t> trace_errors;
+};
+
+// Decodes every example's prompt and checks its answer exactly. progress(done, total) is called
+// after each batch.
+EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
+                     const std::vector<datasets::Example>& examples, const EvalSettings& s,
+                     const std::function<void(int64_t, int64_t)>& progress = {});
+
+}  // namespace audit::suites

@@ -1,0 +1,49 @@
+// The two binaries: `audit` never loads LibTorch and hands run, replay and bench to
+// `audit-torch` beside it; alone, it refuses them with exit 2 and says why.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include <unistd.h>
+
+#include "tests/support/support.h"
+
+namespace {
+namespace fs = std::filesystem;
+using audit::testing::run_command;
+
+TEST(Cli, HelpListsEveryVerbIncludingTheLibTorchOnes) {
+  const auto r = run_command("'" + audit::testing::audit_binary() + "' --help");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* verb : {"run", "replay", "bench", "estimate", "report", "ledger", "check"})
+    EXPECT_NE(r.output.find(std::string("\n  ") + verb), std::string::npos) << verb << "\n" << r.output;
+}
+
+TEST(Cli, TheTorchFreeBinaryDoesNotLinkLibTorch) {
+  const auto r = run_command("ldd '" + audit::testing::audit_binary() + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("libtorch"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("libc10"), std::string::npos) << r.output;
+}
+
+TEST(Cli, ATorchVerbWithoutAuditTorchBesideItExitsTwoAndSaysWhy) {
+  const fs::path dir = fs::temp_directory_path() / ("audit_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(audit::testing::audit_binary(), dir / "audit", fs::copy_options::overwrite_existing);
+  const auto r = run_command("'" + (dir / "audit").string() + "' run recipes/s1-mini.toml");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("needs the LibTorch part of audit, audit-torch"), std::string::npos)
+      << r.output;
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+TEST(Cli, RunHelpIsAnsweredByAuditTorch) {
+  AUDIT_SKIP_WITHOUT_TORCH();
+  const auto r = run_command("'" + audit::testing::audit_binary() + "' run --help");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("--meter-interval"), std::string::npos) << r.output;
+}
+
+}  // namespace

@@ -1,0 +1,189 @@
+// The layering rule of docs/architecture.md: every module is one folder and one library target,
+// and a module includes only headers of the modules it links (its DEPS in audit_module(), and
+// theirs). CMake writes the modules and their DEPS to <build>/modules.txt; this test reads every
+// #include of every module's files and fails on one that reaches a module not below it, naming
+// the file, the line, the header and both modules. It also fails on a cycle in the DEPS and on a
+// source file that belongs to no module.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/support.h"
+
+namespace {
+namespace fs = std::filesystem;
+
+struct Module {
+  std::string name, dir;
+  std::vector<std::string> deps;
+};
+
+std::vector<Module> read_modules(const fs::path& file) {
+  std::ifstream in(file);
+  std::vector<Module> out;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream s(line);
+    Module m;
+    if (!(s >> m.name >> m.dir)) continue;
+    for (std::string d; s >> d;)
+      if (d.rfind("audit_", 0) == 0) m.deps.push_back(d);
+    out.push_back(m);
+  }
+  return out;
+}
+
+// Problems found in the tree at root for these modules; empty when the layering holds.
+std::vector<std::string> check_layering(const fs::path& root, const std::vector<Module>& mods,
+                                        const std::vector<std::string>& top_folders) {
+  std::vector<std::string> problems;
+  std::map<std::string, const Module*> by_name;
+  for (const auto& m : mods) by_name[m.name] = &m;
+
+  // Cycles in the declared DEPS (depth-first with colours), then each module's closure.
+  std::map<std::string, int> colour;
+  std::function<void(const std::string&, std::vector<std::string>&)> visit =
+      [&](const std::string& n, std::vector<std::string>& path) {
+        colour[n] = 1;
+        path.push_back(n);
+        if (by_name.count(n))
+          for (const auto& d : by_name[n]->deps) {
+            if (colour[d] == 1) {
+              std::string cyc;
+              for (auto it = std::find(path.begin(), path.end(), d); it != path.end(); ++it)
+                cyc += *it + " -> ";
+              problems.push_back("DEPS cycle: " + cyc + d);
+            } else if (colour[d] == 0) {
+              visit(d, path);
+            }
+          }
+        path.pop_back();
+        colour[n] = 2;
+      };
+  for (const auto& m : mods) {
+    std::vector<std::string> path;
+    if (colour[m.name] == 0) visit(m.name, path);
+  }
+  std::map<std::string, std::set<std::string>> below;
+  std::function<const std::set<std::string>&(const std::string&)> closure =
+      [&](const std::string& n) -> const std::set<std::string>& {
+    auto it = below.find(n);
+    if (it != below.end()) return it->second;
+    auto& out = below[n];
+    if (by_name.count(n))
+      for (const auto& d : by_name[n]->deps) {
+        out.insert(d);
+        if (!below.count(d) || d != n) {
+          auto sub = closure(d);
+          out.insert(sub.begin(), sub.end());
+        }
+      }
+    return out;
+  };
+  if (!problems.empty()) return problems;
+
+  auto module_of = [&](const fs::path& rel_dir) -> const Module* {
+    const Module* best = nullptr;
+    for (const auto& m : mods) {
+      const std::string d = rel_dir.generic_string();
+      if ((d == m.dir || d.rfind(m.dir + "/", 0) == 0) && (!best || m.dir.size() > best->dir.size()))
+        best = &m;
+    }
+    return best;
+  };
+
+  const std::regex include_re(R"re(^\s*#\s*include\s*"([^"]+)")re");
+  for (const auto& top : top_folders) {
+    if (!fs::exists(root / top)) continue;
+    for (const auto& e : fs::recursive_directory_iterator(root / top)) {
+      const auto ext = e.path().extension().string();
+      if (!e.is_regular_file() || (ext != ".h" && ext != ".cpp" && ext != ".cu" && ext != ".cuh"))
+        continue;
+      const fs::path rel = fs::relative(e.path(), root);
+      const Module* self = module_of(rel.parent_path());
+      if (self == nullptr || self->dir != rel.parent_path().generic_string()) {
+        problems.push_back(rel.generic_string() + ": in no module folder (each module is one "
+                                                  "folder with its own audit_module target)");
+        continue;
+      }
+      const auto& allowed = closure(self->name);
+      std::ifstream in(e.path());
+      int lineno = 0;
+      for (std::string line; std::getline(in, line);) {
+        ++lineno;
+        std::smatch m;
+        if (!std::regex_search(line, m, include_re)) continue;
+        const fs::path header = m[1].str();
+        const std::string first = *header.begin();
+        if (std::find(top_folders.begin(), top_folders.end(), first) == top_folders.end())
+          continue;  // tests/, third-party or relative: not a module header
+        const Module* target = module_of(header.parent_path());
+        if (target == nullptr) {
+          problems.push_back(rel.generic_string() + ":" + std::to_string(lineno) + ": includes " +
+                             header.generic_string() + ", which is in no module");
+        } else if (target != self && !allowed.count(target->name)) {
+          problems.push_back(rel.generic_string() + ":" + std::to_string(lineno) + ": " +
+                             self->name + " includes " + header.generic_string() + " of " +
+                             target->name + ", which " + self->name +
+                             " does not link (a back edge, or a DEPS entry missing)");
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+const std::vector<std::string> kTopFolders = {"reproduce", "datasets", "suites",
+                                              "kernels",   "ledger",   "reports"};
+
+TEST(Layering, EveryIncludeReachesOnlyModulesBelow) {
+  const fs::path modules = fs::path(audit::testing::build_dir()) / "modules.txt";
+  ASSERT_TRUE(fs::exists(modules)) << modules << " is written by CMake at configure time";
+  const auto mods = read_modules(modules);
+  ASSERT_GE(mods.size(), 20u) << "expected one module per folder";
+  const auto problems = check_layering(audit::testing::source_dir(), mods, kTopFolders);
+  std::string all;
+  for (const auto& p : problems) all += "  " + p + "\n";
+  EXPECT_TRUE(problems.empty()) << problems.size() << " layering problems:\n" << all;
+}
+
+// The checker itself finds a back edge, a cycle and a stray file in a tree made here.
+TEST(Layering, CheckerNamesABackEdgeACycleAndAStrayFile) {
+  const fs::path root = fs::temp_directory_path() / ("layering_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "reproduce/low");
+  fs::create_directories(root / "reproduce/high");
+  std::ofstream(root / "reproduce/low/low.h") << "#include \"reproduce/high/high.h\"\n";
+  std::ofstream(root / "reproduce/high/high.h") << "#include \"reproduce/low/low.h\"\n";
+  std::vector<Module> mods = {{"audit_low", "reproduce/low", {}},
+                              {"audit_high", "reproduce/high", {"audit_low"}}};
+  auto p = check_layering(root, mods, kTopFolders);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_NE(p[0].find("reproduce/low/low.h:1: audit_low includes reproduce/high/high.h of audit_high"),
+            std::string::npos)
+      << p[0];
+
+  mods[0].deps = {"audit_high"};
+  p = check_layering(root, mods, kTopFolders);
+  ASSERT_FALSE(p.empty());
+  EXPECT_NE(p[0].find("DEPS cycle"), std::string::npos) << p[0];
+
+  mods[0].deps.clear();
+  std::ofstream(root / "reproduce/low/low.h") << "// nothing\n";
+  std::ofstream(root / "reproduce/stray.cpp") << "// nothing\n";
+  p = check_layering(root, mods, kTopFolders);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_NE(p[0].find("reproduce/stray.cpp: in no module folder"), std::string::npos) << p[0];
+  fs::remove_all(root);
+}
+
+}  // namespace
