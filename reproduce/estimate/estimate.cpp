@@ -185,17 +185,32 @@ EstimateLine claimed_tokens(const recipe::Recipe& r) {
   return l;
 }
 
-Estimate estimate_recipe(const recipe::Recipe& r) {
-  Estimate e;
-  e.recipe_path = r.path;
-  e.recipe_sha256 = r.sha256;
-  e.claim_name = r.claim.name;
-  e.claim_title = r.claim.title;
-  e.headline = r.claim.headline;
-  e.stage = r.claim.stage;
-  e.prices = prices_from_recipe(r);
+namespace {
 
-  // --- model -------------------------------------------------------------------------------
+EstimateLine make_line(std::string key, std::string label, Band value, std::string unit,
+                       std::string provenance, std::string formula,
+                       nlohmann::json inputs = nlohmann::json::object(), std::string note = "") {
+  EstimateLine l;
+  l.key = std::move(key);
+  l.label = std::move(label);
+  l.value = value;
+  l.unit = std::move(unit);
+  l.provenance = std::move(provenance);
+  l.formula = std::move(formula);
+  l.inputs = std::move(inputs);
+  l.note = std::move(note);
+  return l;
+}
+
+// implied_mfu over a FLOP band.
+Band mfu_band(const Band& flops, double gpus, double seconds, double peak) {
+  return Band(ledger::implied_mfu(flops.low, gpus, seconds, peak),
+              ledger::implied_mfu(flops.mid, gpus, seconds, peak),
+              ledger::implied_mfu(flops.high, gpus, seconds, peak));
+}
+
+// Parameters counted from [base], against the published figures.
+void add_model_lines(const recipe::Recipe& r, Estimate& e) {
   e.arch = arch_from_recipe(r.base);
   try {
     e.params = ledger::count_parameters(e.arch);
@@ -204,42 +219,32 @@ Estimate estimate_recipe(const recipe::Recipe& r) {
   }
   const double n_total = static_cast<double>(e.params.total);
   const double n_active = static_cast<double>(e.params.active);
-  {
-    EstimateLine l;
-    l.key = "params_total";
-    l.label = "parameters of " + r.base.name + " (counted from [base])";
-    l.value = Band::point(n_total);
-    l.unit = "parameters";
-    l.provenance = "declared";
-    l.formula = "sum over the architecture's tensors";
-    l.inputs = ledger::to_json(e.params);
-    l.note = e.params.counted;
-    if (r.base.declared_params > 0)
-      l.note += "; published " + num(r.base.declared_params) + " (" +
-                text::fmt("%+.1f%%", 100 * (n_total / r.base.declared_params - 1)) + ")";
-    e.lines.push_back(l);
-  }
-  if (e.arch.is_moe() || e.params.mtp_total > 0) {
-    EstimateLine l;
-    l.key = "params_active";
-    l.label = "active parameters per token (N)";
-    l.value = Band::point(n_active);
-    l.unit = "parameters";
-    l.provenance = "declared";
-    l.formula = "total - routed experts + top_k of routed_experts per MoE layer";
-    l.inputs = {{"top_k", e.arch.top_k}, {"routed_experts", e.arch.routed_experts}};
-    if (r.base.declared_active_params > 0)
-      l.note = "published " + num(r.base.declared_active_params) + " (" +
-               text::fmt("%+.1f%%", 100 * (n_active / r.base.declared_active_params - 1)) + ")";
-    if (e.params.mtp_total > 0)
-      l.note += std::string(l.note.empty() ? "" : "; ") + "MTP module(s) add " +
-                num(static_cast<double>(e.params.mtp_total)) + " parameters (" +
-                num(static_cast<double>(e.params.mtp_active)) +
-                " active), not in N: 6*N*D leaves the MTP compute out";
-    e.lines.push_back(l);
-  }
+  auto l = make_line("params_total", "parameters of " + r.base.name + " (counted from [base])",
+                     Band::point(n_total), "parameters", "declared",
+                     "sum over the architecture's tensors", ledger::to_json(e.params),
+                     e.params.counted);
+  if (r.base.declared_params > 0)
+    l.note += "; published " + num(r.base.declared_params) + " (" +
+              text::fmt("%+.1f%%", 100 * (n_total / r.base.declared_params - 1)) + ")";
+  e.lines.push_back(l);
+  if (!e.arch.is_moe() && e.params.mtp_total <= 0) return;
+  l = make_line("params_active", "active parameters per token (N)", Band::point(n_active),
+                "parameters", "declared",
+                "total - routed experts + top_k of routed_experts per MoE layer",
+                {{"top_k", e.arch.top_k}, {"routed_experts", e.arch.routed_experts}});
+  if (r.base.declared_active_params > 0)
+    l.note = "published " + num(r.base.declared_active_params) + " (" +
+             text::fmt("%+.1f%%", 100 * (n_active / r.base.declared_active_params - 1)) + ")";
+  if (e.params.mtp_total > 0)
+    l.note += std::string(l.note.empty() ? "" : "; ") + "MTP module(s) add " +
+              num(static_cast<double>(e.params.mtp_total)) + " parameters (" +
+              num(static_cast<double>(e.params.mtp_active)) +
+              " active), not in N: 6*N*D leaves the MTP compute out";
+  e.lines.push_back(l);
+}
 
-  // --- hardware ----------------------------------------------------------------------------
+// The claimed GPU type, from the hardware table (bad input when unknown).
+ledger::Hardware claim_hardware(const recipe::Recipe& r) {
   const std::string gpu_type = claim_gpu_type(r);
   auto hw = ledger::find_hardware(gpu_type);
   if (!hw || hw->kind != "gpu") {
@@ -249,94 +254,68 @@ Estimate estimate_recipe(const recipe::Recipe& r) {
                        "GPU type '" + gpu_type + "' is not in the hardware table (known: " + ids +
                            ")");
   }
-  e.hardware = *hw;
+  return *hw;
+}
 
-  // --- compute of the claimed run ------------------------------------------------------------
+// D, 6·N·D (and 8·N·D with recompute), and the attention term 6·N·D leaves out.
+void add_compute_lines(const recipe::Recipe& r, Estimate& e) {
+  const double n_active = static_cast<double>(e.params.active);
   EstimateLine tokens = claimed_tokens(r);
   e.tokens = tokens.value;
   e.lines.push_back(tokens);
   e.train_flops = e.tokens * ledger::training_flops(n_active, 1.0);
   e.hardware_flops = r.train.recompute ? e.tokens * ledger::training_flops(n_active, 1.0, true)
                                        : e.train_flops;
-  {
-    EstimateLine l;
-    l.key = "train_flops";
-    l.label = "compute of the claimed run (model FLOPs)";
-    l.value = e.train_flops;
-    l.unit = "FLOP";
-    l.provenance = "estimated";
-    l.formula = "6 x N x D";
-    l.inputs = {{"N", n_active}, {"D", ledger::to_json(e.tokens)}};
-    e.lines.push_back(l);
+  const nlohmann::json nd = {{"N", n_active}, {"D", ledger::to_json(e.tokens)}};
+  e.lines.push_back(make_line("train_flops", "compute of the claimed run (model FLOPs)",
+                              e.train_flops, "FLOP", "estimated", "6 x N x D", nd));
+  if (r.train.recompute)
+    e.lines.push_back(make_line("hardware_flops",
+                                "with full activation recompute (hardware FLOPs)",
+                                e.hardware_flops, "FLOP", "estimated",
+                                "8 x N x D (train.recompute = true)", nd));
+  // The attention-score term 6·N·D leaves out, at the mean length, as a share of 6·N·D.
+  Band len = Band::point(static_cast<double>(r.train.block_size));
+  if (r.claim.stage == "pretrain") {
+    if (r.data.seq_len_mean.set) len = band_of(r.data.seq_len_mean);
+  } else {
+    const auto& m = tokens.inputs["mean_tokens_per_sample"];
+    len = Band(m[0].get<double>(), m[1].get<double>(), m[2].get<double>());
   }
-  if (r.train.recompute) {
-    EstimateLine l;
-    l.key = "hardware_flops";
-    l.label = "with full activation recompute (hardware FLOPs)";
-    l.value = e.hardware_flops;
-    l.unit = "FLOP";
-    l.provenance = "estimated";
-    l.formula = "8 x N x D (train.recompute = true)";
-    l.inputs = {{"N", n_active}, {"D", ledger::to_json(e.tokens)}};
-    e.lines.push_back(l);
-  }
-  {
-    // The attention-score term 6·N·D leaves out, at the mean length, as a share of 6·N·D.
-    Band len = Band::point(static_cast<double>(r.train.block_size));
-    if (r.claim.stage == "pretrain") {
-      if (r.data.seq_len_mean.set) len = band_of(r.data.seq_len_mean);
-    } else {
-      const auto& m = tokens.inputs["mean_tokens_per_sample"];
-      len = Band(m[0].get<double>(), m[1].get<double>(), m[2].get<double>());
-    }
-    Band share(ledger::attention_training_flops_per_token(e.arch, len.low) / (6 * n_active),
-               ledger::attention_training_flops_per_token(e.arch, len.mid) / (6 * n_active),
-               ledger::attention_training_flops_per_token(e.arch, len.high) / (6 * n_active));
-    EstimateLine l;
-    l.key = "attention_share";
-    l.label = "attention-score FLOPs 6*N*D leaves out (share of 6*N*D)";
-    l.value = share;
-    l.unit = "fraction";
-    l.provenance = "estimated";
-    l.formula = "12 x layers x heads x head_dim x seq_len / (6 x N) (PaLM convention, non-causal)";
-    l.inputs = {{"layers", e.arch.layers}, {"heads", e.arch.heads}, {"seq_len", ledger::to_json(len)}};
-    l.note = "not counted in the utilization verdict (which would only rise)";
-    e.lines.push_back(l);
-  }
+  auto share_at = [&](double l) {
+    return ledger::attention_training_flops_per_token(e.arch, l) / (6 * n_active);
+  };
+  e.lines.push_back(make_line(
+      "attention_share", "attention-score FLOPs 6*N*D leaves out (share of 6*N*D)",
+      Band(share_at(len.low), share_at(len.mid), share_at(len.high)), "fraction", "estimated",
+      "12 x layers x heads x head_dim x seq_len / (6 x N) (PaLM convention, non-causal)",
+      {{"layers", e.arch.layers}, {"heads", e.arch.heads}, {"seq_len", ledger::to_json(len)}},
+      "not counted in the utilization verdict (which would only rise)"));
+}
 
-  // --- GPU-hours stated and the utilization they imply ----------------------------------------
+// The GPU-hours the claim states and the utilization they imply, with its verdict.
+void add_utilization_lines(const recipe::Recipe& r, Estimate& e) {
+  const ledger::Hardware& hw = e.hardware;
   e.gpu_hours = recipe::claimed_gpu_hours(r.claim);
-  {
-    EstimateLine l;
-    l.key = "gpu_hours";
-    l.label = "GPU-hours the claim states";
-    l.value = Band::point(e.gpu_hours);
-    l.unit = hw->id + "-hour";
-    l.provenance = "declared";
-    l.formula = r.claim.gpu_hours > 0 ? "claim.gpu_hours" : "claim.gpu_count x claim.wall_hours";
-    l.inputs = {{"gpu_count", r.claim.gpu_count}, {"wall_hours", r.claim.wall_hours},
-                {"gpu_hours", r.claim.gpu_hours}};
-    l.note = sources_text(r.claim);
-    e.lines.push_back(l);
-  }
+  e.lines.push_back(make_line(
+      "gpu_hours", "GPU-hours the claim states", Band::point(e.gpu_hours), hw.id + "-hour",
+      "declared", r.claim.gpu_hours > 0 ? "claim.gpu_hours" : "claim.gpu_count x claim.wall_hours",
+      {{"gpu_count", r.claim.gpu_count},
+       {"wall_hours", r.claim.wall_hours},
+       {"gpu_hours", r.claim.gpu_hours}},
+      sources_text(r.claim)));
   e.mfu_gpu_hours = e.gpu_hours;
   std::string hours_basis = "all GPU-hours stated";
-  if (r.claim.stage == "pretrain") {
-    for (const auto& p : r.claim.phases) {
+  if (r.claim.stage == "pretrain")
+    for (const auto& p : r.claim.phases)
       if (p.phase == "pretraining" && p.gpu_hours > 0) {
         e.mfu_gpu_hours = p.gpu_hours;
         hours_basis = "the pretraining phase's GPU-hours (" + p.source + "), the phase D belongs to";
       }
-    }
-  }
-  const double peak = hw->bf16_dense_flops;
+  const double peak = hw.bf16_dense_flops;
   const double seconds = e.mfu_gpu_hours * 3600.0;
-  e.mfu = Band(ledger::implied_mfu(e.train_flops.low, 1, seconds, peak),
-               ledger::implied_mfu(e.train_flops.mid, 1, seconds, peak),
-               ledger::implied_mfu(e.train_flops.high, 1, seconds, peak));
-  e.hfu = Band(ledger::implied_mfu(e.hardware_flops.low, 1, seconds, peak),
-               ledger::implied_mfu(e.hardware_flops.mid, 1, seconds, peak),
-               ledger::implied_mfu(e.hardware_flops.high, 1, seconds, peak));
+  e.mfu = mfu_band(e.train_flops, 1, seconds, peak);
+  e.hfu = mfu_band(e.hardware_flops, 1, seconds, peak);
   e.verdict = ledger::judge_mfu(e.mfu.mid);
   if (e.hfu.mid > ledger::kMfuImpossible && e.verdict.verdict != "impossible") {
     e.verdict.verdict = "impossible";
@@ -350,73 +329,55 @@ Estimate estimate_recipe(const recipe::Recipe& r) {
                           text::fmt("%.1f%%", 100 * e.mfu.low) + ") to " + hi.verdict + " (" +
                           text::fmt("%.1f%%", 100 * e.mfu.high) + ")";
   }
-  {
-    EstimateLine l;
-    l.key = "implied_mfu";
-    l.label = "utilization implied (of " + hw->id + " bf16 dense peak)";
-    l.value = e.mfu;
-    l.unit = "fraction of peak";
-    l.provenance = "estimated";
-    l.formula = "6*N*D / (GPU-hours x 3600 x peak_bf16_dense)";
-    l.inputs = {{"flops", ledger::to_json(e.train_flops)},
-                {"gpu_hours", e.mfu_gpu_hours},
-                {"gpu_hours_basis", hours_basis},
-                {"peak_bf16_dense_flops", peak},
-                {"peak_source", hw->source}};
-    l.note = e.verdict.verdict + ": " + e.verdict.reason;
-    e.lines.push_back(l);
-  }
-  if (r.train.recompute) {
-    EstimateLine l;
-    l.key = "implied_hfu";
-    l.label = "hardware utilization implied (with recompute)";
-    l.value = e.hfu;
-    l.unit = "fraction of peak";
-    l.provenance = "estimated";
-    l.formula = "8*N*D / (GPU-hours x 3600 x peak_bf16_dense)";
-    l.inputs = {{"gpu_hours", e.mfu_gpu_hours}, {"peak_bf16_dense_flops", peak}};
-    e.lines.push_back(l);
-  }
-  if (r.train.precision == "fp8" && hw->fp8_dense_flops > 0) {
-    EstimateLine l;
-    l.key = "implied_mfu_fp8";
-    l.label = "utilization implied against the fp8 dense peak (training ran in fp8)";
-    l.value = e.train_flops * (1.0 / (seconds * hw->fp8_dense_flops));
-    l.unit = "fraction of peak";
-    l.provenance = "estimated";
-    l.formula = "6*N*D / (GPU-hours x 3600 x peak_fp8_dense)";
-    l.inputs = {{"peak_fp8_dense_flops", hw->fp8_dense_flops}};
-    l.note = "fp8 covers the matmuls only; the bf16 figure is the usual convention";
-    e.lines.push_back(l);
-  }
+  e.lines.push_back(make_line("implied_mfu", "utilization implied (of " + hw.id + " bf16 dense peak)",
+                              e.mfu, "fraction of peak", "estimated",
+                              "6*N*D / (GPU-hours x 3600 x peak_bf16_dense)",
+                              {{"flops", ledger::to_json(e.train_flops)},
+                               {"gpu_hours", e.mfu_gpu_hours},
+                               {"gpu_hours_basis", hours_basis},
+                               {"peak_bf16_dense_flops", peak},
+                               {"peak_source", hw.source}},
+                              e.verdict.verdict + ": " + e.verdict.reason));
+  if (r.train.recompute)
+    e.lines.push_back(make_line("implied_hfu", "hardware utilization implied (with recompute)",
+                                e.hfu, "fraction of peak", "estimated",
+                                "8*N*D / (GPU-hours x 3600 x peak_bf16_dense)",
+                                {{"gpu_hours", e.mfu_gpu_hours}, {"peak_bf16_dense_flops", peak}}));
+  if (r.train.precision == "fp8" && hw.fp8_dense_flops > 0)
+    e.lines.push_back(make_line(
+        "implied_mfu_fp8", "utilization implied against the fp8 dense peak (training ran in fp8)",
+        e.train_flops * (1.0 / (seconds * hw.fp8_dense_flops)), "fraction of peak", "estimated",
+        "6*N*D / (GPU-hours x 3600 x peak_fp8_dense)",
+        {{"peak_fp8_dense_flops", hw.fp8_dense_flops}},
+        "fp8 covers the matmuls only; the bf16 figure is the usual convention"));
+}
+
+// The claim's reference runs (e.g. the repository's own run), and the utilization each implies.
+void add_reference_run_lines(const recipe::Recipe& r, Estimate& e) {
   for (const auto& rr : r.claim.reference_runs) {
-    auto rhw = ledger::find_hardware(rr.gpu_type.empty() ? gpu_type : rr.gpu_type);
+    auto rhw = ledger::find_hardware(rr.gpu_type.empty() ? claim_gpu_type(r) : rr.gpu_type);
     if (!rhw || rhw->kind != "gpu" || rr.gpu_count <= 0 || rr.wall_seconds <= 0) continue;
     const double gh = static_cast<double>(rr.gpu_count) * rr.wall_seconds / 3600.0;
-    EstimateLine l;
-    l.key = "reference_run";
-    l.label = "reference run: " + rr.description;
-    l.value = Band::point(gh);
-    l.unit = rhw->id + "-hour";
-    l.provenance = "declared";
-    l.formula = "gpu_count x wall_seconds / 3600";
-    l.inputs = {{"gpu_count", rr.gpu_count}, {"wall_seconds", rr.wall_seconds}};
-    const Band m(ledger::implied_mfu(e.train_flops.low, rr.gpu_count, rr.wall_seconds, rhw->bf16_dense_flops),
-                 ledger::implied_mfu(e.train_flops.mid, rr.gpu_count, rr.wall_seconds, rhw->bf16_dense_flops),
-                 ledger::implied_mfu(e.train_flops.high, rr.gpu_count, rr.wall_seconds, rhw->bf16_dense_flops));
-    l.note = "implies " + band_text(m, "fraction of peak") + " of bf16 peak; " +
-             text::fmt("%.2f", gh / std::max(e.gpu_hours, 1e-12)) + "x the headline's GPU-hours; " +
-             rr.source;
-    e.lines.push_back(l);
+    const Band m = mfu_band(e.train_flops, rr.gpu_count, rr.wall_seconds, rhw->bf16_dense_flops);
+    e.lines.push_back(make_line(
+        "reference_run", "reference run: " + rr.description, Band::point(gh), rhw->id + "-hour",
+        "declared", "gpu_count x wall_seconds / 3600",
+        {{"gpu_count", rr.gpu_count}, {"wall_seconds", rr.wall_seconds}},
+        "implies " + band_text(m, "fraction of peak") + " of bf16 peak; " +
+            text::fmt("%.2f", gh / std::max(e.gpu_hours, 1e-12)) + "x the headline's GPU-hours; " +
+            rr.source));
   }
+}
 
-  // --- cost rows --------------------------------------------------------------------------
+// What the cost model needs: the claim's figures, the base model's pretraining when it was
+// trained elsewhere, the recipe's extras and the teacher's traces.
+ledger::CostInputs cost_inputs(const recipe::Recipe& r, const Estimate& e) {
   ledger::CostInputs in;
   ledger::ClaimFigures cl;
   cl.name = r.claim.name;
   cl.headline = r.claim.headline;
   cl.usd = r.claim.claimed_cost_usd;
-  cl.gpu_type = hw->id;
+  cl.gpu_type = e.hardware.id;
   cl.gpu_count = static_cast<double>(r.claim.gpu_count);
   cl.wall_hours = r.claim.wall_hours;
   cl.gpu_hours = e.gpu_hours;
@@ -428,10 +389,10 @@ Estimate estimate_recipe(const recipe::Recipe& r) {
   if (base_elsewhere && r.base.pretrain_tokens > 0) {
     ledger::BaseModelEstimate b;
     b.name = r.base.name;
-    b.n_active = n_active;
+    b.n_active = static_cast<double>(e.params.active);
     b.tokens = r.base.pretrain_tokens;
     b.tokens_source = r.base.pretrain_source;
-    b.gpu_type = hw->id;
+    b.gpu_type = e.hardware.id;
     const auto& mfu = e.prices.get(ledger::price_keys::kBaseMfu);
     b.mfu = mfu.band;
     b.mfu_source = mfu.source;
@@ -444,7 +405,7 @@ Estimate estimate_recipe(const recipe::Recipe& r) {
     it.description = x.description;
     it.quantity = x.quantity;
     it.unit = x.unit;
-    it.gpu_type = x.gpu_type.empty() ? hw->id : x.gpu_type;
+    it.gpu_type = x.gpu_type.empty() ? e.hardware.id : x.gpu_type;
     if (x.price_usd.set) {
       it.price = band_of(x.price_usd);
       it.price_source = x.price_usd.source;
@@ -470,81 +431,80 @@ Estimate estimate_recipe(const recipe::Recipe& r) {
     it.source = "recipe [data]";
     in.extras.push_back(it);
   }
+  return in;
+}
+
+// One line per cost row (with the base model's FLOPs and the claim's own rate beside theirs).
+void add_cost_item_lines(const recipe::Recipe& r, Estimate& e) {
+  for (const auto& c : e.items) {
+    const Band q = ledger::quantity_band(c);
+    auto l = make_line("cost." + c.category, c.description, ledger::item_cost(c), "USD",
+                       ledger::cost_item_json(c)["provenance"].get<std::string>(),
+                       band_text(q, c.unit) + " x " +
+                           band_text(Band(c.price_low, c.price_mid, c.price_high), "USD") +
+                           " per " + c.unit + (c.formula.empty() ? "" : "; quantity: " + c.formula),
+                       c.inputs, c.source);
+    if (!ledger::in_full_total(c)) l.note = "not added to the full total; " + l.note;
+    e.lines.push_back(l);
+    if (c.category == "base_model") {
+      const double flops = c.inputs["flops"].get<double>();
+      e.lines.push_back(make_line(
+          "base_flops", "compute of the base model's pretraining", Band::point(flops), "FLOP",
+          "estimated", "6 x N x D", {{"N", c.inputs["N"]}, {"D", c.inputs["D"]}},
+          text::fmt("%.3g", flops / std::max(e.train_flops.mid, 1.0)) +
+              "x the claimed run's compute"));
+    }
+    if (c.category == "final_run" && r.claim.claimed_gpu_hour_usd > 0)
+      e.lines.push_back(make_line(
+          "claimed_rate_cost", "claimed GPU-hours at the claim's own rate",
+          Band::point(c.quantity * r.claim.claimed_gpu_hour_usd), "USD", "declared",
+          "GPU-hours x claim.claimed_gpu_hour_usd",
+          {{"gpu_hours", c.quantity}, {"usd_per_gpu_hour", r.claim.claimed_gpu_hour_usd}}));
+  }
+}
+
+// The three totals and the full cost's multiple of the claim.
+void add_total_lines(Estimate& e) {
+  const auto& t = e.totals;
+  if (t.claimed_known)
+    e.lines.push_back(make_line("total.claimed", "claimed cost", t.claimed, "USD", "declared",
+                                t.claimed_basis));
+  e.lines.push_back(make_line("total.final_run",
+                              "final run (as stated, priced at the band; not measured here)",
+                              t.final_run, "USD", "declared",
+                              "claimed GPU-hours x GPU-hour price band"));
+  e.lines.push_back(make_line("total.full", "full cost (final run + base model + extras)", t.full,
+                              "USD", "estimated", "sum of every row in the full total"));
+  if (t.claimed_known && t.claimed.mid > 0)
+    e.lines.push_back(make_line("full_over_claimed", "full cost / claimed cost",
+                                t.full * (1.0 / t.claimed.mid), "x", "estimated",
+                                "total.full / total.claimed (mid)"));
+}
+
+}  // namespace
+
+Estimate estimate_recipe(const recipe::Recipe& r) {
+  Estimate e;
+  e.recipe_path = r.path;
+  e.recipe_sha256 = r.sha256;
+  e.claim_name = r.claim.name;
+  e.claim_title = r.claim.title;
+  e.headline = r.claim.headline;
+  e.stage = r.claim.stage;
+  e.prices = prices_from_recipe(r);
+  add_model_lines(r, e);
+  e.hardware = claim_hardware(r);
+  add_compute_lines(r, e);
+  add_utilization_lines(r, e);
+  add_reference_run_lines(r, e);
   try {
-    e.items = ledger::build_cost_items(in, e.prices);
+    e.items = ledger::build_cost_items(cost_inputs(r, e), e.prices);
   } catch (const std::invalid_argument& ex) {
     throw recipe_error(r, "extras", ex.what());
   }
   e.totals = ledger::cost_totals(e.items);
-
-  // --- cost lines ----------------------------------------------------------------------------
-  for (const auto& c : e.items) {
-    EstimateLine l;
-    l.key = "cost." + c.category;
-    l.label = c.description;
-    l.value = ledger::item_cost(c);
-    l.unit = "USD";
-    l.provenance = ledger::cost_item_json(c)["provenance"].get<std::string>();
-    const Band q = ledger::quantity_band(c);
-    l.formula = band_text(q, c.unit) + " x " +
-                band_text(Band(c.price_low, c.price_mid, c.price_high), "USD") + " per " + c.unit +
-                (c.formula.empty() ? "" : "; quantity: " + c.formula);
-    l.inputs = c.inputs;
-    l.note = c.source;
-    if (!ledger::in_full_total(c)) l.note = "not added to the full total; " + l.note;
-    e.lines.push_back(l);
-    if (c.category == "base_model") {
-      EstimateLine f;
-      f.key = "base_flops";
-      f.label = "compute of the base model's pretraining";
-      f.value = Band::point(c.inputs["flops"].get<double>());
-      f.unit = "FLOP";
-      f.provenance = "estimated";
-      f.formula = "6 x N x D";
-      f.inputs = {{"N", c.inputs["N"]}, {"D", c.inputs["D"]}};
-      f.note = text::fmt("%.3g", f.value.mid / std::max(e.train_flops.mid, 1.0)) +
-               "x the claimed run's compute";
-      e.lines.push_back(f);
-    }
-    if (c.category == "final_run" && r.claim.claimed_gpu_hour_usd > 0) {
-      EstimateLine f;
-      f.key = "claimed_rate_cost";
-      f.label = "claimed GPU-hours at the claim's own rate";
-      f.value = Band::point(c.quantity * r.claim.claimed_gpu_hour_usd);
-      f.unit = "USD";
-      f.provenance = "declared";
-      f.formula = "GPU-hours x claim.claimed_gpu_hour_usd";
-      f.inputs = {{"gpu_hours", c.quantity}, {"usd_per_gpu_hour", r.claim.claimed_gpu_hour_usd}};
-      e.lines.push_back(f);
-    }
-  }
-  auto total_line = [&](const char* key, const std::string& label, const Band& b,
-                        const std::string& prov, const std::string& formula) {
-    EstimateLine l;
-    l.key = key;
-    l.label = label;
-    l.value = b;
-    l.unit = "USD";
-    l.provenance = prov;
-    l.formula = formula;
-    e.lines.push_back(l);
-  };
-  if (e.totals.claimed_known)
-    total_line("total.claimed", "claimed cost", e.totals.claimed, "declared", e.totals.claimed_basis);
-  total_line("total.final_run", "final run (as stated, priced at the band; not measured here)",
-             e.totals.final_run, "declared", "claimed GPU-hours x GPU-hour price band");
-  total_line("total.full", "full cost (final run + base model + extras)", e.totals.full, "estimated",
-             "sum of every row in the full total");
-  if (e.totals.claimed_known && e.totals.claimed.mid > 0) {
-    EstimateLine l;
-    l.key = "full_over_claimed";
-    l.label = "full cost / claimed cost";
-    l.value = e.totals.full * (1.0 / e.totals.claimed.mid);
-    l.unit = "x";
-    l.provenance = "estimated";
-    l.formula = "total.full / total.claimed (mid)";
-    e.lines.push_back(l);
-  }
+  add_cost_item_lines(r, e);
+  add_total_lines(e);
   return e;
 }
 
