@@ -177,10 +177,9 @@ TEST_F(LedgerTest, CreatesSchemaInWalWithForeignKeys) {
 }
 
 TEST_F(LedgerTest, RefusesAFileThatIsNotSqlite) {
-  audit::testing::write_file(path,
-                             "name,value\nnot,a database at all, just some text that is long "
-                             "enough to fill a header of one hundred bytes.........................."
-                             ".......\n");
+  audit::testing::write_file(
+      path, "name,value\nnot,a database at all, just some text that is long enough "
+            "to fill a header of one hundred bytes.................................\n");
   try {
     Ledger l(path);
     FAIL() << "opened a text file as a ledger";

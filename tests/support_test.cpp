@@ -55,7 +55,8 @@ TEST(TempDir, IsAFreshEmptyFolderUnderTheSystemTempFolder) {
   EXPECT_NE(a.path(), b.path());
   EXPECT_TRUE(fs::is_directory(a.path()));
   EXPECT_TRUE(fs::is_empty(a.path()));
-  EXPECT_TRUE(fs::equivalent(fs::path(a.path()).parent_path(), fs::temp_directory_path())) << a.path();
+  EXPECT_TRUE(fs::equivalent(fs::path(a.path()).parent_path(), fs::temp_directory_path()))
+      << a.path();
   EXPECT_EQ(fs::path(a.path()).filename().string().rfind("support_test.", 0), 0u) << a.path();
   EXPECT_EQ(a.file("x.txt"), a.path() + "/x.txt");
   EXPECT_FALSE(fs::exists(a.file("x.txt"))) << "file() makes nothing";
