@@ -5,8 +5,6 @@
 #include <filesystem>
 #include <string>
 
-#include <unistd.h>
-
 #include "tests/support/support.h"
 
 namespace {
@@ -14,7 +12,7 @@ namespace fs = std::filesystem;
 using audit::testing::run_command;
 
 TEST(Cli, HelpListsEveryVerbIncludingTheLibTorchOnes) {
-  const auto r = run_command("'" + audit::testing::audit_binary() + "' --help");
+  const auto r = audit::testing::run_audit("--help");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   for (const char* verb : {"run", "replay", "bench", "estimate", "report", "ledger", "check"})
     EXPECT_NE(r.output.find(std::string("\n  ") + verb), std::string::npos) << verb << "\n" << r.output;
@@ -28,20 +26,18 @@ TEST(Cli, TheTorchFreeBinaryDoesNotLinkLibTorch) {
 }
 
 TEST(Cli, ATorchVerbWithoutAuditTorchBesideItExitsTwoAndSaysWhy) {
-  const fs::path dir = fs::temp_directory_path() / ("audit_cli_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const audit::testing::TempDir tmp("audit_cli");
+  const fs::path dir = tmp.path();
   fs::copy_file(audit::testing::audit_binary(), dir / "audit", fs::copy_options::overwrite_existing);
   const auto r = run_command("'" + (dir / "audit").string() + "' run recipes/s1-mini.toml");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("needs the LibTorch part of audit, audit-torch"), std::string::npos)
       << r.output;
-  std::error_code ec;
-  fs::remove_all(dir, ec);
 }
 
 TEST(Cli, RunHelpIsAnsweredByAuditTorch) {
   AUDIT_SKIP_WITHOUT_TORCH();
-  const auto r = run_command("'" + audit::testing::audit_binary() + "' run --help");
+  const auto r = audit::testing::run_audit("run --help");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("--meter-interval"), std::string::npos) << r.output;
 }

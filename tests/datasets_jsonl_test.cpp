@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <fstream>
 #include <functional>
-#include <sstream>
 
 #include "datasets/jsonl/jsonl.h"
 #include "tests/support/support.h"
@@ -175,10 +174,7 @@ TEST(Jsonl, InvalidUtf8IsMalformed) {
 // Fuzz: random byte edits of a valid file either load or throw InputError naming a real line;
 // never another exception or a crash.
 TEST(Jsonl, FuzzedInputOnlyEverThrowsInputError) {
-  std::ifstream in(fixture("s1k_shape.jsonl"), std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string good = ss.str();
+  const std::string good = audit::testing::read_file(fixture("s1k_shape.jsonl"));
   std::uint64_t state = 12345;
   auto next = [&](std::uint64_t n) {  // small LCG: no dependency on the code under test
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;

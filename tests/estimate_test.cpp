@@ -3,12 +3,9 @@
 // through --set, price overrides, the JSON form and the `audit estimate` command itself.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <chrono>
-#include <cstdio>
 #include <set>
 #include <string>
-#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 
@@ -237,22 +234,14 @@ TEST(Estimate, JsonCarriesLinesItemsAndTotals) {
 // The wall-clock bound here is loose (a hang or an accidental training run fails it); the
 // estimate's own cost is bounded in-process by EstimateTiming below.
 TEST(EstimateCli, RunsUnderASecondAndPrintsJson) {
-  const std::string cmd = std::string(audit::testing::audit_binary()) + " estimate " + recipe_path("s1.toml") +
-                          " --json 2>&1";
   const auto t0 = std::chrono::steady_clock::now();
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
+  const auto r = audit::testing::run_audit("estimate " + recipe_path("s1.toml") + " --json");
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  ASSERT_NE(r.exit_code, -1) << "did not exit\n" << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_LT(secs, 10.0);
-  const auto j = nlohmann::json::parse(out);
+  const auto j = nlohmann::json::parse(r.output);
   EXPECT_NEAR(j["gpu_hours"].get<double>(), 6.93, 0.005);
 }
 
@@ -267,9 +256,7 @@ TEST(EstimateTiming, EstimateItselfTakesUnderASecond) {
 }
 
 TEST(EstimateCli, MissingRecipeExitsTwo) {
-  const std::string cmd =
-      std::string(audit::testing::audit_binary()) + " estimate /nonexistent/recipe.toml >/dev/null 2>&1";
-  const int status = std::system(cmd.c_str());
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 2);
+  const auto r = audit::testing::run_audit("estimate /nonexistent/recipe.toml");
+  ASSERT_NE(r.exit_code, -1) << "did not exit\n" << r.output;
+  EXPECT_EQ(r.exit_code, 2);
 }

@@ -5,7 +5,6 @@
 // the file, the line, the header and both modules. It also fails on a cycle in the DEPS and on a
 // source file that belongs to no module.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -22,6 +21,7 @@
 
 namespace {
 namespace fs = std::filesystem;
+using audit::testing::write_file;
 
 struct Module {
   std::string name, dir;
@@ -158,12 +158,12 @@ TEST(Layering, EveryIncludeReachesOnlyModulesBelow) {
 
 // The checker itself finds a back edge, a cycle and a stray file in a tree made here.
 TEST(Layering, CheckerNamesABackEdgeACycleAndAStrayFile) {
-  const fs::path root = fs::temp_directory_path() / ("layering_" + std::to_string(::getpid()));
-  fs::remove_all(root);
+  const audit::testing::TempDir tmp("layering");
+  const fs::path root = tmp.path();
   fs::create_directories(root / "reproduce/low");
   fs::create_directories(root / "reproduce/high");
-  std::ofstream(root / "reproduce/low/low.h") << "#include \"reproduce/high/high.h\"\n";
-  std::ofstream(root / "reproduce/high/high.h") << "#include \"reproduce/low/low.h\"\n";
+  write_file(tmp.file("reproduce/low/low.h"), "#include \"reproduce/high/high.h\"\n");
+  write_file(tmp.file("reproduce/high/high.h"), "#include \"reproduce/low/low.h\"\n");
   std::vector<Module> mods = {{"audit_low", "reproduce/low", {}},
                               {"audit_high", "reproduce/high", {"audit_low"}}};
   auto p = check_layering(root, mods, kTopFolders);
@@ -178,12 +178,11 @@ TEST(Layering, CheckerNamesABackEdgeACycleAndAStrayFile) {
   EXPECT_NE(p[0].find("DEPS cycle"), std::string::npos) << p[0];
 
   mods[0].deps.clear();
-  std::ofstream(root / "reproduce/low/low.h") << "// nothing\n";
-  std::ofstream(root / "reproduce/stray.cpp") << "// nothing\n";
+  write_file(tmp.file("reproduce/low/low.h"), "// nothing\n");
+  write_file(tmp.file("reproduce/stray.cpp"), "// nothing\n");
   p = check_layering(root, mods, kTopFolders);
   ASSERT_EQ(p.size(), 1u);
   EXPECT_NE(p[0].find("reproduce/stray.cpp: in no module folder"), std::string::npos) << p[0];
-  fs::remove_all(root);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 
 #include "ledger/store/event_keys.h"
 #include "ledger/store/ledger.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 using namespace audit::ledger;
@@ -79,13 +80,6 @@ std::string integrity(const std::string& path) {
 
 class LedgerCrash : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ledger_crash.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir); }
-
   // Starts the writer, waits for `commits` commits and then `delay_us`, SIGKILLs it, reaps it.
   // Returns the number of commits the parent saw.
   int kill_writer(const std::string& path, int commits, long delay_us) {
@@ -158,7 +152,8 @@ class LedgerCrash : public ::testing::Test {
     EXPECT_TRUE(again.verify().ok);
   }
 
-  std::string dir;
+  audit::testing::TempDir tmp{"ledger_crash"};
+  std::string dir = tmp.path();
 };
 
 TEST_F(LedgerCrash, KilledAfterNCommits) {

@@ -3,7 +3,6 @@
 // without their event), recovery of dead runs, the three export formats, and the CLI verb.
 #include <sqlite3.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -60,14 +59,6 @@ std::string query1(const std::string& path, const std::string& sql) {
 
 class LedgerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ledger_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    path = dir + "/audit.db";
-  }
-  void TearDown() override { fs::remove_all(dir); }
-
   struct Ids {
     int64_t run = 0, stage = 0, cost = 0, eval = 0, verdict = 0;
     std::vector<int64_t> free_events;  // events not tied to a structured row
@@ -158,7 +149,8 @@ class LedgerTest : public ::testing::Test {
     return l.verify();
   }
 
-  std::string dir, path;
+  audit::testing::TempDir tmp{"ledger_test"};
+  std::string dir = tmp.path(), path = tmp.file("audit.db");
 };
 
 // ---- opening, schema, refusal -----------------------------------------------------------------
@@ -185,8 +177,9 @@ TEST_F(LedgerTest, CreatesSchemaInWalWithForeignKeys) {
 }
 
 TEST_F(LedgerTest, RefusesAFileThatIsNotSqlite) {
-  std::ofstream(path) << "name,value\nnot,a database at all, just some text that is long enough "
-                         "to fill a header of one hundred bytes.................................\n";
+  audit::testing::write_file(
+      path, "name,value\nnot,a database at all, just some text that is long enough "
+            "to fill a header of one hundred bytes.................................\n");
   try {
     Ledger l(path);
     FAIL() << "opened a text file as a ledger";
@@ -803,76 +796,61 @@ TEST_F(LedgerTest, ExportMllogParsesBack) {
 
 // ---- the CLI verb -----------------------------------------------------------------------------
 
-struct Cmd {
-  int code;
-  std::string out;
-};
-Cmd sh(const std::string& args) {
-  std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-
 TEST_F(LedgerTest, CliListShowVerifyExport) {
   Ids ids;
   {
     Ledger l(path);
     ids = populate(l);
   }
-  auto r = sh("ledger verify --ledger " + path);
-  EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("ledger OK: "));
+  auto r = audit::testing::run_audit("ledger verify --ledger " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("ledger OK: "));
 
-  r = sh("ledger list --ledger " + path);
-  EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("s1-mini"));
-  EXPECT_THAT(r.out, HasSubstr("succeeded"));
+  r = audit::testing::run_audit("ledger list --ledger " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("s1-mini"));
+  EXPECT_THAT(r.output, HasSubstr("succeeded"));
 
-  r = sh("ledger show latest --ledger " + path);
-  EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("sft"));
-  EXPECT_THAT(r.out, HasSubstr("final_run"));
+  r = audit::testing::run_audit("ledger show latest --ledger " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("sft"));
+  EXPECT_THAT(r.output, HasSubstr("final_run"));
 
-  r = sh("ledger show 77 --ledger " + path);
-  EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("no run 77"));
+  r = audit::testing::run_audit("ledger show 77 --ledger " + path);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no run 77"));
 
   std::string out = dir + "/run.mllog";
-  r = sh("ledger export " + std::to_string(ids.run) + " --format mllog --out " + out +
-         " --ledger " + path);
-  EXPECT_EQ(r.code, 0) << r.out;
+  r = audit::testing::run_audit("ledger export " + std::to_string(ids.run) +
+                                " --format mllog --out " + out + " --ledger " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
   std::ifstream f(out);
   std::string first;
   std::getline(f, first);
   EXPECT_EQ(first.rfind(":::MLLOG {", 0), 0u) << first;
 
-  r = sh("ledger export latest --format json --ledger " + path);
-  EXPECT_EQ(r.code, 0);
-  EXPECT_TRUE(nlohmann::json::accept(r.out));
+  r = audit::testing::run_audit("ledger export latest --format json --ledger " + path);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(nlohmann::json::accept(r.output));
 
-  r = sh("ledger export latest --format xml --ledger " + path);
-  EXPECT_NE(r.code, 0);
+  r = audit::testing::run_audit("ledger export latest --format xml --ledger " + path);
+  EXPECT_NE(r.exit_code, 0);
 
-  r = sh("ledger verify --ledger " + dir + "/missing.db");
-  EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("missing.db"));
+  r = audit::testing::run_audit("ledger verify --ledger " + dir + "/missing.db");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("missing.db"));
   EXPECT_FALSE(fs::exists(dir + "/missing.db"));
 
   tamper(path, "UPDATE events SET value='{}' WHERE id=" + std::to_string(ids.free_events[0]));
-  r = sh("ledger verify --ledger " + path);
-  EXPECT_EQ(r.code, 1) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("events row " + std::to_string(ids.free_events[0]) +
-                               ": hash mismatch"));
+  r = audit::testing::run_audit("ledger verify --ledger " + path);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("events row " + std::to_string(ids.free_events[0]) +
+                                  ": hash mismatch"));
 
-  std::ofstream(dir + "/notes.txt") << std::string(200, 'x');
-  r = sh("ledger list --ledger " + dir + "/notes.txt");
-  EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_THAT(r.out, HasSubstr("not a SQLite database"));
+  audit::testing::write_file(dir + "/notes.txt", std::string(200, 'x'));
+  r = audit::testing::run_audit("ledger list --ledger " + dir + "/notes.txt");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("not a SQLite database"));
 }
 
 }  // namespace

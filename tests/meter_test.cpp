@@ -4,24 +4,14 @@
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 
 #include "ledger/store/ledger.h"
 #include "ledger/meter/meter.h"
+#include "tests/support/support.h"
 
-namespace fs = std::filesystem;
 using namespace audit::ledger;
 
 namespace {
-std::string temp_ledger(const char* name) {
-  auto p = fs::temp_directory_path() / (std::string("audit_meter_") + name + "_" +
-                                        std::to_string(::getpid()) + ".db");
-  fs::remove(p);
-  fs::remove(p.string() + "-wal");
-  fs::remove(p.string() + "-shm");
-  return p.string();
-}
-
 // Burns `cpu_seconds` of this process's CPU time (however loaded the machine is: the wall time
 // it takes may be longer when other processes compete for the cores).
 double spin(double cpu_seconds) {
@@ -44,7 +34,8 @@ RunInfo test_run() {
 }  // namespace
 
 TEST(Meter, SamplesStageAtInterval) {
-  Ledger l(temp_ledger("interval"));
+  const audit::testing::TempDir dir("audit_meter_interval");
+  Ledger l(dir.file("audit.db"));
   int64_t run = l.begin_run(test_run());
   MeterOptions opt;
   opt.interval_s = 0.05;
@@ -84,7 +75,8 @@ TEST(Meter, SamplesStageAtInterval) {
 }
 
 TEST(Meter, IdleStageHasLittleCpu) {
-  Ledger l(temp_ledger("idle"));
+  const audit::testing::TempDir dir("audit_meter_idle");
+  Ledger l(dir.file("audit.db"));
   int64_t run = l.begin_run(test_run());
   MeterOptions opt;
   opt.interval_s = 0.05;
@@ -99,7 +91,8 @@ TEST(Meter, NoNvmlIsRecordedNotFaked) {
   const Nvml& nvml = Nvml::instance();
   if (nvml.available()) GTEST_SKIP() << "NVML present: this test covers machines without it";
   EXPECT_FALSE(nvml.why_absent().empty());
-  Ledger l(temp_ledger("nonvml"));
+  const audit::testing::TempDir dir("audit_meter_nonvml");
+  Ledger l(dir.file("audit.db"));
   int64_t run = l.begin_run(test_run());
   MeterOptions opt;
   opt.interval_s = 0.05;

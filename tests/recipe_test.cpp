@@ -2,15 +2,8 @@
 // tests/fixtures/recipes/ is refused with the message its first line expects (file:line:column and
 // key), --set syntax and override order, every shipped recipe loads with its published numbers,
 // the resolved TOML round-trips to the same SHA-256, and `audit check` exit codes.
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,6 +16,8 @@
 
 namespace fs = std::filesystem;
 using audit::InputError;
+using audit::testing::read_file;
+using audit::testing::run_audit;
 using namespace audit::recipe;
 
 namespace {
@@ -30,13 +25,6 @@ namespace {
 fs::path source() { return audit::testing::source_dir(); }
 fs::path fixtures() { return source() / "tests" / "fixtures" / "recipes"; }
 fs::path recipes() { return source() / "recipes"; }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The message of the InputError `fn` throws ("" and a test failure when it throws none).
 template <class F>
@@ -61,12 +49,6 @@ std::vector<std::string> fixture_names() {
   return names;
 }
 
-// Runs a shell command, returns its exit status (or -1 if it did not exit normally).
-int run(const std::string& cmd) {
-  int st = std::system(cmd.c_str());
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------ malformed fixtures
@@ -75,7 +57,7 @@ class MalformedRecipe : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MalformedRecipe, RefusedWithExpectedMessage) {
   fs::path p = fixtures() / GetParam();
-  std::string text = read_text(p);
+  std::string text = read_file(p);
   const std::string tag = "# expect: ";
   ASSERT_EQ(text.rfind(tag, 0), 0u) << p << " must start with '" << tag << "<message substring>'";
   std::string expect = text.substr(tag.size(), text.find('\n') - tag.size());
@@ -326,7 +308,7 @@ TEST(RecipeHash, TrickyValuesRoundTrip) {
 // Mutated shipped recipes (byte flips, insertions, truncations, seeded): each one either loads
 // or is refused with an InputError naming the input; never another exception or a crash.
 TEST(RecipeFuzz, MutatedRecipesLoadOrAreRefusedCleanly) {
-  const std::string base = read_text(recipes() / "s1.toml");
+  const std::string base = read_file(recipes() / "s1.toml");
   const std::string alphabet = "[]{}=\"'.,#\n -0123456789abcxyzefn";
   uint64_t state = 0x9E3779B97F4A7C15ull;
   auto next = [&] {  // splitmix64
@@ -373,29 +355,27 @@ TEST(RecipePaths, ResolvedRelativeToTheRecipe) {
 // ------------------------------------------------------------------ audit check
 
 TEST(AuditCheck, ExitCodesAndOutput) {
-  const std::string bin = audit::testing::audit_binary();
-  const fs::path tmp = fs::temp_directory_path() / ("audit_check_test_" + std::to_string(::getpid()));
-  fs::create_directories(tmp);
-  const std::string out = (tmp / "out.txt").string(), err = (tmp / "err.txt").string();
+  const audit::testing::TempDir tmp("audit_check_test");
+  const std::string out = tmp.file("out.txt"), err = tmp.file("err.txt");
   const std::string s1 = (recipes() / "s1.toml").string();
+  // stdout and stderr to their own files: the exit code of `audit <args>`.
+  auto run = [](const std::string& args) { return run_audit(args).exit_code; };
 
-  EXPECT_EQ(run(bin + " check " + s1 + " > " + out + " 2> " + err), 0) << read_text(err);
-  std::string text = read_text(out);
+  EXPECT_EQ(run("check " + s1 + " > " + out + " 2> " + err), 0) << read_file(err);
+  std::string text = read_file(out);
   Recipe r = load_recipe(s1);
   EXPECT_EQ(text, r.resolved_toml + "\n# sha256 " + r.sha256 + "\n");
 
-  EXPECT_EQ(run(bin + " check " + s1 + " --sha256 --set train.epochs=3 > " + out), 0);
-  EXPECT_EQ(read_text(out), load_recipe(s1, {"train.epochs=3"}).sha256 + "\n");
+  EXPECT_EQ(run("check " + s1 + " --sha256 --set train.epochs=3 > " + out), 0);
+  EXPECT_EQ(read_file(out), load_recipe(s1, {"train.epochs=3"}).sha256 + "\n");
 
-  EXPECT_EQ(run(bin + " check " + (fixtures() / "unknown_key.toml").string() + " > " + out + " 2> " +
-                err),
+  EXPECT_EQ(run("check " + (fixtures() / "unknown_key.toml").string() + " > " + out + " 2> " + err),
             2);
-  EXPECT_NE(read_text(err).find("unknown_key.toml:7:1: 'train.lrr': unknown key"), std::string::npos)
-      << read_text(err);
-  EXPECT_EQ(read_text(out), "") << "nothing on stdout when invalid";
+  EXPECT_NE(read_file(err).find("unknown_key.toml:7:1: 'train.lrr': unknown key"), std::string::npos)
+      << read_file(err);
+  EXPECT_EQ(read_file(out), "") << "nothing on stdout when invalid";
 
-  EXPECT_EQ(run(bin + " check " + s1 + " --set train.lrr=1 > " + out + " 2> " + err), 2);
-  EXPECT_NE(read_text(err).find("--set: 'train.lrr'"), std::string::npos) << read_text(err);
-  EXPECT_EQ(run(bin + " check /nonexistent.toml > " + out + " 2> " + err), 2);
-  fs::remove_all(tmp);
+  EXPECT_EQ(run("check " + s1 + " --set train.lrr=1 > " + out + " 2> " + err), 2);
+  EXPECT_NE(read_file(err).find("--set: 'train.lrr'"), std::string::npos) << read_file(err);
+  EXPECT_EQ(run("check /nonexistent.toml > " + out + " 2> " + err), 2);
 }

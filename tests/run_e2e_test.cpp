@@ -4,7 +4,6 @@
 // ledger verifies and the report is written from it. Bad recipes exit 2 before any run row.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -15,10 +14,7 @@
 namespace fs = std::filesystem;
 
 namespace {
-int sh(const std::string& cmd) {
-  int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+using audit::testing::run_audit;
 std::string tiny_sets() {
   return " --set base.pretrain_steps=4 --set base.pretrain_examples=300 --set data.pool_size=120"
          " --set data.select_n=40 --set eval.seeds=2 --set eval.n_id=12 --set eval.n_ood=8"
@@ -29,14 +25,12 @@ std::string tiny_sets() {
 
 TEST(RunEndToEnd, TinyS1MiniWritesEveryStage) {
   AUDIT_SKIP_WITHOUT_TORCH();
-  fs::path dir = fs::temp_directory_path() / ("audit_e2e_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::string db = (dir / "audit.db").string();
+  const audit::testing::TempDir dir("audit_e2e");
+  std::string db = dir.file("audit.db");
   std::string recipe = std::string(audit::testing::source_dir()) + "/recipes/s1-mini.toml";
-  ASSERT_EQ(sh(std::string(audit::testing::audit_binary()) + " run " + recipe + " --quiet --meter-interval 0.2 --ledger " +
-               db + tiny_sets()),
-            0);
+  const auto ran =
+      run_audit("run " + recipe + " --quiet --meter-interval 0.2 --ledger " + db + tiny_sets());
+  ASSERT_EQ(ran.exit_code, 0) << ran.output;
 
   audit::ledger::Ledger l(db);
   int64_t run = l.latest_run();
@@ -121,23 +115,20 @@ TEST(RunEndToEnd, TinyS1MiniWritesEveryStage) {
   EXPECT_FALSE(l.verdicts(run).empty());
   EXPECT_TRUE(l.verify().ok) << l.verify().message;
 
-  EXPECT_EQ(sh(std::string(audit::testing::audit_binary()) + " ledger verify --ledger " + db + " > /dev/null"), 0);
-  std::string html = (dir / "report.html").string();
-  EXPECT_EQ(sh(std::string(audit::testing::audit_binary()) + " report --ledger " + db + " --out " + html), 0);
+  const auto verified = run_audit("ledger verify --ledger " + db);
+  EXPECT_EQ(verified.exit_code, 0) << verified.output;
+  std::string html = dir.file("report.html");
+  const auto reported = run_audit("report --ledger " + db + " --out " + html);
+  EXPECT_EQ(reported.exit_code, 0) << reported.output;
   EXPECT_GT(fs::file_size(html), 2000u);
-  fs::remove_all(dir);
 }
 
 TEST(RunEndToEnd, BadOverrideExitsTwoWithoutARun) {
   AUDIT_SKIP_WITHOUT_TORCH();
-  fs::path dir = fs::temp_directory_path() / ("audit_e2e_bad_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::string db = (dir / "audit.db").string();
+  const audit::testing::TempDir dir("audit_e2e_bad");
+  std::string db = dir.file("audit.db");
   std::string recipe = std::string(audit::testing::source_dir()) + "/recipes/s1-mini.toml";
-  EXPECT_EQ(sh(std::string(audit::testing::audit_binary()) + " run " + recipe + " --quiet --ledger " + db +
-               " --set train.epochs=-1 2> " + (dir / "err.txt").string()),
-            2);
+  const auto r = run_audit("run " + recipe + " --quiet --ledger " + db + " --set train.epochs=-1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_FALSE(fs::exists(db)) << "bad input must not leave a run in the ledger";
-  fs::remove_all(dir);
 }

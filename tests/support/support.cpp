@@ -1,12 +1,24 @@
 // Test support (see support.h).
 #include "tests/support/support.h"
 
+#include <fcntl.h>
+#include <ftw.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <sys/wait.h>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <stdexcept>
+#include <vector>
+
+extern char** environ;
 
 namespace audit::testing {
 namespace fs = std::filesystem;
@@ -46,15 +58,146 @@ std::string audit_binary() {
   return env_or("AUDIT_BINARY", [] { return (find_build_dir() / "audit").string(); });
 }
 
+// ---- temporary folders and files: POSIX only (see support.h) -------------------------------
+
+namespace {
+
+std::string system_temp_dir() {
+  for (const char* name : {"TMPDIR", "TMP", "TEMP", "TEMPDIR"}) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && *v != '\0') return v;
+  }
+  return "/tmp";
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// nftw keeps no user pointer: the first failure of the walk in progress (one walk at a time per
+// thread).
+thread_local std::string remove_failure;
+
+int remove_entry(const char* entry, const struct stat*, int, struct FTW*) {
+  if (::remove(entry) != 0 && errno != ENOENT && remove_failure.empty())
+    remove_failure = std::string(entry) + ": " + errno_text(errno);
+  return 0;  // go on: remove as much as can be removed
+}
+
+}  // namespace
+
+void remove_tree(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw std::runtime_error("cannot remove " + path + ": " + errno_text(errno));
+  }
+  remove_failure.clear();
+  if (nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && remove_failure.empty())
+    remove_failure = path + ": " + errno_text(errno);
+  if (!remove_failure.empty()) {
+    const std::string what = "cannot remove " + remove_failure;
+    remove_failure.clear();
+    throw std::runtime_error(what);
+  }
+}
+
+TempDir::TempDir(const std::string& prefix) : owner_(getpid()) {
+  std::string tmpl = system_temp_dir() + "/" + prefix + ".XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr)
+    throw std::runtime_error("cannot make a temporary folder " + tmpl + ": " + errno_text(errno));
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  if (getpid() != owner_) return;
+  const char* keep = std::getenv("AUDIT_KEEP_TEST_DIRS");
+  if (keep != nullptr && *keep != '\0') {
+    std::cerr << "note: kept " << path_ << " ($AUDIT_KEEP_TEST_DIRS is set)\n";
+    return;
+  }
+  try {
+    remove_tree(path_);
+  } catch (const std::exception& e) {
+    std::cerr << "warning: " << e.what() << "\n";
+  }
+}
+
+std::string read_file(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot read " + path + ": " + errno_text(errno));
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) {
+      text.append(buf, static_cast<size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      const int err = errno;
+      close(fd);
+      throw std::runtime_error("cannot read " + path + ": " + errno_text(err));
+    }
+  }
+  close(fd);
+  return text;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + path + ": " + errno_text(errno));
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n >= 0) {
+      done += static_cast<size_t>(n);
+    } else if (errno != EINTR) {
+      const int err = errno;
+      close(fd);
+      throw std::runtime_error("cannot write " + path + ": " + errno_text(err));
+    }
+  }
+  if (close(fd) != 0) throw std::runtime_error("cannot write " + path + ": " + errno_text(errno));
+}
+
+// ---- subprocesses -----------------------------------------------------------------------------
+
+// posix_spawn, not popen: the command's own redirections apply as written (no "2>&1" appended
+// after them), and nothing but the exec happens in the child of a multi-threaded test binary.
 CommandResult run_command(const std::string& shell_command) {
   CommandResult r;
-  FILE* p = popen((shell_command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return r;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+  std::string arg0 = "sh", arg1 = "-c", arg2 = shell_command;
+  char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, "/bin/sh", &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  if (spawned != 0) {
+    close(fds[0]);
+    return r;
+  }
   char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  const int rc = pclose(p);
-  r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  for (;;) {
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n > 0) r.output.append(buf, static_cast<size_t>(n));
+    else if (n == 0 || errno != EINTR) break;
+  }
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+CommandResult run_audit(const std::string& args) {
+  return run_command("'" + audit_binary() + "' " + args);
 }
 
 bool has_torch_part() {

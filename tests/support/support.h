@@ -1,6 +1,12 @@
 // Support shared by the test suites: where the sources, the build and the binaries are (read
 // from the environment ctest sets, never compiled in), temporary folders, files, subprocesses.
+//
+// TempDir, remove_tree, write_file and read_file use POSIX calls only, no std::filesystem: the
+// LibTorch test binary links libtorch.so (the PyPI wheel), which exports its own copy of the
+// std::filesystem functions, and std::filesystem::remove_all crashes there.
 #pragma once
+
+#include <sys/types.h>
 
 #include <string>
 
@@ -11,13 +17,49 @@ namespace audit::testing {
 std::string source_dir();
 std::string build_dir();
 std::string audit_binary();
-// Runs a shell command; its exit code (-1 when it did not exit) and what it printed on stdout
-// and stderr together.
+
+// A fresh folder of its own under the system temporary folder ($TMPDIR, else /tmp), named
+// <prefix>.XXXXXX; it and everything in it are removed when the TempDir goes, unless
+// $AUDIT_KEEP_TEST_DIRS is set (not empty): then it stays and its path is printed on stderr.
+// Only the process that made it removes it (a forked child that unwinds leaves it alone).
+// Throws std::runtime_error when the folder cannot be made.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "audit_test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  // path()/name; makes nothing.
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+  pid_t owner_;
+};
+
+// Removes `path` and, when it is a folder, everything under it (nftw, symbolic links are removed,
+// not followed). A path that does not exist is no error. Throws std::runtime_error naming the
+// first entry that could not be removed.
+void remove_tree(const std::string& path);
+
+// The whole file, byte for byte; throws std::runtime_error naming the path when it cannot be read.
+std::string read_file(const std::string& path);
+// Makes or truncates the file and writes `text`, byte for byte; throws std::runtime_error naming
+// the path on failure. Makes no folders.
+void write_file(const std::string& path, const std::string& text);
+
+// Runs a command with /bin/sh -c; its exit code (-1 when it did not exit: killed by a signal, or
+// it could not be started) and what it printed on stdout and stderr together. Redirections in
+// the command itself apply as written ("cmd > out 2> err" leaves nothing in `output`).
 struct CommandResult {
   int exit_code = -1;
   std::string output;
 };
 CommandResult run_command(const std::string& shell_command);
+// run_command("'<audit_binary()>' " + args).
+CommandResult run_audit(const std::string& args);
 
 // Whether this build has the LibTorch part (audit-torch beside audit); tests of run, replay and
 // bench skip with a reason when it does not (a build with -DAUDIT_TORCH=OFF).

@@ -8,7 +8,6 @@
 // copy in tests/fixtures/golden (and says so).
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -50,8 +49,9 @@ const std::string& golden_dir() {
     const std::string out = std::string(audit::testing::build_dir()) + "/golden";
     const std::string cmd = "'" + py + "' '" + audit::testing::source_dir() +
                             "/tests/golden/make_golden.py' --out '" + out + "'";
-    const int rc = std::system(cmd.c_str());
-    if (rc != 0) throw std::runtime_error("golden fixture generation failed (" + cmd + ")");
+    const auto r = audit::testing::run_command(cmd);
+    if (r.exit_code != 0)
+      throw std::runtime_error("golden fixture generation failed (" + cmd + ")\n" + r.output);
     return out;
   }();
   return dir;
@@ -255,18 +255,9 @@ TEST(Model, ConfigValidationNamesTheField) {
 
 // --- safetensors ---------------------------------------------------------------------------
 
-std::string tmp_path(const std::string& name) {
-  return ::testing::TempDir() + "/" + std::to_string(getpid()) + "_" + name;
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using audit::testing::read_file;
+using audit::testing::TempDir;
+using audit::testing::write_file;
 
 // Every size of a recipe's [base] reaches the model config (the pipeline and `audit bench
 // train --model mini` build their models through config_of).
@@ -294,7 +285,8 @@ TEST(Model, ConfigOfARecipesBaseSection) {
 }
 
 TEST(Safetensors, RoundTripKeepsValuesDtypesAndMetadata) {
-  const std::string p = tmp_path("rt.safetensors");
+  const TempDir dir("safetensors_test");
+  const std::string p = dir.file("rt.safetensors");
   std::map<std::string, torch::Tensor> t = {
       {"a", torch::randn({3, 4})},
       {"b", torch::arange(5, torch::kLong)},
@@ -312,12 +304,13 @@ TEST(Safetensors, RoundTripKeepsValuesDtypesAndMetadata) {
 }
 
 TEST(Safetensors, DamagedFilesAreRefusedNamingFileAndTensor) {
-  const std::string p = tmp_path("bad.safetensors");
+  const TempDir dir("safetensors_test");
+  const std::string p = dir.file("bad.safetensors");
   st::save(p, {{"w", torch::ones({4})}});
-  const std::string good = read_bytes(p);
+  const std::string good = read_file(p);
 
   auto expect_error = [&](const std::string& bytes, const std::string& needle) {
-    write_bytes(p, bytes);
+    write_file(p, bytes);
     try {
       st::File f(p);
       f.read("w");
@@ -345,14 +338,15 @@ TEST(Safetensors, DamagedFilesAreRefusedNamingFileAndTensor) {
   std::string bytes2;
   for (int i = 0; i < 8; ++i) bytes2.push_back(static_cast<char>((h2.size() >> (8 * i)) & 0xff));
   expect_error(bytes2 + h2 + std::string(16, '\0'), "Q7");
-  EXPECT_THROW(st::File(tmp_path("does_not_exist.safetensors")), InputError);
+  EXPECT_THROW(st::File(dir.file("does_not_exist.safetensors")), InputError);
 }
 
 TEST(Safetensors, ModelStateRoundTripsThroughAFile) {
   CausalLM a(tiny()), b(tiny());
   audit::model::init_weights(a, 5);
   audit::model::init_weights(b, 6);
-  const std::string p = tmp_path("model.safetensors");
+  const TempDir dir("safetensors_test");
+  const std::string p = dir.file("model.safetensors");
   st::save(p, audit::model::state(a));
   audit::model::load_state(b, st::load(p), p);
   auto pa = a->parameters(), pb = b->parameters();

@@ -5,8 +5,6 @@
 // recipe).
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -21,7 +19,6 @@
 namespace {
 
 namespace rp = audit::replay;
-namespace fs = std::filesystem;
 
 audit::ledger::ArchSpec tiny_qwen() {
   audit::ledger::ArchSpec a;
@@ -196,28 +193,18 @@ TEST(ReplayTorch, SelfCheckPredictsARealTrainingRun) {
   EXPECT_LT(std::fabs(r.error), 0.5) << "prediction error " << 100 * r.error << "%";
 }
 
-std::string run_cli(const std::string& args, int* code) {
-  const std::string out = (fs::temp_directory_path() / "audit_replay_cli.txt").string();
-  const std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " > " + out + " 2>&1";
-  const int rc = std::system(cmd.c_str());
-  *code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  std::ifstream f(out);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
 TEST(ReplayTorch, CliReplaysS1AtReducedShapesIntoTheLedger) {
-  const fs::path db = fs::temp_directory_path() / "audit_replay_cli.db";
-  fs::remove(db);
-  int code = -1;
+  const audit::testing::TempDir dir("audit_replay_cli");
+  const std::string db = dir.file("audit.db");
   const std::string recipe = std::string(audit::testing::source_dir()) + "/recipes/s1.toml";
-  auto out = run_cli("replay " + recipe + " --ledger " + db.string() +
-                         " --shrink 32 --seq-shrink 16 --set replay.seq_lens=[512,1024]"
-                         " --layers 1 --steps 1 --warmup 0 --threads 1 --quiet",
-                     &code);
+  auto [code, out] = audit::testing::run_audit(
+      "replay " + recipe + " --ledger " + db +
+      " --shrink 32 --seq-shrink 16 --set replay.seq_lens=[512,1024]"
+      " --layers 1 --steps 1 --warmup 0 --threads 1 --quiet");
   ASSERT_TRUE(code == 0 || code == 1) << out;  // 1 = the claim is faster than the band
   EXPECT_NE(out.find("REDUCED SHAPES"), std::string::npos) << out;
   EXPECT_NE(out.find("predicted wall time"), std::string::npos) << out;
-  audit::ledger::Ledger L(db.string());
+  audit::ledger::Ledger L(db);
   const auto run = L.latest_run();
   ASSERT_GT(run, 0);
   auto art = L.artifact(run, "replay");
@@ -229,10 +216,9 @@ TEST(ReplayTorch, CliReplaysS1AtReducedShapesIntoTheLedger) {
   EXPECT_EQ(L.stages(run).at(0).name, "replay");
   EXPECT_EQ(L.run(run)->status, audit::ledger::RunStatus::succeeded);
 
-  auto bad = run_cli("replay " + recipe + " --ledger " + db.string() +
-                         " --set hardware.gpu_type=TPU-v9 --quiet",
-                     &code);
-  EXPECT_EQ(code, 2) << bad;
+  const auto [bad_code, bad] = audit::testing::run_audit(
+      "replay " + recipe + " --ledger " + db + " --set hardware.gpu_type=TPU-v9 --quiet");
+  EXPECT_EQ(bad_code, 2) << bad;
   EXPECT_NE(bad.find("hardware.gpu_type"), std::string::npos) << bad;
   EXPECT_NE(bad.find("s1.toml"), std::string::npos) << bad;
 }

@@ -1,18 +1,16 @@
 // Trainer tests: learning a tiny copy task, bit-for-bit resume (STYLE.md 7), the lr schedule,
 // loss masks, gradient accumulation, and refusal of bad checkpoints.
 #include <cmath>
-#include <cstdio>
-#include <fstream>
 #include <map>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include "reproduce/common/errors.h"
 #include "reproduce/model/model.h"
 #include "reproduce/trainer/trainer.h"
+#include "tests/support/support.h"
 
 namespace {
 
@@ -57,10 +55,6 @@ TrainData copy_task(int64_t n, uint64_t seed) {
   return d;
 }
 
-std::string tmp_path(const std::string& name) {
-  return ::testing::TempDir() + "/" + std::to_string(getpid()) + "_" + name;
-}
-
 TEST(Trainer, LearnsTinyCopyTask) {
   TrainConfig cfg;
   cfg.lr = 1e-2;
@@ -102,9 +96,11 @@ TEST(Trainer, ResumedRunEqualsUninterruptedBitForBit) {
   for (const auto& s : full.train()) losses.push_back(s.loss);
   auto after_full = torch::rand({4});  // the torch RNG continues identically after a resume
 
+  const audit::testing::TempDir dir("trainer_test");
+
   for (int stop_at : {3, 4}) {
     SCOPED_TRACE("interrupted after step " + std::to_string(stop_at));
-    const std::string ckpt = tmp_path("resume_" + std::to_string(stop_at) + ".ckpt");
+    const std::string ckpt = dir.file("resume_" + std::to_string(stop_at) + ".ckpt");
     std::vector<double> resumed;
     {
       torch::manual_seed(123);
@@ -310,14 +306,14 @@ TEST(Trainer, BadCheckpointsAreRefusedWithInputError) {
   auto data = copy_task(8, 1);
   Trainer t(make_model(1), cfg, data);
   t.step();
-  const std::string good_path = tmp_path("good.ckpt");
+  const audit::testing::TempDir dir("trainer_test");
+  const std::string good_path = dir.file("good.ckpt");
   t.save_checkpoint(good_path);
-  std::ifstream in(good_path, std::ios::binary);
-  const std::string good((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string good = audit::testing::read_file(good_path);
 
   auto expect_refused = [&](const std::string& bytes, const std::string& needle) {
-    const std::string p = tmp_path("bad.ckpt");
-    std::ofstream(p, std::ios::binary) << bytes;
+    const std::string p = dir.file("bad.ckpt");
+    audit::testing::write_file(p, bytes);
     Trainer fresh(make_model(1), cfg, data);
     try {
       fresh.load_checkpoint(p);
