@@ -82,7 +82,7 @@ def read_environment(steps_dir):
 
 
 def parse_rate(text):
-    """'950' -> 950, '12.3k' -> 12300, '4.1M' -> 4.1e6 (reproduce/common/format.cpp text::rate)."""
+    """'950' -> 950, '12.3k' -> 12300, '4.1M' -> 4.1e6 (common/format.cpp text::rate)."""
     m = re.fullmatch(r"([0-9.]+)([kMG]?)", text.strip())
     if not m:
         return None

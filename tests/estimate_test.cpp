@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reproduce/common/errors.h"
+#include "common/errors.h"
 #include "reproduce/estimate/estimate.h"
 #include "reproduce/recipe/recipe.h"
 #include "tests/support/support.h"

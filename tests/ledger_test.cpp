@@ -20,7 +20,7 @@
 
 #include "ledger/store/event_keys.h"
 #include "ledger/store/ledger.h"
-#include "reproduce/common/errors.h"
+#include "common/errors.h"
 #include "tests/support/support.h"
 
 namespace fs = std::filesystem;

@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "reproduce/common/errors.h"
+#include "common/errors.h"
 #include "ledger/store/ledger.h"
 #include "reproduce/recipe/recipe.h"
 #include "tests/support/support.h"

@@ -23,7 +23,7 @@
 #include "ledger/store/ledger.h"
 #include "reports/html/html_report.h"
 #include "reports/html/svg.h"
-#include "reports/verdicts/verdicts.h"
+#include "reproduce/verdicts/verdicts.h"
 #include "tests/support/support.h"
 
 namespace fs = std::filesystem;

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "datasets/tasks/tasks.h"
-#include "reproduce/common/errors.h"
+#include "common/errors.h"
 
 namespace audit::datasets {
 

@@ -1,7 +1,7 @@
 // The cost model: parameter counts from the architecture, FLOPs, implied utilization with its
 // verdict, and the priced cost rows of a run. See ledger/costs/cost_model.h and docs/cost-model.md.
 #include "ledger/costs/cost_model.h"
-#include "reproduce/common/format.h"
+#include "common/format.h"
 
 #include <cmath>
 #include <cstdio>

@@ -20,7 +20,7 @@
 
 #include "ledger/store/event_keys.h"
 #include "ledger/store/ledger_internal.h"
-#include "reproduce/common/errors.h"
+#include "common/errors.h"
 
 namespace audit::ledger {
 

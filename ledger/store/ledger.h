@@ -18,7 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reproduce/common/sha256.h"  // sha256_hex: the one SHA-256 of the project
+#include "common/sha256.h"  // sha256_hex: the one SHA-256 of the project
 
 struct sqlite3;
 

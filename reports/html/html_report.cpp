@@ -15,7 +15,7 @@
 #include "ledger/costs/cost_model.h"  // item_cost, quantity_band, in_full_total, stage_category
 #include "ledger/store/event_keys.h"  // keys::kTrainLoss (loss curves from events when no artifact)
 #include "reports/html/svg.h"        // charts and escaping
-#include "reports/verdicts/verdicts.h"   // verdicts, roll-ups, money/percent formatting
+#include "reproduce/verdicts/verdicts.h"   // verdicts, roll-ups, money/percent formatting
 
 namespace audit::reports {
 namespace {

@@ -9,14 +9,14 @@
 #include <string_view>
 #include <vector>
 
-#include "reproduce/common/format.h"
+#include "common/format.h"
 
 namespace audit::reports::svg {
 
 // Escapes & < > " ' for HTML and SVG text and attribute values.
 std::string escape(std::string_view s);
 
-using text::num;  // reproduce/common/format.h
+using text::num;  // common/format.h
 
 // Linear ticks with a step of 1, 2 or 5 x 10^k covering [lo, hi]; about `target` of them.
 std::vector<double> nice_ticks(double lo, double hi, int target = 5);

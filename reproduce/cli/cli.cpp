@@ -12,8 +12,8 @@
 #include <CLI/CLI.hpp>
 
 #include "ledger/store/ledger.h"
-#include "reproduce/common/errors.h"
-#include "reproduce/common/resources.h"
+#include "common/errors.h"
+#include "common/resources.h"
 
 namespace audit::cli {
 

@@ -13,8 +13,8 @@
 
 #include "ledger/store/ledger.h"
 #include "reproduce/cli/cli.h"
-#include "reproduce/common/errors.h"
-#include "reproduce/common/format.h"
+#include "common/errors.h"
+#include "common/format.h"
 
 namespace audit::cli {
 namespace {

@@ -2,7 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "reproduce/cli/cli.h"
-#include "reproduce/common/version.h"
+#include "common/version.h"
 
 int main(int argc, char** argv) {
 #ifndef AUDIT_TORCH_VERBS

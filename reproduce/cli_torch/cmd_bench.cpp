@@ -17,8 +17,8 @@
 
 #include "reproduce/cli/cli.h"
 #include "reproduce/trainer/trainer.h"  // measure_train_throughput, bench_model_config
-#include "reproduce/common/python_peer.h"
-#include "reproduce/common/resources.h"
+#include "common/python_peer.h"
+#include "common/resources.h"
 
 namespace audit::cli {
 

@@ -25,10 +25,10 @@
 #include "reproduce/recipe/recipe.h"              // load_recipe
 #include "reproduce/replay/replay.h"              // inputs_from_recipe, predict
 #include "reproduce/replay_layers/replay_layers.h" // time_parts, shrink_arch, self_check
-#include "reproduce/common/python_peer.h"
-#include "reproduce/common/version.h"
-#include "reproduce/common/format.h"
-#include "reproduce/common/resources.h"
+#include "common/python_peer.h"
+#include "common/version.h"
+#include "common/format.h"
+#include "common/resources.h"
 
 namespace audit::cli {
 

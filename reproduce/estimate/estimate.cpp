@@ -2,7 +2,7 @@
 // (ledger/costs/cost_model.h), computes compute, implied utilization and its verdict, and the cost rows
 // with claimed / final-run / full totals. See reproduce/estimate/estimate.h and docs/cost-model.md.
 #include "reproduce/estimate/estimate.h"
-#include "reproduce/common/format.h"
+#include "common/format.h"
 
 #include <algorithm>
 #include <cmath>

@@ -10,7 +10,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
-#include "reproduce/common/errors.h"  // audit::InputError for load_state
+#include "common/errors.h"  // audit::InputError for load_state
 #include "reproduce/recipe/recipe.h"  // config_of
 
 namespace audit::model {

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "reproduce/common/errors.h"  // audit::InputError
+#include "common/errors.h"  // audit::InputError
 
 namespace audit::safetensors {
 

@@ -24,17 +24,17 @@
 #include "ledger/store/event_keys.h"
 #include "ledger/store/ledger.h"
 #include "ledger/meter/meter.h"
-#include "reports/verdicts/verdicts.h"
-#include "reproduce/common/errors.h"
+#include "reproduce/verdicts/verdicts.h"
+#include "common/errors.h"
 #include "reproduce/estimate/estimate.h"
-#include "reproduce/common/format.h"
-#include "reproduce/common/progress.h"
+#include "common/format.h"
+#include "common/progress.h"
 #include "reproduce/recipe/recipe.h"
 #include "reproduce/model/generate.h"
 #include "reproduce/model/model.h"
 #include "reproduce/trainer/trainer.h"
-#include "reproduce/common/version.h"
-#include "suites/eval/evaluate.h"
+#include "common/version.h"
+#include "reproduce/eval/evaluate.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -223,10 +223,10 @@ void Pipeline::select() {
   // Difficulty: the base model answers the whole pool (metered inference, as s1 ran Qwen).
   std::vector<bool> base_correct(pool_.size(), false);
   if (sc.difficulty) {
-    suites::EvalSettings es;
+    eval::EvalSettings es;
     es.max_new_tokens = r_.eval.max_new_tokens;
     Progress progress("select: base inference", int64_t(pool_.size()), o_.quiet);
-    auto out = suites::evaluate(base_, tok_, pool_, es,
+    auto out = eval::evaluate(base_, tok_, pool_, es,
                                 [&](int64_t d, int64_t) { progress.update(d); });
     base_correct = out.correct_flags;
     inference_tokens_ += out.generated_tokens;
@@ -298,7 +298,7 @@ void Pipeline::eval() {
   Progress progress("eval", total, o_.quiet, 5.0);
   int64_t done = 0;
   auto record = [&](const std::string& model_name, int64_t seed, const std::string& split,
-                    int64_t budget, const std::string& suite, const suites::EvalOutcome& out) {
+                    int64_t budget, const std::string& suite, const eval::EvalOutcome& out) {
     ledger::EvalResult r;
     r.run_id = run_id_;
     r.model = model_name;
@@ -317,12 +317,12 @@ void Pipeline::eval() {
     progress.update(++done, model_name + " " + r.split + " " + std::to_string(out.correct) + "/" +
                                 std::to_string(out.n));
   };
-  suites::EvalSettings es;
+  eval::EvalSettings es;
   es.max_new_tokens = e.max_new_tokens;
   es.temperature = e.greedy ? 0.0 : e.temperature;
   // The base model is evaluated once: it was pretrained once, and greedy decoding is
   // deterministic, so repeating it per seed would only copy the same row.
-  for (const auto& [name, set] : sets) record("base", 0, name, -1, "arith", suites::evaluate(base_, tok_, *set, es));
+  for (const auto& [name, set] : sets) record("base", 0, name, -1, "arith", eval::evaluate(base_, tok_, *set, es));
   // Where each tuned model's traces first go wrong, per seed and split (datasets::first_trace_error).
   json trace_errors = json::object();
   for (size_t s = 0; s < tuned_.size(); ++s) {
@@ -331,7 +331,7 @@ void Pipeline::eval() {
     for (const auto& [name, set] : sets) {
       auto es_s = es;
       es_s.keep_completions = s == 0;
-      auto out = suites::evaluate(tuned_[s], tok_, *set, es_s);
+      auto out = eval::evaluate(tuned_[s], tok_, *set, es_s);
       if (s == 0) {
         // Every completion of the first seed, so that any error analysis can be redone from
         // the ledger alone.
@@ -349,13 +349,13 @@ void Pipeline::eval() {
     for (int64_t b : e.think_budgets) {
       auto es_b = es;
       es_b.think_budget = b;
-      record("tuned", seed, "id_test", b, "budget_forcing", suites::evaluate(tuned_[s], tok_, splits_.id_test, es_b));
+      record("tuned", seed, "id_test", b, "budget_forcing", eval::evaluate(tuned_[s], tok_, splits_.id_test, es_b));
     }
     if (e.wait_extensions > 0) {
       auto es_w = es;
       es_w.waits = e.wait_extensions;
       record("tuned", seed, "id_test", -1, "wait_x" + std::to_string(e.wait_extensions),
-             suites::evaluate(tuned_[s], tok_, splits_.id_test, es_w));
+             eval::evaluate(tuned_[s], tok_, splits_.id_test, es_w));
     }
   }
   event(meter.stage_id(), "inference_tokens", {{"generated_tokens", inference_tokens_}});

@@ -19,7 +19,7 @@
 #include <toml++/toml.h>
 
 #include "datasets/tasks/tasks.h"  // the task family's operation and format names
-#include "reproduce/common/sha256.h"
+#include "common/sha256.h"
 
 namespace audit::recipe {
 namespace {

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "reproduce/common/errors.h"  // audit::InputError (exit 2)
+#include "common/errors.h"  // audit::InputError (exit 2)
 
 namespace audit::recipe {
 

@@ -21,7 +21,7 @@
 #include "ledger/costs/hardware.h"          // this_cpu, find_hardware
 #include "reproduce/model/model.h"    // DecoderLayer, RMSNorm, MLP, RotaryEmbedding
 #include "reproduce/trainer/trainer.h"  // Trainer (self-check)
-#include "reproduce/common/format.h"
+#include "common/format.h"
 
 namespace audit::replay {
 

@@ -16,9 +16,9 @@
 #include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 
-#include "reproduce/common/errors.h"  // audit::InputError for bad checkpoints
+#include "common/errors.h"  // audit::InputError for bad checkpoints
 #include "reproduce/recipe/recipe.h"  // bench_model_config("mini")
-#include "reproduce/common/resources.h"
+#include "common/resources.h"
 
 namespace audit::train {
 

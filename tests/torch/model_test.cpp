@@ -15,7 +15,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
-#include "reproduce/common/errors.h"
+#include "common/errors.h"
 #include "reproduce/recipe/recipe.h"
 #include "reproduce/model/model.h"
 #include "reproduce/model/safetensors.h"

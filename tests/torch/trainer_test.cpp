@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "reproduce/common/errors.h"
+#include "common/errors.h"
 #include "reproduce/model/model.h"
 #include "reproduce/trainer/trainer.h"
 #include "tests/support/support.h"

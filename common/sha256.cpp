@@ -1,5 +1,5 @@
 // The one SHA-256 of the project (OpenSSL EVP): recipe hashes, the ledger's hash chain, artifacts.
-#include "reproduce/common/sha256.h"
+#include "common/sha256.h"
 
 #include <stdexcept>
 

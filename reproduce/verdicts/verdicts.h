@@ -15,7 +15,7 @@
 
 #include "ledger/costs/cost_model.h"  // item_cost, in_full_total, cost_totals (the cost rules)
 #include "ledger/store/ledger.h"      // Ledger, CostItem, EvalResult, Verdict
-#include "reproduce/common/format.h"
+#include "common/format.h"
 #include "reproduce/recipe/recipe.h"
 #include "suites/stats/wilson.h"   // Recipe, parse_recipe_text (the claim's headline and results)
 
@@ -30,7 +30,7 @@ inline constexpr const char* kNotReproducible = "not reproducible here";
 inline constexpr double kMinIdAccuracyForGap = 0.10;
 
 // ---- Formatting shared by verdict texts and the report (deterministic) ----
-// money, percent, points, share: reproduce/common/format.h
+// money, percent, points, share: common/format.h
 using text::money;
 using text::percent;
 using text::points;

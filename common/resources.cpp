@@ -1,5 +1,5 @@
 // Shipped files found at run time (see resources.h).
-#include "reproduce/common/resources.h"
+#include "common/resources.h"
 
 #include <cstdlib>
 #include <filesystem>

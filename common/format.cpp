@@ -1,5 +1,5 @@
 // Formatters (see format.h).
-#include "reproduce/common/format.h"
+#include "common/format.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
 // Progress lines with elapsed time and ETA (see progress.h).
-#include "reproduce/common/progress.h"
+#include "common/progress.h"
 
-#include "reproduce/common/format.h"
+#include "common/format.h"
 
 #include <cmath>
 #include <cstdio>

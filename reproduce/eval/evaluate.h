@@ -15,7 +15,7 @@
 #include "reproduce/model/generate.h"
 #include "reproduce/model/model.h"
 
-namespace audit::suites {
+namespace audit::eval {
 
 struct EvalSettings {
   int64_t max_new_tokens = 512;   // thinking + answer
@@ -46,4 +46,4 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
                      const std::vector<datasets::Example>& examples, const EvalSettings& s,
                      const std::function<void(int64_t, int64_t)>& progress = {});
 
-}  // namespace audit::suites
+}  // namespace audit::eval

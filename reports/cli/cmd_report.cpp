@@ -10,9 +10,9 @@
 
 #include "ledger/store/ledger.h"
 #include "reports/html/html_report.h"  // write_report
-#include "reports/verdicts/verdicts.h"     // any_not_supported, verdict words
+#include "reproduce/verdicts/verdicts.h"     // any_not_supported, verdict words
 #include "reproduce/cli/cli.h"
-#include "reproduce/common/errors.h"
+#include "common/errors.h"
 
 namespace audit::cli {
 

@@ -1,5 +1,5 @@
 // Claim verdicts and the cost/eval roll-ups behind them (see verdicts.h for the rules).
-#include "reports/verdicts/verdicts.h"
+#include "reproduce/verdicts/verdicts.h"
 
 #include <algorithm>
 #include <cmath>

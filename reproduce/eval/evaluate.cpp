@@ -1,13 +1,13 @@
 // Evaluation suite implementation: prompts from the chat template, batched KV-cache decoding
 // with budget forcing, completion parsing and exact checking (datasets/), Wilson intervals.
-#include "suites/eval/evaluate.h"
+#include "reproduce/eval/evaluate.h"
 
 #include <algorithm>
 
 #include "datasets/packing/packing.h"
 #include "suites/stats/wilson.h"
 
-namespace audit::suites {
+namespace audit::eval {
 
 EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
                      const std::vector<datasets::Example>& examples, const EvalSettings& s,
@@ -62,4 +62,4 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
   return out;
 }
 
-}  // namespace audit::suites
+}  // namespace audit::eval
