@@ -550,21 +550,27 @@ struct Block {
   std::string written;           // least significant first
   bool carry_written = false;
 };
-}  // namespace
 
-TraceCheck check_trace(std::string_view question, std::string_view trace) {
-  TraceCheck tc;
-  const std::vector<std::string> lines = trace_lines(trace);
+using ParsedLine = std::pair<LineKind, std::vector<std::string>>;
+
+// Keeps the first failure only: its line and message go into the TraceCheck.
+struct FirstFailure {
+  TraceCheck& tc;
   bool failed = false;
-  auto fail = [&](long line, const std::string& msg) {
+  void operator()(long line, const std::string& msg) {
     if (!failed) {
       failed = true;
       tc.first_bad_line = line;
       tc.message = msg;
     }
-  };
-  // Grammar.
-  std::vector<std::pair<LineKind, std::vector<std::string>>> parsed;
+  }
+};
+
+// Grammar: every line matches one of line_patterns(), the last one is "result N". Sets
+// tc.well_formed and tc.final_result; returns the parsed lines (up to the first bad one).
+std::vector<ParsedLine> parse_trace(const std::vector<std::string>& lines, TraceCheck& tc,
+                                    FirstFailure& fail) {
+  std::vector<ParsedLine> parsed;
   tc.well_formed = !lines.empty();
   if (lines.empty()) fail(1, "empty trace");
   for (std::size_t i = 0; i < lines.size() && tc.well_formed; ++i) {
@@ -586,137 +592,155 @@ TraceCheck check_trace(std::string_view question, std::string_view trace) {
     fail(static_cast<long>(lines.size()), "the last line is not 'result N'");
   }
   if (tc.well_formed) tc.final_result = parsed.back().second[0];
+  return parsed;
+}
 
-  // Arithmetic, block by block.
-  if (tc.well_formed) {
-    tc.arithmetic_ok = true;
-    std::optional<Block> blk;
-    for (std::size_t i = 0; i < parsed.size() && tc.arithmetic_ok; ++i) {
-      const long ln = static_cast<long>(i + 1);
-      const auto& [kind, c] = parsed[i];
-      auto bad = [&](const std::string& msg) {
-        tc.arithmetic_ok = false;
-        fail(ln, msg + ": '" + lines[i] + "'");
-      };
-      switch (kind) {
-        case LineKind::hdr_addsub:
-          if (blk) bad("header inside an unfinished block");
-          break;
-        case LineKind::hdr_add:
-        case LineKind::hdr_sub:
-        case LineKind::hdr_mul: {
-          if (blk && blk->col > 0) {
-            bad("header inside an unfinished block");
-            break;
-          }
-          blk.reset();
-          if (kind == LineKind::hdr_mul && c[1].size() != 1) break;  // mul2 restatement
-          if (kind == LineKind::hdr_sub && compare_decimal(c[0], c[1]) < 0) {
-            bad("subtraction with a negative result");
-            break;
-          }
-          Block b;
-          b.kind = kind;
-          b.x = c[0];
-          b.y = c[1];
-          b.ncols = kind == LineKind::hdr_mul ? b.x.size() : std::max(b.x.size(), b.y.size());
-          blk = b;
-          break;
-        }
-        case LineKind::col_add:
-        case LineKind::col_mul: {
-          const LineKind want = kind == LineKind::col_add ? LineKind::hdr_add : LineKind::hdr_mul;
-          if (!blk || blk->kind != want) {
-            bad("column line outside its kind of block");
-            break;
-          }
-          if (blk->col >= blk->ncols) {
-            bad("more columns than the operands have");
-            break;
-          }
-          int a = c[0][0] - '0', m = c[1][0] - '0', cin = c[2][0] - '0', s = small(c[3]);
-          int w = c[4][0] - '0', cout = c[5][0] - '0';
-          int ea = digit_at(blk->x, blk->col);
-          int em = kind == LineKind::col_add ? digit_at(blk->y, blk->col) : blk->y[0] - '0';
-          int es = kind == LineKind::col_add ? a + m + cin : a * m + cin;
-          if (a != ea || m != em) bad("column digits are not the operands' digits");
-          else if (cin != blk->carry) bad("incoming carry is not the previous column's");
-          else if (s != es) bad("wrong column value");
-          else if (w != s % 10 || cout != s / 10) bad("wrong written digit or carry");
-          else {
-            blk->written.push_back(static_cast<char>('0' + w));
-            blk->carry = cout;
-            ++blk->col;
-          }
-          break;
-        }
-        case LineKind::col_sub: {
-          if (!blk || blk->kind != LineKind::hdr_sub) {
-            bad("column line outside its kind of block");
-            break;
-          }
-          if (blk->col >= blk->ncols) {
-            bad("more columns than the operands have");
-            break;
-          }
-          int x = small(c[0]), b = c[1][0] - '0', bin = c[2][0] - '0', v = c[3][0] - '0';
-          int w = c[4][0] - '0', bout = c[5][0] - '0';
-          int da = digit_at(blk->x, blk->col), db = digit_at(blk->y, blk->col);
-          int need = da < db + blk->carry ? 1 : 0;
-          if (b != db) bad("column digits are not the operands' digits");
-          else if (bin != blk->carry) bad("incoming borrow is not the previous column's");
-          else if (bout != need || x != da + 10 * need) bad("wrong borrow");
-          else if (v != x - b - bin || w != v) bad("wrong column value");
-          else {
-            blk->written.push_back(static_cast<char>('0' + w));
-            blk->carry = bout;
-            ++blk->col;
-          }
-          break;
-        }
-        case LineKind::write_carry:
-          if (!blk || blk->kind == LineKind::hdr_sub || blk->col != blk->ncols ||
-              blk->carry_written)
-            bad("'write carry' out of place");
-          else if (c[0][0] - '0' != blk->carry || blk->carry == 0)
-            bad("written carry is not the last column's carry");
-          else {
-            blk->written.push_back(c[0][0]);
-            blk->carry_written = true;
-          }
-          break;
-        case LineKind::shift:
-          if (blk) bad("shift inside an unfinished block");
-          else if (c[1] != shifted(c[0])) bad("wrong shift");
-          break;
-        case LineKind::result:
-          if (!blk) {
-            bad("'result' without a block");
-            break;
-          }
-          if (blk->col != blk->ncols) bad("'result' before the last column");
-          else if (blk->carry != 0 && !blk->carry_written) bad("final carry not written");
-          else if (c[0] != from_written(blk->written)) bad("result is not the written digits");
-          blk.reset();
-          break;
-      }
+// Each check below takes one parsed line with the open block (if any) and returns why the line
+// is wrong, or "" when it is right (after advancing the block).
+
+// "a + b", "a - b", "a * m": opens a block ("a * mm", mul2's restatement, opens none).
+std::string check_header(std::optional<Block>& blk, LineKind kind,
+                         const std::vector<std::string>& c) {
+  if (blk && blk->col > 0) return "header inside an unfinished block";
+  blk.reset();
+  if (kind == LineKind::hdr_mul && c[1].size() != 1) return "";  // mul2 restatement
+  if (kind == LineKind::hdr_sub && compare_decimal(c[0], c[1]) < 0)
+    return "subtraction with a negative result";
+  Block b;
+  b.kind = kind;
+  b.x = c[0];
+  b.y = c[1];
+  b.ncols = kind == LineKind::hdr_mul ? b.x.size() : std::max(b.x.size(), b.y.size());
+  blk = b;
+  return "";
+}
+
+// "a+b+c=s write w carry k" or "a*m+c=s write w carry k".
+std::string check_add_mul_column(std::optional<Block>& blk, LineKind kind,
+                                 const std::vector<std::string>& c) {
+  const LineKind want = kind == LineKind::col_add ? LineKind::hdr_add : LineKind::hdr_mul;
+  if (!blk || blk->kind != want) return "column line outside its kind of block";
+  if (blk->col >= blk->ncols) return "more columns than the operands have";
+  int a = c[0][0] - '0', m = c[1][0] - '0', cin = c[2][0] - '0', s = small(c[3]);
+  int w = c[4][0] - '0', cout = c[5][0] - '0';
+  int ea = digit_at(blk->x, blk->col);
+  int em = kind == LineKind::col_add ? digit_at(blk->y, blk->col) : blk->y[0] - '0';
+  int es = kind == LineKind::col_add ? a + m + cin : a * m + cin;
+  if (a != ea || m != em) return "column digits are not the operands' digits";
+  if (cin != blk->carry) return "incoming carry is not the previous column's";
+  if (s != es) return "wrong column value";
+  if (w != s % 10 || cout != s / 10) return "wrong written digit or carry";
+  blk->written.push_back(static_cast<char>('0' + w));
+  blk->carry = cout;
+  ++blk->col;
+  return "";
+}
+
+// "x-b-k=v write v borrow n".
+std::string check_sub_column(std::optional<Block>& blk, const std::vector<std::string>& c) {
+  if (!blk || blk->kind != LineKind::hdr_sub) return "column line outside its kind of block";
+  if (blk->col >= blk->ncols) return "more columns than the operands have";
+  int x = small(c[0]), b = c[1][0] - '0', bin = c[2][0] - '0', v = c[3][0] - '0';
+  int w = c[4][0] - '0', bout = c[5][0] - '0';
+  int da = digit_at(blk->x, blk->col), db = digit_at(blk->y, blk->col);
+  int need = da < db + blk->carry ? 1 : 0;
+  if (b != db) return "column digits are not the operands' digits";
+  if (bin != blk->carry) return "incoming borrow is not the previous column's";
+  if (bout != need || x != da + 10 * need) return "wrong borrow";
+  if (v != x - b - bin || w != v) return "wrong column value";
+  blk->written.push_back(static_cast<char>('0' + w));
+  blk->carry = bout;
+  ++blk->col;
+  return "";
+}
+
+// "write carry k" after the last column of an addition or multiplication.
+std::string check_write_carry(std::optional<Block>& blk, const std::vector<std::string>& c) {
+  if (!blk || blk->kind == LineKind::hdr_sub || blk->col != blk->ncols || blk->carry_written)
+    return "'write carry' out of place";
+  if (c[0][0] - '0' != blk->carry || blk->carry == 0)
+    return "written carry is not the last column's carry";
+  blk->written.push_back(c[0][0]);
+  blk->carry_written = true;
+  return "";
+}
+
+// "result N": closes the block; N must be its written digits.
+std::string check_result(std::optional<Block>& blk, const std::vector<std::string>& c) {
+  if (!blk) return "'result' without a block";
+  std::string why;
+  if (blk->col != blk->ncols) why = "'result' before the last column";
+  else if (blk->carry != 0 && !blk->carry_written) why = "final carry not written";
+  else if (c[0] != from_written(blk->written)) why = "result is not the written digits";
+  blk.reset();
+  return why;
+}
+
+std::string check_line(std::optional<Block>& blk, const ParsedLine& line) {
+  const auto& [kind, c] = line;
+  switch (kind) {
+    case LineKind::hdr_addsub:
+      return blk ? "header inside an unfinished block" : "";
+    case LineKind::hdr_add:
+    case LineKind::hdr_sub:
+    case LineKind::hdr_mul:
+      return check_header(blk, kind, c);
+    case LineKind::col_add:
+    case LineKind::col_mul:
+      return check_add_mul_column(blk, kind, c);
+    case LineKind::col_sub:
+      return check_sub_column(blk, c);
+    case LineKind::write_carry:
+      return check_write_carry(blk, c);
+    case LineKind::shift:
+      if (blk) return "shift inside an unfinished block";
+      return c[1] != shifted(c[0]) ? "wrong shift" : "";
+    case LineKind::result:
+      return check_result(blk, c);
+  }
+  return "";
+}
+
+// Arithmetic, block by block, up to the first wrong line. Sets tc.arithmetic_ok.
+void check_arithmetic(const std::vector<std::string>& lines, const std::vector<ParsedLine>& parsed,
+                      TraceCheck& tc, FirstFailure& fail) {
+  tc.arithmetic_ok = true;
+  std::optional<Block> blk;
+  for (std::size_t i = 0; i < parsed.size() && tc.arithmetic_ok; ++i) {
+    const std::string why = check_line(blk, parsed[i]);
+    if (!why.empty()) {
+      tc.arithmetic_ok = false;
+      fail(static_cast<long>(i + 1), why + ": '" + lines[i] + "'");
     }
   }
+}
 
-  // Against the solver.
+// Against the solver: sets tc.matches_solver (false when the question is not of the family).
+void compare_with_solver(std::string_view question, std::string_view trace, TraceCheck& tc,
+                         FirstFailure& fail) {
   auto p = parse_question(question);
   if (!p) {
     fail(0, "the question is not of the arithmetic task family");
-    return tc;
+    return;
   }
   const std::string want = solve(*p).trace;
   tc.matches_solver = (trace == want);
-  if (!tc.matches_solver && !failed) {
+  if (!tc.matches_solver && !fail.failed) {
     long ln = 1;  // first line where the two texts differ
     for (std::size_t i = 0; i < trace.size() && i < want.size() && trace[i] == want[i]; ++i)
       if (trace[i] == '\n') ++ln;
     fail(ln, "differs from the solver's trace");
   }
+}
+}  // namespace
+
+TraceCheck check_trace(std::string_view question, std::string_view trace) {
+  TraceCheck tc;
+  FirstFailure fail{tc};
+  const std::vector<std::string> lines = trace_lines(trace);
+  const std::vector<ParsedLine> parsed = parse_trace(lines, tc, fail);
+  if (tc.well_formed) check_arithmetic(lines, parsed, tc, fail);
+  compare_with_solver(question, trace, tc, fail);
   return tc;
 }
 

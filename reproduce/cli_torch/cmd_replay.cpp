@@ -161,17 +161,30 @@ int do_self_check(const ReplayOptions& o, const GlobalOptions& g) {
   }
 }
 
-int do_replay(const ReplayOptions& o, const GlobalOptions& g) {
-  if (o.recipe.empty()) throw InputError("", 0, 0, "RECIPE", "audit replay needs a recipe file (or --self-check)");
-  if (o.threads > 0) torch::set_num_threads(o.threads);
-  auto r = recipe::load_recipe(o.recipe, recipe::with_seed(g.sets, g.seed));
-  auto in = replay::inputs_from_recipe(r);
-  const bool cuda = g.device.rfind("cuda", 0) == 0;
-  const int64_t W = o.shrink > 0 ? o.shrink : (cuda ? 1 : 16);
-  const int64_t S = o.seq_shrink > 0 ? o.seq_shrink : (cuda ? 1 : 8);
-  const auto timed = replay::shrink_arch(in.claimed, W);
-
+// One replay: the recipe's claim side, and the shapes and options it is timed with.
+struct ReplaySetup {
+  recipe::Recipe r;
+  replay::ReplayInputs in;
+  ledger::ArchSpec timed;     // the claimed shapes with widths divided by W
   replay::TimingOptions t;
+  int64_t W = 1, S = 1;       // width and sequence-length divisors
+  bool reduced = false;       // W > 1 or S > 1
+};
+
+// The recipe, its claim side, and the timing options from the command line (which override the
+// recipe's [replay] section) and the device (CPU: reduced shapes and batch by default).
+ReplaySetup setup_replay(const ReplayOptions& o, const GlobalOptions& g) {
+  ReplaySetup s;
+  s.r = recipe::load_recipe(o.recipe, recipe::with_seed(g.sets, g.seed));
+  const auto& r = s.r;
+  s.in = replay::inputs_from_recipe(r);
+  const auto& in = s.in;
+  const bool cuda = g.device.rfind("cuda", 0) == 0;
+  s.W = o.shrink > 0 ? o.shrink : (cuda ? 1 : 16);
+  s.S = o.seq_shrink > 0 ? o.seq_shrink : (cuda ? 1 : 8);
+  s.timed = replay::shrink_arch(in.claimed, s.W);
+
+  replay::TimingOptions& t = s.t;
   t.device = g.device;
   t.layers = o.layers >= 0 ? o.layers : r.replay.layers;
   t.max_layers = o.max_layers;
@@ -184,170 +197,222 @@ int do_replay(const ReplayOptions& o, const GlobalOptions& g) {
     claimed_lens = {static_cast<int64_t>(in.fixed_length ? in.block_size : in.seq_mean.mid)};
   for (int64_t L : claimed_lens) {
     t.claimed_lens.push_back(L);
-    t.seq_lens.push_back(std::max<int64_t>(16, L / S));
+    t.seq_lens.push_back(std::max<int64_t>(16, L / s.S));
   }
   t.expert_slots = o.expert_slots >= 0 ? o.expert_slots
-                   : (cuda && timed.is_moe()) ? std::min<int64_t>(timed.routed_experts, 32)
-                                              : 0;
+                   : (cuda && s.timed.is_moe()) ? std::min<int64_t>(s.timed.routed_experts, 32)
+                                                : 0;
   t.seed = static_cast<uint64_t>(r.train.seed);
   t.progress = progress_fn(o.quiet);
+  s.reduced = s.W > 1 || s.S > 1;
+  return s;
+}
 
-  const bool reduced = W > 1 || S > 1;
-  std::printf("audit replay: %s (%s) on %s\n", r.claim.name.c_str(), r.path.c_str(), g.device.c_str());
-  std::printf("  claimed shapes: %s\n", replay::describe_arch(in.claimed).c_str());
-  std::printf("  timed shapes:   %s%s\n", replay::describe_arch(timed).c_str(),
-              reduced ? "" : " (the claimed shapes)");
-  if (reduced)
+void print_header(const ReplaySetup& s, const std::string& device) {
+  std::printf("audit replay: %s (%s) on %s\n", s.r.claim.name.c_str(), s.r.path.c_str(), device.c_str());
+  std::printf("  claimed shapes: %s\n", replay::describe_arch(s.in.claimed).c_str());
+  std::printf("  timed shapes:   %s%s\n", replay::describe_arch(s.timed).c_str(),
+              s.reduced ? "" : " (the claimed shapes)");
+  if (s.reduced)
     std::printf("  REDUCED SHAPES: width / %lld, sequence lengths / %lld (--shrink, --seq-shrink);\n"
                 "  the full shapes are reached through the roofline work model, not timed\n",
-                (long long)W, (long long)S);
+                (long long)s.W, (long long)s.S);
   std::fflush(stdout);
+}
+
+// --compare-eager: the same dense layers in PyTorch eager at the first timed length, with our
+// time for them and the ratio.
+json time_eager(const ReplayOptions& o, const ReplaySetup& s, const replay::TimingResult& timing,
+                const std::string& device) {
+  const int64_t L0 = s.t.seq_lens.front();
+  json eager = run_eager(o, s.timed, s.r.base, timing.layers_timed, L0, s.t.batch, s.t.warmup,
+                         s.t.steps, device);
+  double ours = 0;
+  for (const auto& m : timing.measurements)
+    if (m.part == replay::Part::kDenseLayer && m.timed_seq_len == L0) ours = m.seconds;
+  eager["ours_layer_s"] = ours;
+  eager["ratio_ours_over_eager"] = ours / eager.at("layer_s").get<double>();
+  return eager;
+}
+
+// Tiny shapes run far below a GPU's efficiency at full shapes: the band is the method's output,
+// not evidence for or against the claim.
+void mark_reduced(replay::Prediction& pred, const std::string& device) {
+  pred.reason = "timed at reduced shapes on " + device +
+                ": the roofline efficiency of small shapes understates what full shapes reach "
+                "on the claimed GPU, so this band does not decide the claim (rerun at full "
+                "shapes on a GPU); at face value: " + pred.verdict + ", " + pred.reason;
+  pred.verdict = "not reproducible here";
+}
+
+// The "replay" artifact: every measured and derived figure.
+json replay_artifact(const ReplaySetup& s, const std::string& device,
+                     const replay::TimingResult& timing, const replay::Prediction& pred,
+                     double stage_wall_s, const json& eager) {
+  const auto& in = s.in;
+  json art;
+  art["kind"] = "replay";
+  art["recipe"] = s.r.path;
+  art["claim"] = s.r.claim.name;
+  art["device"] = device;
+  art["device_name"] = timing.device_name;
+  art["claimed_arch"] = replay::describe_arch(in.claimed);
+  art["timed_arch"] = replay::describe_arch(s.timed);
+  art["shrink_width"] = s.W;
+  art["shrink_seq"] = s.S;
+  art["reduced_shapes"] = s.reduced;
+  art["expert_slots"] = s.t.expert_slots;
+  art["batch"] = s.t.batch;
+  art["timing"] = timing.to_json();
+  art["there"] = {{"device", in.there.device}, {"bf16_flops", in.there.flops},
+                  {"fp8_flops", in.there_fp8_flops}, {"bytes_s", in.there.bytes_s}};
+  art["cluster"] = {{"gpu_type", in.cluster.gpu_type}, {"gpus", in.cluster.gpus},
+                    {"nodes", in.cluster.nodes}, {"gpus_per_node", in.cluster.gpus_per_node},
+                    {"intra_bytes_s", in.cluster.intra_bytes_s},
+                    {"inter_bytes_s", in.cluster.inter_bytes_s},
+                    {"interconnect", in.cluster.interconnect}};
+  art["claimed_run"] = {{"sequences", in.sequences}, {"steps", in.steps},
+                        {"micro_batch", in.micro_batch}, {"fixed_length", in.fixed_length},
+                        {"block_size", in.block_size},
+                        {"seq_len_mean", ledger::to_json(in.seq_mean)},
+                        {"seq_len_p90", ledger::to_json(in.seq_p90)},
+                        {"seq_len_source", s.r.data.seq_len_source},
+                        {"precision", in.precision}, {"parallelism", in.parallelism},
+                        {"recompute", in.recompute},
+                        {"overlap", {in.overlap_low, in.overlap_high}}};
+  art["prediction"] = pred.to_json();
+  art["gpu_hour_usd"] = ledger::to_json(in.gpu_hour_usd);
+  art["stage_wall_s"] = stage_wall_s;
+  if (!eager.is_null()) art["eager"] = eager;
+  return art;
+}
+
+// The cost line: the predicted GPU-hours of the claimed run at the claimed GPU's price band.
+ledger::CostItem replay_cost(const ReplaySetup& s, const replay::Prediction& pred, int64_t run,
+                             const std::string& device) {
+  const auto& in = s.in;
+  ledger::CostItem c;
+  c.run_id = run;
+  c.category = "final_run";
+  c.description = "replay prediction of the claimed run: " + std::to_string(in.cluster.gpus) +
+                  " x " + in.cluster.gpu_type;
+  c.quantity = pred.gpu_hours.mid;
+  c.unit = "GPU-hour";
+  c.price_low = in.gpu_hour_usd.low;
+  c.price_mid = in.gpu_hour_usd.mid;
+  c.price_high = in.gpu_hour_usd.high;
+  c.provenance = ledger::Provenance::estimated;
+  c.formula = "replay: measured layer times here x depth x sequences / GPUs, roofline-translated "
+              "to the claimed GPU, + communication with overlap (docs/replay.md)";
+  c.inputs = {{"quantity_low", pred.gpu_hours.low}, {"quantity_high", pred.gpu_hours.high},
+              {"device", device}, {"reduced_shapes", s.reduced}};
+  c.source = "audit replay run " + std::to_string(run);
+  return c;
+}
+
+ledger::Verdict replay_verdict(const ReplaySetup& s, const replay::Prediction& pred, int64_t run,
+                               const std::string& device) {
+  const auto& in = s.in;
+  ledger::Verdict v;
+  v.run_id = run;
+  v.kind = "replay";
+  v.claim = "compute: " + (pred.claimed_gpu_hours > 0 ? text::fmt("%.4g", pred.claimed_gpu_hours) + " GPU-hours"
+                                                       : std::string("not stated")) +
+            " on " + std::to_string(in.cluster.gpus) + " x " + in.cluster.gpu_type;
+  v.claimed = pred.claimed_gpu_hours > 0 ? text::fmt("%.4g GPU-hours", pred.claimed_gpu_hours) + " (" + pred.claimed_basis + ")"
+                                         : "not stated";
+  v.measured = "replay predicts " + band_text(pred.gpu_hours, [](double x) { return text::fmt("%.4g", x); }) +
+               " GPU-hours" + (s.reduced ? " (timed at reduced shapes on " + device + ")" : " (timed on " + device + ")");
+  v.verdict = pred.verdict;
+  v.reason = pred.reason;
+  return v;
+}
+
+// The table of timed parts: seconds per unit, roofline efficiency, compute share, tokens/s.
+void print_parts(const replay::TimingResult& timing) {
+  std::printf("  k = %lld layer(s) per stack: %s\n", (long long)timing.layers_timed, timing.layers_reason.c_str());
+  std::printf("  device here: %s, %s; roofline %.3g FLOP/s, %.3g B/s\n", timing.device_name.c_str(),
+              timing.dtype.c_str(), timing.here.flops, timing.here.bytes_s);
+  std::printf("\n  %-12s %8s %10s %6s %12s %10s %10s %10s\n", "part", "timed L", "claimed L", "batch",
+              "s per unit", "roof. eff", "compute %", "tok/s here");
+  for (const auto& m : timing.measurements) {
+    const double roof = replay::roofline_seconds(m.timed, timing.here);
+    const double cf = (m.timed.flops / timing.here.flops) / roof;
+    const double tok = static_cast<double>(m.timed_seq_len * m.batch);
+    std::printf("  %-12s %8lld %10lld %6lld %12.5g %9.1f%% %9.0f%% %10s\n", replay::part_name(m.part),
+                (long long)m.timed_seq_len, (long long)m.claimed_seq_len, (long long)m.batch,
+                m.seconds, 100 * roof / m.seconds, 100 * cf,
+                tok > 0 ? text::fmt("%.4g", tok / m.seconds).c_str() : "-");
+  }
+}
+
+void print_claimed_run(const replay::ReplayInputs& in) {
+  std::printf("\n  claimed run: %.4g sequences (%s), %.0f optimizer steps, micro-batch %.0f, %s, %s%s\n",
+              in.sequences, in.fixed_length ? ("all " + text::fmt("%.0f", in.block_size) + " tokens").c_str()
+                                             : ("mean length " + text::fmt("%.0f", in.seq_mean.low) + "/" +
+                                                text::fmt("%.0f", in.seq_mean.mid) + "/" + text::fmt("%.0f", in.seq_mean.high)).c_str(),
+              in.steps, in.micro_batch, in.precision.c_str(), in.parallelism.c_str(),
+              in.recompute ? ", full recompute" : "");
+  std::printf("  claimed cluster: %lld x %s in %lld node(s); link %.3g GB/s per GPU (%s)\n",
+              (long long)in.cluster.gpus, in.cluster.gpu_type.c_str(), (long long)in.cluster.nodes,
+              in.cluster.link_bytes_s() / 1e9, in.cluster.interconnect.c_str());
+}
+
+// The three scenarios and the predicted bands against the claimed figures.
+void print_prediction(const replay::Prediction& pred, const replay::ReplayInputs& in) {
+  std::printf("\n  %-5s %9s %8s %11s %10s %10s %11s %11s %11s %7s\n", "case", "mean len", "overlap",
+              "layers s", "head s", "optim s", "compute s", "comm s", "wall s", "MFU");
+  for (const auto& s : pred.scenarios)
+    std::printf("  %-5s %9.0f %7.0f%% %11.4g %10.4g %10.4g %11.4g %11.4g %11.4g %6.1f%%\n", s.name.c_str(),
+                s.mean_len, 100 * s.overlap, s.layer_s, s.embed_head_s, s.optimizer_s, s.compute_s,
+                s.comm_s, s.wall_s, 100 * s.mfu);
+  std::printf("\n  predicted wall time: %s", band_text(pred.wall_hours, hours_text).c_str());
+  if (pred.claimed_wall_hours > 0) std::printf("; claimed %s", hours_text(pred.claimed_wall_hours).c_str());
+  std::printf("\n  predicted GPU-hours: %s; claimed %.4g (%s)\n",
+              band_text(pred.gpu_hours, [](double x) { return text::fmt("%.4g", x); }).c_str(),
+              pred.claimed_gpu_hours, pred.claimed_basis.c_str());
+  std::printf("  predicted cost:      %s at %s per GPU-hour\n", band_text(pred.cost_usd, text::money).c_str(),
+              band_text(in.gpu_hour_usd, text::money).c_str());
+  std::printf("  throughput:          %s tokens/s per GPU\n",
+              band_text(pred.tokens_per_gpu_s, [](double x) { return text::fmt("%.4g", x); }).c_str());
+  std::printf("  implied MFU:         %s\n",
+              band_text(pred.mfu, [](double x) { return text::fmt("%.1f%%", 100 * x); }).c_str());
+}
+
+int do_replay(const ReplayOptions& o, const GlobalOptions& g) {
+  if (o.recipe.empty()) throw InputError("", 0, 0, "RECIPE", "audit replay needs a recipe file (or --self-check)");
+  if (o.threads > 0) torch::set_num_threads(o.threads);
+  ReplaySetup s = setup_replay(o, g);
+  print_header(s, g.device);
 
   ledger::Ledger L(g.ledger);
-  const int64_t run = begin(L, r.claim.name, r.path, r.resolved_toml, r.sha256, g.device);
+  const int64_t run = begin(L, s.r.claim.name, s.r.path, s.r.resolved_toml, s.r.sha256, g.device);
   try {
     ledger::StageMeter meter(L, run, "replay", meter_opts(g.device));
-    auto timing = replay::time_parts(timed, r.base, t);
+    auto timing = replay::time_parts(s.timed, s.r.base, s.t);
     json eager;
-    if (o.compare_eager && !timed.is_mla()) {
-      const int64_t L0 = t.seq_lens.front();
-      eager = run_eager(o, timed, r.base, timing.layers_timed, L0, t.batch, t.warmup, t.steps, g.device);
-      double ours = 0;
-      for (const auto& m : timing.measurements)
-        if (m.part == replay::Part::kDenseLayer && m.timed_seq_len == L0) ours = m.seconds;
-      eager["ours_layer_s"] = ours;
-      eager["ratio_ours_over_eager"] = ours / eager.at("layer_s").get<double>();
-    }
+    if (o.compare_eager && !s.timed.is_mla()) eager = time_eager(o, s, timing, g.device);
     const auto stage = meter.finish();
-    in.measurements = timing.measurements;
-    in.here = timing.here;
-    auto pred = replay::predict(in);
-    if (reduced) {
-      // Tiny shapes run far below a GPU's efficiency at full shapes: the band is the method's
-      // output, not evidence for or against the claim.
-      pred.reason = "timed at reduced shapes on " + g.device +
-                    ": the roofline efficiency of small shapes understates what full shapes reach "
-                    "on the claimed GPU, so this band does not decide the claim (rerun at full "
-                    "shapes on a GPU); at face value: " + pred.verdict + ", " + pred.reason;
-      pred.verdict = "not reproducible here";
-    }
+    s.in.measurements = timing.measurements;
+    s.in.here = timing.here;
+    auto pred = replay::predict(s.in);
+    if (s.reduced) mark_reduced(pred, g.device);
 
-    json art;
-    art["kind"] = "replay";
-    art["recipe"] = r.path;
-    art["claim"] = r.claim.name;
-    art["device"] = g.device;
-    art["device_name"] = timing.device_name;
-    art["claimed_arch"] = replay::describe_arch(in.claimed);
-    art["timed_arch"] = replay::describe_arch(timed);
-    art["shrink_width"] = W;
-    art["shrink_seq"] = S;
-    art["reduced_shapes"] = reduced;
-    art["expert_slots"] = t.expert_slots;
-    art["batch"] = t.batch;
-    art["timing"] = timing.to_json();
-    art["there"] = {{"device", in.there.device}, {"bf16_flops", in.there.flops},
-                    {"fp8_flops", in.there_fp8_flops}, {"bytes_s", in.there.bytes_s}};
-    art["cluster"] = {{"gpu_type", in.cluster.gpu_type}, {"gpus", in.cluster.gpus},
-                      {"nodes", in.cluster.nodes}, {"gpus_per_node", in.cluster.gpus_per_node},
-                      {"intra_bytes_s", in.cluster.intra_bytes_s},
-                      {"inter_bytes_s", in.cluster.inter_bytes_s},
-                      {"interconnect", in.cluster.interconnect}};
-    art["claimed_run"] = {{"sequences", in.sequences}, {"steps", in.steps},
-                          {"micro_batch", in.micro_batch}, {"fixed_length", in.fixed_length},
-                          {"block_size", in.block_size},
-                          {"seq_len_mean", ledger::to_json(in.seq_mean)},
-                          {"seq_len_p90", ledger::to_json(in.seq_p90)},
-                          {"seq_len_source", r.data.seq_len_source},
-                          {"precision", in.precision}, {"parallelism", in.parallelism},
-                          {"recompute", in.recompute},
-                          {"overlap", {in.overlap_low, in.overlap_high}}};
-    art["prediction"] = pred.to_json();
-    art["gpu_hour_usd"] = ledger::to_json(in.gpu_hour_usd);
-    art["stage_wall_s"] = stage.wall_s;
-    if (!eager.is_null()) art["eager"] = eager;
+    const json art = replay_artifact(s, g.device, timing, pred, stage.wall_s, eager);
     L.put_artifact(run, stage.id, "replay", art);
-
-    ledger::CostItem c;
-    c.run_id = run;
-    c.category = "final_run";
-    c.description = "replay prediction of the claimed run: " + std::to_string(in.cluster.gpus) +
-                    " x " + in.cluster.gpu_type;
-    c.quantity = pred.gpu_hours.mid;
-    c.unit = "GPU-hour";
-    c.price_low = in.gpu_hour_usd.low;
-    c.price_mid = in.gpu_hour_usd.mid;
-    c.price_high = in.gpu_hour_usd.high;
-    c.provenance = ledger::Provenance::estimated;
-    c.formula = "replay: measured layer times here x depth x sequences / GPUs, roofline-translated "
-                "to the claimed GPU, + communication with overlap (docs/replay.md)";
-    c.inputs = {{"quantity_low", pred.gpu_hours.low}, {"quantity_high", pred.gpu_hours.high},
-                {"device", g.device}, {"reduced_shapes", reduced}};
-    c.source = "audit replay run " + std::to_string(run);
-    L.add_cost_item(c);
-
-    ledger::Verdict v;
-    v.run_id = run;
-    v.kind = "replay";
-    v.claim = "compute: " + (pred.claimed_gpu_hours > 0 ? text::fmt("%.4g", pred.claimed_gpu_hours) + " GPU-hours"
-                                                         : std::string("not stated")) +
-              " on " + std::to_string(in.cluster.gpus) + " x " + in.cluster.gpu_type;
-    v.claimed = pred.claimed_gpu_hours > 0 ? text::fmt("%.4g GPU-hours", pred.claimed_gpu_hours) + " (" + pred.claimed_basis + ")"
-                                           : "not stated";
-    v.measured = "replay predicts " + band_text(pred.gpu_hours, [](double x) { return text::fmt("%.4g", x); }) +
-                 " GPU-hours" + (reduced ? " (timed at reduced shapes on " + g.device + ")" : " (timed on " + g.device + ")");
-    v.verdict = pred.verdict;
-    v.reason = pred.reason;
-    L.add_verdict(v);
+    L.add_cost_item(replay_cost(s, pred, run, g.device));
+    L.add_verdict(replay_verdict(s, pred, run, g.device));
     L.end_run(run, ledger::RunStatus::succeeded);
 
-    // --- the table ---
-    std::printf("  k = %lld layer(s) per stack: %s\n", (long long)timing.layers_timed, timing.layers_reason.c_str());
-    std::printf("  device here: %s, %s; roofline %.3g FLOP/s, %.3g B/s\n", timing.device_name.c_str(),
-                timing.dtype.c_str(), timing.here.flops, timing.here.bytes_s);
-    std::printf("\n  %-12s %8s %10s %6s %12s %10s %10s %10s\n", "part", "timed L", "claimed L", "batch",
-                "s per unit", "roof. eff", "compute %", "tok/s here");
-    for (const auto& m : timing.measurements) {
-      const double roof = replay::roofline_seconds(m.timed, timing.here);
-      const double cf = (m.timed.flops / timing.here.flops) / roof;
-      const double tok = static_cast<double>(m.timed_seq_len * m.batch);
-      std::printf("  %-12s %8lld %10lld %6lld %12.5g %9.1f%% %9.0f%% %10s\n", replay::part_name(m.part),
-                  (long long)m.timed_seq_len, (long long)m.claimed_seq_len, (long long)m.batch,
-                  m.seconds, 100 * roof / m.seconds, 100 * cf,
-                  tok > 0 ? text::fmt("%.4g", tok / m.seconds).c_str() : "-");
-    }
-    std::printf("\n  claimed run: %.4g sequences (%s), %.0f optimizer steps, micro-batch %.0f, %s, %s%s\n",
-                in.sequences, in.fixed_length ? ("all " + text::fmt("%.0f", in.block_size) + " tokens").c_str()
-                                               : ("mean length " + text::fmt("%.0f", in.seq_mean.low) + "/" +
-                                                  text::fmt("%.0f", in.seq_mean.mid) + "/" + text::fmt("%.0f", in.seq_mean.high)).c_str(),
-                in.steps, in.micro_batch, in.precision.c_str(), in.parallelism.c_str(),
-                in.recompute ? ", full recompute" : "");
-    std::printf("  claimed cluster: %lld x %s in %lld node(s); link %.3g GB/s per GPU (%s)\n",
-                (long long)in.cluster.gpus, in.cluster.gpu_type.c_str(), (long long)in.cluster.nodes,
-                in.cluster.link_bytes_s() / 1e9, in.cluster.interconnect.c_str());
-    std::printf("\n  %-5s %9s %8s %11s %10s %10s %11s %11s %11s %7s\n", "case", "mean len", "overlap",
-                "layers s", "head s", "optim s", "compute s", "comm s", "wall s", "MFU");
-    for (const auto& s : pred.scenarios)
-      std::printf("  %-5s %9.0f %7.0f%% %11.4g %10.4g %10.4g %11.4g %11.4g %11.4g %6.1f%%\n", s.name.c_str(),
-                  s.mean_len, 100 * s.overlap, s.layer_s, s.embed_head_s, s.optimizer_s, s.compute_s,
-                  s.comm_s, s.wall_s, 100 * s.mfu);
-    std::printf("\n  predicted wall time: %s", band_text(pred.wall_hours, hours_text).c_str());
-    if (pred.claimed_wall_hours > 0) std::printf("; claimed %s", hours_text(pred.claimed_wall_hours).c_str());
-    std::printf("\n  predicted GPU-hours: %s; claimed %.4g (%s)\n",
-                band_text(pred.gpu_hours, [](double x) { return text::fmt("%.4g", x); }).c_str(),
-                pred.claimed_gpu_hours, pred.claimed_basis.c_str());
-    std::printf("  predicted cost:      %s at %s per GPU-hour\n", band_text(pred.cost_usd, text::money).c_str(),
-                band_text(in.gpu_hour_usd, text::money).c_str());
-    std::printf("  throughput:          %s tokens/s per GPU\n",
-                band_text(pred.tokens_per_gpu_s, [](double x) { return text::fmt("%.4g", x); }).c_str());
-    std::printf("  implied MFU:         %s\n",
-                band_text(pred.mfu, [](double x) { return text::fmt("%.1f%%", 100 * x); }).c_str());
+    print_parts(timing);
+    print_claimed_run(s.in);
+    print_prediction(pred, s.in);
     if (!eager.is_null())
       std::printf("  one layer vs PyTorch eager (L=%lld, same device): ours %.5g s, eager %.5g s, ratio %.3f\n",
-                  (long long)t.seq_lens.front(), eager["ours_layer_s"].get<double>(),
+                  (long long)s.t.seq_lens.front(), eager["ours_layer_s"].get<double>(),
                   eager["layer_s"].get<double>(), eager["ratio_ours_over_eager"].get<double>());
     std::printf("  verdict: %s: %s\n", pred.verdict.c_str(), pred.reason.c_str());
-    if (reduced)
+    if (s.reduced)
       std::printf("  note: timed at reduced shapes on %s; the band carries the roofline model's "
                   "assumptions (docs/replay.md)\n", g.device.c_str());
     std::printf("ledger: run %lld in %s (artifact \"replay\")\n", (long long)run, g.ledger.c_str());

@@ -292,17 +292,13 @@ double predicted_part_seconds(const ReplayInputs& in, Part part, double len, dou
   return roofline_seconds(claimed, there) / efficiency_at(in, ms, len);
 }
 
-ReplayInputs inputs_from_recipe(const recipe::Recipe& r) {
-  ReplayInputs in;
-  in.claimed = reproduce::arch_from_recipe(r.base);
-  ledger::ParamCount pc;
-  try {
-    pc = ledger::count_parameters(in.claimed);
-  } catch (const std::invalid_argument& e) {
-    throw key_error(r, "base", e.what());
-  }
+namespace {
+
+// The claimed GPU's row of the hardware table; sets in.there and in.there_fp8_flops.
+// `gpu_key` is the recipe key that named it (for errors).
+ledger::Hardware claimed_gpu(const recipe::Recipe& r, const std::string& gpu_key,
+                             ReplayInputs& in) {
   const std::string gpu = r.hardware.gpu_type.empty() ? r.claim.gpu_type : r.hardware.gpu_type;
-  const std::string gpu_key = r.hardware.gpu_type.empty() ? "claim.gpu_type" : "hardware.gpu_type";
   if (gpu.empty()) throw key_error(r, gpu_key, "replay needs the claimed GPU type");
   const auto hw = ledger::find_hardware(gpu);
   if (!hw || hw->kind != "gpu") {
@@ -315,9 +311,13 @@ ReplayInputs inputs_from_recipe(const recipe::Recipe& r) {
   if (!(in.there.bytes_s > 0) || !(in.there.flops > 0))
     throw key_error(r, gpu_key, "the hardware table has no bf16 peak or memory bandwidth for '" +
                                     hw->id + "'");
+  return *hw;
+}
 
-  Cluster& c = in.cluster;
-  c.gpu_type = hw->id;
+// GPUs, nodes and links of the claimed cluster ([hardware], else [claim], else the table).
+Cluster cluster_from_recipe(const recipe::Recipe& r, const ledger::Hardware& hw) {
+  Cluster c;
+  c.gpu_type = hw.id;
   c.gpus = r.hardware.gpu_count > 0 ? r.hardware.gpu_count : r.claim.gpu_count;
   if (c.gpus <= 0)
     throw key_error(r, "hardware.gpu_count", "replay needs the claimed GPU count (or claim.gpu_count)");
@@ -325,23 +325,25 @@ ReplayInputs inputs_from_recipe(const recipe::Recipe& r) {
   c.nodes = r.hardware.nodes > 0 ? r.hardware.nodes
             : r.claim.nodes > 0  ? r.claim.nodes
                                  : (c.gpus + c.gpus_per_node - 1) / c.gpus_per_node;
-  c.intra_bytes_s = hw->nvlink_bytes_s / 2.0;
+  c.intra_bytes_s = hw.nvlink_bytes_s / 2.0;
   const double ib = ib_gbits(r.hardware.interconnect);
-  c.inter_bytes_s = (ib > 0 ? ib * 1e9 : hw->network_bits_s) / 8.0;
+  c.inter_bytes_s = (ib > 0 ? ib * 1e9 : hw.network_bits_s) / 8.0;
   c.interconnect = (r.hardware.interconnect.empty() ? std::string("table default") : r.hardware.interconnect) +
-                   ": " + hw->interconnect;
+                   ": " + hw.interconnect;
   if (c.nodes > 1 && !(c.inter_bytes_s > 0))
     throw key_error(r, "hardware.interconnect",
                     "several nodes but no inter-node bandwidth (name it, e.g. \"nvlink4+ib400\")");
-  in.topk_groups = r.base.expert_groups > 1 ? r.base.topk_groups : 0;
+  return c;
+}
 
+// Sequences, optimizer steps and micro-batch of the claimed run (needs in.cluster.gpus).
+void read_run_size(const recipe::Recipe& r, ReplayInputs& in) {
   in.precision = r.train.precision;
   in.parallelism = r.train.parallelism;
   in.recompute = r.train.recompute;
   in.block_size = static_cast<double>(r.train.block_size);
-  const bool pretrain = r.claim.stage == "pretrain";
   const double global_batch = static_cast<double>(r.train.global_batch);
-  if (pretrain) {
+  if (r.claim.stage == "pretrain") {
     if (!(r.base.pretrain_tokens > 0))
       throw key_error(r, "base.pretrain_tokens", "a pretraining claim needs its token count");
     in.sequences = r.base.pretrain_tokens / in.block_size;
@@ -358,8 +360,12 @@ ReplayInputs inputs_from_recipe(const recipe::Recipe& r) {
   }
   in.micro_batch = r.train.micro_batch > 0
                        ? static_cast<double>(r.train.micro_batch)
-                       : std::max(1.0, std::floor(global_batch / static_cast<double>(c.gpus)));
+                       : std::max(1.0, std::floor(global_batch / static_cast<double>(in.cluster.gpus)));
+}
 
+// The length profile: data.seq_len_mean, else the range and median of replay.seq_lens, else
+// a band below train.block_size; data.seq_len_p90 when given. Needs in.block_size.
+void read_lengths(const recipe::Recipe& r, ReplayInputs& in) {
   if (r.data.seq_len_mean.set) {
     in.seq_mean = band_of(r.data.seq_len_mean);
   } else if (!r.replay.seq_lens.empty()) {
@@ -374,22 +380,14 @@ ReplayInputs inputs_from_recipe(const recipe::Recipe& r) {
   if (r.data.seq_len_p90.set) in.seq_p90 = band_of(r.data.seq_len_p90);
   if (in.seq_mean.low > in.block_size)
     throw key_error(r, "data.seq_len_mean", "mean length above train.block_size");
+}
 
-  in.overlap_low = r.replay.overlap_low;
-  in.overlap_high = r.replay.overlap_high;
-  if (!(in.overlap_low >= 0 && in.overlap_low <= in.overlap_high && in.overlap_high <= 1))
-    throw key_error(r, "replay.overlap_low", "need 0 <= overlap_low <= overlap_high <= 1");
-
-  try {
-    const auto prices = reproduce::prices_from_recipe(r);
-    in.gpu_hour_usd = prices.get(ledger::gpu_hour_key(hw->id)).band;
-  } catch (const std::out_of_range& e) {
-    throw key_error(r, "prices.gpu_hour_usd", e.what());
-  }
-
+// The figure the verdict compares: the pretraining phase's GPU-hours for a pretraining claim,
+// else the claim's GPU-hours (or GPUs x wall hours); the wall hours derived when not stated.
+void read_claimed_figures(const recipe::Recipe& r, ReplayInputs& in) {
   in.claimed_wall_hours = r.claim.wall_hours;
   in.claimed_gpu_hours = 0;
-  if (pretrain) {
+  if (r.claim.stage == "pretrain") {
     for (const auto& ph : r.claim.phases) {
       if (ph.phase == "pretraining") {
         in.claimed_gpu_hours = ph.gpu_hours;
@@ -402,96 +400,144 @@ ReplayInputs inputs_from_recipe(const recipe::Recipe& r) {
     in.claimed_basis = r.claim.gpu_hours > 0 ? "claim.gpu_hours" : "claim.gpu_count x claim.wall_hours";
   }
   if (in.claimed_wall_hours <= 0 && in.claimed_gpu_hours > 0)
-    in.claimed_wall_hours = in.claimed_gpu_hours / static_cast<double>(c.gpus);
+    in.claimed_wall_hours = in.claimed_gpu_hours / static_cast<double>(in.cluster.gpus);
+}
+
+}  // namespace
+
+ReplayInputs inputs_from_recipe(const recipe::Recipe& r) {
+  ReplayInputs in;
+  in.claimed = reproduce::arch_from_recipe(r.base);
+  try {
+    ledger::count_parameters(in.claimed);
+  } catch (const std::invalid_argument& e) {
+    throw key_error(r, "base", e.what());
+  }
+  const std::string gpu_key = r.hardware.gpu_type.empty() ? "claim.gpu_type" : "hardware.gpu_type";
+  const ledger::Hardware hw = claimed_gpu(r, gpu_key, in);
+  in.cluster = cluster_from_recipe(r, hw);
+  in.topk_groups = r.base.expert_groups > 1 ? r.base.topk_groups : 0;
+  read_run_size(r, in);
+  read_lengths(r, in);
+
+  in.overlap_low = r.replay.overlap_low;
+  in.overlap_high = r.replay.overlap_high;
+  if (!(in.overlap_low >= 0 && in.overlap_low <= in.overlap_high && in.overlap_high <= 1))
+    throw key_error(r, "replay.overlap_low", "need 0 <= overlap_low <= overlap_high <= 1");
+
+  try {
+    const auto prices = reproduce::prices_from_recipe(r);
+    in.gpu_hour_usd = prices.get(ledger::gpu_hour_key(hw.id)).band;
+  } catch (const std::out_of_range& e) {
+    throw key_error(r, "prices.gpu_hour_usd", e.what());
+  }
+  read_claimed_figures(r, in);
   return in;
 }
 
-Prediction predict(const ReplayInputs& in) {
+namespace {
+
+// What predict() needs of the claimed model and run, computed once for its three scenarios.
+struct PredictContext {
+  double G = 1;                       // GPUs
+  double bf16 = 0, fp8_peak = 0;      // claimed-GPU peaks (fp8_peak = bf16 unless fp8 is used)
+  bool fp8 = false;
+  double dense_layers = 0, moe_layers = 0, extra_dense = 0, heads = 1;  // per forward pass
+  const Measurement* opt = nullptr;   // the optimizer measurement
+  double step_bytes = 0;              // collectives per optimizer step
+  double ep_tok = 0;                  // expert-parallel all-to-all bytes per token
+  double active_params = 0;
+  double micro_batches = 0;           // per GPU
+};
+
+PredictContext predict_context(const ReplayInputs& in) {
   if (in.cluster.gpus < 1) throw std::invalid_argument("replay: cluster has no GPUs");
   if (!(in.sequences > 0)) throw std::invalid_argument("replay: no sequences to process");
   if (!(in.micro_batch > 0)) throw std::invalid_argument("replay: micro_batch must be > 0");
-  const double G = static_cast<double>(in.cluster.gpus);
+  PredictContext x;
+  x.G = static_cast<double>(in.cluster.gpus);
   const auto& a = in.claimed;
-  const auto pc = ledger::count_parameters(a);
-  const bool fp8 = in.precision == "fp8" && in.there_fp8_flops > 0;
-  const double bf16 = in.there.flops;
-  const double fp8_peak = fp8 ? in.there_fp8_flops : bf16;
+  x.active_params = static_cast<double>(ledger::count_parameters(a).active);
+  x.fp8 = in.precision == "fp8" && in.there_fp8_flops > 0;
+  x.bf16 = in.there.flops;
+  x.fp8_peak = x.fp8 ? in.there_fp8_flops : x.bf16;
 
-  const double dense_layers = static_cast<double>(a.is_moe() ? a.first_dense_layers : a.layers);
-  const double moe_layers =
+  x.dense_layers = static_cast<double>(a.is_moe() ? a.first_dense_layers : a.layers);
+  x.moe_layers =
       a.is_moe() ? static_cast<double>(a.layers - a.first_dense_layers + a.mtp_depth) : 0.0;
-  const double extra_dense = a.is_moe() ? 0.0 : static_cast<double>(a.mtp_depth);
-  const double heads = 1.0 + static_cast<double>(a.mtp_depth);
+  x.extra_dense = a.is_moe() ? 0.0 : static_cast<double>(a.mtp_depth);
+  x.heads = 1.0 + static_cast<double>(a.mtp_depth);
 
   const auto opt_ms = measurements_of(in, Part::kOptimizer);
   if (opt_ms.empty()) throw std::invalid_argument("replay: no measurement of optimizer");
-  const Measurement& opt = *opt_ms.front();
+  x.opt = opt_ms.front();
 
   const double params_all = total_params(a);
-  double step_bytes = collective_bytes_per_step(in.parallelism, params_all, G, 2.0);
+  x.step_bytes = collective_bytes_per_step(in.parallelism, params_all, x.G, 2.0);
   const bool ep = a.is_moe() && in.parallelism == "ep_pp_dp";
-  const double ep_tok = ep ? ep_bytes_per_token(a, in.topk_groups, fp8 ? 1.0 : 2.0, 2.0) : 0.0;
+  x.ep_tok = ep ? ep_bytes_per_token(a, in.topk_groups, x.fp8 ? 1.0 : 2.0, 2.0) : 0.0;
+  x.micro_batches = in.sequences / x.G / in.micro_batch;
+  return x;
+}
 
-  struct Spec {
-    const char* name;
-    double mean, p90, overlap, peak;
-  };
-  const Spec specs[3] = {
-      {"low", in.seq_mean.low, in.seq_p90.low, in.overlap_high, fp8_peak},
-      {"mid", in.seq_mean.mid, in.seq_p90.mid, 0.5 * (in.overlap_low + in.overlap_high),
-       fp8 ? 2.0 / (1.0 / fp8_peak + 1.0 / bf16) : bf16},
-      {"high", in.seq_mean.high, in.seq_p90.high, in.overlap_low, bf16},
-  };
+struct ScenarioSpec {
+  const char* name;
+  double mean, p90, overlap, peak;
+};
 
-  Prediction p;
-  const double micro_batches = in.sequences / G / in.micro_batch;
-  for (const auto& s : specs) {
-    ScenarioResult r;
-    r.name = s.name;
-    r.mean_len = in.fixed_length ? in.block_size : s.mean;
-    r.p90_len = in.fixed_length ? in.block_size : s.p90;
-    r.overlap = s.overlap;
-    r.peak_flops = s.peak;
-    std::vector<double> lens =
-        in.fixed_length ? std::vector<double>{in.block_size}
-                        : length_quantiles(s.mean, s.p90, in.block_size > 0 ? in.block_size : 0);
-    double lay = 0, eh = 0, len_sum = 0;
-    for (double L : lens) {
-      if (dense_layers + extra_dense > 0)
-        lay += (dense_layers + extra_dense) * predicted_part_seconds(in, Part::kDenseLayer, L, s.peak);
-      if (moe_layers > 0) lay += moe_layers * predicted_part_seconds(in, Part::kMoeLayer, L, s.peak);
-      eh += heads * predicted_part_seconds(in, Part::kEmbedHead, L, s.peak);
-      len_sum += L;
-    }
-    const double nq = static_cast<double>(lens.size());
-    r.layer_s = micro_batches * lay / nq;
-    r.embed_head_s = micro_batches * eh / nq;
-    Peak there = in.there;
-    there.flops = s.peak;
-    r.optimizer_s = in.steps * translate(opt.seconds, opt.timed, in.here,
-                                         optimizer_work(optimizer_params_per_gpu(in)), there)
-                                   .seconds;
-    r.compute_s = r.layer_s + r.embed_head_s + r.optimizer_s;
-    r.tokens = in.sequences * len_sum / nq;
-    const double comm_bytes = in.steps * step_bytes + (r.tokens / G) * ep_tok;
-    if (comm_bytes > 0) {
-      const double link = in.cluster.link_bytes_s();
-      if (!(link > 0))
-        throw std::invalid_argument("replay: communication needs a link bandwidth for " +
-                                    in.cluster.gpu_type);
-      r.comm_s = comm_bytes / link;
-    }
-    r.wall_s = std::max(r.compute_s + (1.0 - r.overlap) * r.comm_s, r.comm_s);
-    r.mfu = ledger::implied_mfu(ledger::training_flops(static_cast<double>(pc.active), r.tokens),
-                                G, r.wall_s, bf16);
-    p.scenarios.push_back(r);
+// One case of the band: compute over the length quantiles, optimizer steps, communication.
+ScenarioResult predict_scenario(const ReplayInputs& in, const PredictContext& x,
+                                const ScenarioSpec& s) {
+  ScenarioResult r;
+  r.name = s.name;
+  r.mean_len = in.fixed_length ? in.block_size : s.mean;
+  r.p90_len = in.fixed_length ? in.block_size : s.p90;
+  r.overlap = s.overlap;
+  r.peak_flops = s.peak;
+  std::vector<double> lens =
+      in.fixed_length ? std::vector<double>{in.block_size}
+                      : length_quantiles(s.mean, s.p90, in.block_size > 0 ? in.block_size : 0);
+  double lay = 0, eh = 0, len_sum = 0;
+  for (double L : lens) {
+    if (x.dense_layers + x.extra_dense > 0)
+      lay += (x.dense_layers + x.extra_dense) * predicted_part_seconds(in, Part::kDenseLayer, L, s.peak);
+    if (x.moe_layers > 0) lay += x.moe_layers * predicted_part_seconds(in, Part::kMoeLayer, L, s.peak);
+    eh += x.heads * predicted_part_seconds(in, Part::kEmbedHead, L, s.peak);
+    len_sum += L;
   }
+  const double nq = static_cast<double>(lens.size());
+  r.layer_s = x.micro_batches * lay / nq;
+  r.embed_head_s = x.micro_batches * eh / nq;
+  Peak there = in.there;
+  there.flops = s.peak;
+  const Measurement& opt = *x.opt;
+  r.optimizer_s = in.steps * translate(opt.seconds, opt.timed, in.here,
+                                       optimizer_work(optimizer_params_per_gpu(in)), there)
+                                 .seconds;
+  r.compute_s = r.layer_s + r.embed_head_s + r.optimizer_s;
+  r.tokens = in.sequences * len_sum / nq;
+  const double comm_bytes = in.steps * x.step_bytes + (r.tokens / x.G) * x.ep_tok;
+  if (comm_bytes > 0) {
+    const double link = in.cluster.link_bytes_s();
+    if (!(link > 0))
+      throw std::invalid_argument("replay: communication needs a link bandwidth for " +
+                                  in.cluster.gpu_type);
+    r.comm_s = comm_bytes / link;
+  }
+  r.wall_s = std::max(r.compute_s + (1.0 - r.overlap) * r.comm_s, r.comm_s);
+  r.mfu = ledger::implied_mfu(ledger::training_flops(x.active_params, r.tokens), x.G, r.wall_s,
+                              x.bf16);
+  return r;
+}
 
-  auto sorted_band = [](double x, double y, double z) {
-    std::vector<double> v{x, y, z};
-    std::sort(v.begin(), v.end());
-    return Band(v[0], v[1], v[2]);
-  };
+Band sorted_band(double x, double y, double z) {
+  std::vector<double> v{x, y, z};
+  std::sort(v.begin(), v.end());
+  return Band(v[0], v[1], v[2]);
+}
+
+// The bands over the three scenarios (p.scenarios filled).
+void fill_bands(const ReplayInputs& in, double G, Prediction& p) {
   const auto& S = p.scenarios;
   p.wall_hours = sorted_band(S[0].wall_s / 3600, S[1].wall_s / 3600, S[2].wall_s / 3600);
   p.gpu_hours = p.wall_hours * G;
@@ -500,7 +546,10 @@ Prediction predict(const ReplayInputs& in) {
   p.tokens = sorted_band(S[0].tokens, S[1].tokens, S[2].tokens);
   p.tokens_per_gpu_s = sorted_band(S[0].tokens / (G * S[0].wall_s), S[1].tokens / (G * S[1].wall_s),
                                    S[2].tokens / (G * S[2].wall_s));
+}
 
+// The claimed figure against the GPU-hour band: p.verdict and p.reason.
+void decide(const ReplayInputs& in, double G, Prediction& p) {
   p.claimed_wall_hours = in.claimed_wall_hours;
   p.claimed_gpu_hours = in.claimed_gpu_hours;
   p.claimed_basis = in.claimed_basis;
@@ -533,6 +582,23 @@ Prediction predict(const ReplayInputs& in) {
                   claimed, p.gpu_hours.low, p.gpu_hours.high, 100 * in.tolerance);
     p.reason = buf;
   }
+}
+
+}  // namespace
+
+Prediction predict(const ReplayInputs& in) {
+  const PredictContext x = predict_context(in);
+  const double bf16 = x.bf16, fp8_peak = x.fp8_peak;
+  const ScenarioSpec specs[3] = {
+      {"low", in.seq_mean.low, in.seq_p90.low, in.overlap_high, fp8_peak},
+      {"mid", in.seq_mean.mid, in.seq_p90.mid, 0.5 * (in.overlap_low + in.overlap_high),
+       x.fp8 ? 2.0 / (1.0 / fp8_peak + 1.0 / bf16) : bf16},
+      {"high", in.seq_mean.high, in.seq_p90.high, in.overlap_low, bf16},
+  };
+  Prediction p;
+  for (const auto& s : specs) p.scenarios.push_back(predict_scenario(in, x, s));
+  fill_bands(in, x.G, p);
+  decide(in, x.G, p);
   return p;
 }
 

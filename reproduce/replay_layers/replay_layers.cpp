@@ -403,6 +403,231 @@ nlohmann::json TimingResult::to_json() const {
           {"seconds_total", seconds_total}};
 }
 
+namespace {
+
+// What every timed part shares: the shapes, the options, the device.
+struct TimingContext {
+  const ledger::ArchSpec& a;
+  const recipe::BaseSection& base;
+  const TimingOptions& opt;
+  torch::Device dev;
+  bool cuda;
+  double bpv;       // bytes per value: 2 under bf16 autocast, 4 in fp32
+  int64_t max_len;  // the longest timed length
+  void say(const std::string& s) const {
+    if (opt.progress) opt.progress(s);
+  }
+};
+
+// Refuses a CUDA device that is not there, or one without the MoE gating kernel for an MoE model.
+void check_device(const ledger::ArchSpec& a, const TimingOptions& opt, const torch::Device& dev) {
+  if (!dev.is_cuda()) return;
+  if (!torch::cuda::is_available())
+    throw std::runtime_error("replay: --device " + opt.device + " but CUDA is not available");
+  if (a.is_moe()) {
+    auto ks = kernels::kernel_support(kernels::Kernel::kMoeGating, opt.device);
+    if (!ks.supported) throw std::runtime_error("replay: MoE gating kernel: " + ks.reason);
+  }
+}
+
+// The layer kinds to time: dense, or MoE (and the first dense layers' kind when asked).
+std::vector<Part> layer_kinds(const ledger::ArchSpec& a, const TimingOptions& opt) {
+  std::vector<Part> kinds;
+  if (a.is_moe()) {
+    if (opt.time_dense_layer && a.first_dense_layers > 0) kinds.push_back(Part::kDenseLayer);
+    kinds.push_back(Part::kMoeLayer);
+  } else {
+    kinds.push_back(Part::kDenseLayer);
+  }
+  return kinds;
+}
+
+// Memory plan of one layer: params x 16 bytes (fp32 weight, grad, AdamW m and v) + activations.
+double layer_bytes(const TimingContext& c, bool moe) {
+  const auto& a = c.a;
+  auto lp = layer_params(a, moe);
+  double p = static_cast<double>(lp.total);
+  if (moe && c.opt.expert_slots > 0 && c.opt.expert_slots < a.routed_experts)
+    p -= static_cast<double>(a.routed_experts - c.opt.expert_slots) * 3.0 * a.hidden * a.expert_ffn;
+  const double tokens = static_cast<double>(c.max_len * c.opt.batch);
+  double act = tokens * static_cast<double>(a.hidden) * 34.0 * c.bpv;
+  if (moe) act += tokens * a.top_k * (2.0 * a.hidden + 3.0 * a.expert_ffn) * c.bpv;
+  return 16.0 * p + act;
+}
+
+// k, the layers per timed stack: requested, or as many as the memory plan allows (at most
+// max_layers and the model's depth). Sets res.memory_budget_bytes, layers_reason, layers_timed.
+int64_t choose_layers(const TimingContext& c, const std::vector<Part>& kinds, TimingResult& res) {
+  const auto& opt = c.opt;
+  res.memory_budget_bytes =
+      opt.memory_fraction * (c.cuda ? static_cast<double>(kernels::cuda_device_info(c.dev.index() < 0 ? 0 : c.dev.index()).total_memory_bytes)
+                                    : mem_available_bytes());
+  double worst = 0;
+  for (Part k : kinds) worst = std::max(worst, layer_bytes(c, k == Part::kMoeLayer));
+  int64_t k = opt.layers;
+  if (k > 0) {
+    res.layers_reason = "requested (--layers / replay.layers)";
+  } else {
+    k = std::clamp<int64_t>(static_cast<int64_t>(res.memory_budget_bytes / worst), 1, opt.max_layers);
+    res.layers_reason = "memory: " + text::fmt("%.3g", worst / 1e9) + " GB per layer (16 B/param + activations at " +
+                        std::to_string(c.max_len) + " tokens) within " + text::fmt("%.3g", res.memory_budget_bytes / 1e9) +
+                        " GB (" + text::fmt("%.0f%%", 100 * opt.memory_fraction) + " of free), capped at " +
+                        std::to_string(opt.max_layers);
+    if (worst > res.memory_budget_bytes) res.layers_reason += "; one layer exceeds the plan: it may not fit";
+  }
+  k = std::min<int64_t>(k, std::max<int64_t>(1, c.a.layers));
+  res.layers_timed = k;
+  return k;
+}
+
+// k layers of one kind on the device: DeepSeek-V3 layers (MLA shapes) or Qwen2 decoder layers
+// with their rotary embedding.
+struct LayerStack {
+  bool mla = false;
+  torch::nn::ModuleList modules;
+  std::vector<model::DecoderLayer> qwen;
+  std::vector<DsLayer> ds;
+  model::RotaryEmbedding rotary{nullptr};
+
+  // cos, sin for length L (MLA: its decoupled RoPE dims).
+  std::pair<torch::Tensor, torch::Tensor> rope(const TimingContext& c, int64_t L) {
+    if (mla) return rope_tables(c.a.qk_rope_head_dim, c.base.rope_theta, L, c.dev);
+    auto pos = torch::arange(L, torch::TensorOptions().dtype(torch::kLong).device(c.dev)).unsqueeze(0);
+    return rotary->forward(pos);
+  }
+  torch::Tensor forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin) {
+    if (mla) {
+      for (auto& l : ds) h = l->forward(h, cos, sin);
+    } else {
+      model::AttentionMask mask;
+      for (auto& l : qwen) h = l->forward(h, cos, sin, mask);
+    }
+    return h;
+  }
+};
+
+LayerStack build_stack(const TimingContext& c, bool moe, int64_t k) {
+  const auto& a = c.a;
+  const auto& base = c.base;
+  LayerStack s;
+  s.mla = a.is_mla();
+  if (s.mla) {
+    for (int64_t i = 0; i < k; ++i) {
+      s.ds.push_back(DsLayer(a, base, moe, c.opt.expert_slots, c.cuda));
+      s.modules->push_back(s.ds.back());
+    }
+  } else {
+    model::ModelConfig mc;
+    mc.vocab = a.vocab;
+    mc.hidden = a.hidden;
+    mc.layers = k;
+    mc.heads = a.heads;
+    mc.kv_heads = a.kv_heads;
+    mc.head_dim = a.head_dim;
+    mc.ffn = a.ffn;
+    mc.rope_theta = base.rope_theta;
+    mc.rms_eps = base.rms_eps;
+    mc.qkv_bias = a.qkv_bias;
+    if (moe) throw std::invalid_argument("replay: MoE layers need MLA shapes (base.kv_lora_rank) here");
+    for (int64_t i = 0; i < k; ++i) {
+      s.qwen.push_back(model::DecoderLayer(mc));
+      s.modules->push_back(s.qwen.back());
+    }
+    s.rotary = model::RotaryEmbedding(a.head_dim, base.rope_theta);
+    s.rotary->to(c.dev);
+  }
+  s.modules->to(c.dev);
+  return s;
+}
+
+// The stack at the li-th timed length: seconds per layer (fwd + bwd); the optimizer step
+// samples are appended to opt_samples.
+Measurement time_stack_at(const TimingContext& c, LayerStack& s, FusedAdamW& optim, Part kind,
+                          int64_t k, size_t li, std::vector<double>& opt_samples) {
+  const auto& opt = c.opt;
+  const int64_t L = opt.seq_lens[li];
+  auto x = torch::randn({opt.batch, L, c.a.hidden}, torch::TensorOptions().dtype(torch::kFloat).device(c.dev));
+  torch::Tensor cos, sin;
+  std::tie(cos, sin) = s.rope(c, L);
+  auto loss_fn = [&]() { return s.forward(x, cos, sin).to(torch::kFloat).pow(2).mean(); };
+  const auto t0 = Clock::now();
+  auto st = time_steps(loss_fn, optim, c.dev, c.cuda, opt.warmup, opt.steps, [&](int i) {
+    c.say("[replay]   " + std::string(part_name(kind)) + " L=" + std::to_string(L) + " step " +
+          std::to_string(i) + "/" + std::to_string(opt.warmup + opt.steps) + " (" +
+          text::fmt("%.1f", seconds_since(t0)) + " s)");
+  });
+  Measurement m;
+  m.part = kind;
+  m.timed_seq_len = L;
+  m.claimed_seq_len = opt.claimed_lens[li];
+  m.batch = opt.batch;
+  for (double sec : st.fwd_bwd) m.samples.push_back(sec / static_cast<double>(k));
+  m.seconds = median(m.samples);
+  m.timed = layer_work(c.a, kind == Part::kMoeLayer, static_cast<double>(L), static_cast<double>(opt.batch), c.bpv, false);
+  c.say("[replay]   " + std::string(part_name(kind)) + " L=" + std::to_string(L) + ": " +
+        text::fmt("%.4g", m.seconds) + " s per layer (fwd+bwd, median of " + std::to_string(opt.steps) + ")");
+  opt_samples.insert(opt_samples.end(), st.opt.begin(), st.opt.end());
+  return m;
+}
+
+struct OptimizerTiming {
+  std::vector<double> samples;  // seconds per AdamW step over the stack
+  double params = 0;            // the stack's parameters
+};
+
+// A stack of k layers of `kind` at every timed length (appended to res.measurements).
+OptimizerTiming time_layer_stack(const TimingContext& c, Part kind, int64_t k, TimingResult& res) {
+  LayerStack s = build_stack(c, kind == Part::kMoeLayer, k);
+  FusedAdamW optim(params_of(*s.modules));
+  c.say(std::string("[replay] ") + part_name(kind) + ": " + std::to_string(k) + " layer(s), " +
+        text::fmt("%.3g", optim.numel() / 1e6) + "M parameters, " + res.dtype + " on " + c.opt.device);
+  OptimizerTiming ot;
+  for (size_t li = 0; li < c.opt.seq_lens.size(); ++li)
+    res.measurements.push_back(time_stack_at(c, s, optim, kind, k, li, ot.samples));
+  ot.params = optim.numel();
+  return ot;
+}
+
+// Embedding + final norm + head + cross-entropy at every timed length.
+void time_embed_head(const TimingContext& c, TimingResult& res) {
+  const auto& a = c.a;
+  const auto& opt = c.opt;
+  torch::nn::Embedding emb(torch::nn::EmbeddingOptions(a.vocab, a.hidden));
+  model::RMSNorm norm(a.hidden, c.base.rms_eps);
+  torch::nn::Linear head(torch::nn::LinearOptions(a.hidden, a.vocab).bias(false));
+  emb->to(c.dev);
+  norm->to(c.dev);
+  head->to(c.dev);
+  std::vector<torch::Tensor> ps = params_of(*emb);
+  for (auto& p : params_of(*norm)) ps.push_back(p);
+  for (auto& p : params_of(*head)) ps.push_back(p);
+  FusedAdamW optim(ps);
+  c.say("[replay] embed_head: vocab " + std::to_string(a.vocab) + " x hidden " + std::to_string(a.hidden));
+  for (size_t li = 0; li < opt.seq_lens.size(); ++li) {
+    const int64_t L = opt.seq_lens[li];
+    auto lo = torch::TensorOptions().dtype(torch::kLong).device(c.dev);
+    auto ids = torch::randint(a.vocab, {opt.batch, L}, lo);
+    auto tgt = torch::randint(a.vocab, {opt.batch * L}, lo);
+    auto loss_fn = [&]() {
+      auto logits = head(norm(emb(ids)));
+      return torch::nn::functional::cross_entropy(logits.view({-1, a.vocab}).to(torch::kFloat), tgt);
+    };
+    auto st = time_steps(loss_fn, optim, c.dev, c.cuda, opt.warmup, opt.steps, {});
+    Measurement m;
+    m.part = Part::kEmbedHead;
+    m.timed_seq_len = L;
+    m.claimed_seq_len = opt.claimed_lens[li];
+    m.batch = opt.batch;
+    m.samples = st.fwd_bwd;
+    m.seconds = median(st.fwd_bwd);
+    m.timed = embed_head_work(a, static_cast<double>(L), static_cast<double>(opt.batch), c.bpv);
+    res.measurements.push_back(m);
+    c.say("[replay]   embed_head L=" + std::to_string(L) + ": " + text::fmt("%.4g", m.seconds) + " s");
+  }
+}
+
+}  // namespace
+
 TimingResult time_parts(const ledger::ArchSpec& a, const recipe::BaseSection& base,
                         const TimingOptions& opt) {
   if (opt.seq_lens.empty()) throw std::invalid_argument("replay: no sequence lengths to time");
@@ -410,191 +635,35 @@ TimingResult time_parts(const ledger::ArchSpec& a, const recipe::BaseSection& ba
     throw std::invalid_argument("replay: claimed_lens must match seq_lens");
   const auto t_start = Clock::now();
   torch::Device dev(opt.device);
+  check_device(a, opt, dev);
   const bool cuda = dev.is_cuda();
-  if (cuda) {
-    if (!torch::cuda::is_available())
-      throw std::runtime_error("replay: --device " + opt.device + " but CUDA is not available");
-    if (a.is_moe()) {
-      auto ks = kernels::kernel_support(kernels::Kernel::kMoeGating, opt.device);
-      if (!ks.supported) throw std::runtime_error("replay: MoE gating kernel: " + ks.reason);
-    }
-  }
-  auto say = [&](const std::string& s) {
-    if (opt.progress) opt.progress(s);
-  };
+  const TimingContext c{a, base, opt, dev, cuda, cuda ? 2.0 : 4.0,
+                        *std::max_element(opt.seq_lens.begin(), opt.seq_lens.end())};
   torch::manual_seed(opt.seed);
   TimingResult res;
   res.dtype = cuda ? "bf16 autocast" : "fp32";
   res.here = device_peak(opt.device);
   res.device_name = cuda ? kernels::cuda_device_info(dev.index() < 0 ? 0 : dev.index()).name
                          : "cpu: " + ledger::this_cpu().name;
-  const double bpv = cuda ? 2.0 : 4.0;
-  const int64_t max_len = *std::max_element(opt.seq_lens.begin(), opt.seq_lens.end());
+  const std::vector<Part> kinds = layer_kinds(a, opt);
+  const int64_t k = choose_layers(c, kinds, res);
 
-  // Memory plan: params x 16 bytes (fp32 weight, grad, AdamW m and v) + activations.
-  res.memory_budget_bytes =
-      opt.memory_fraction * (cuda ? static_cast<double>(kernels::cuda_device_info(dev.index() < 0 ? 0 : dev.index()).total_memory_bytes)
-                                  : mem_available_bytes());
-  const bool moe_model = a.is_moe();
-  std::vector<Part> kinds;
-  if (moe_model) {
-    if (opt.time_dense_layer && a.first_dense_layers > 0) kinds.push_back(Part::kDenseLayer);
-    kinds.push_back(Part::kMoeLayer);
-  } else {
-    kinds.push_back(Part::kDenseLayer);
-  }
-  auto layer_bytes = [&](bool moe) {
-    auto lp = layer_params(a, moe);
-    double p = static_cast<double>(lp.total);
-    if (moe && opt.expert_slots > 0 && opt.expert_slots < a.routed_experts)
-      p -= static_cast<double>(a.routed_experts - opt.expert_slots) * 3.0 * a.hidden * a.expert_ffn;
-    const double tokens = static_cast<double>(max_len * opt.batch);
-    double act = tokens * static_cast<double>(a.hidden) * 34.0 * bpv;
-    if (moe) act += tokens * a.top_k * (2.0 * a.hidden + 3.0 * a.expert_ffn) * bpv;
-    return 16.0 * p + act;
-  };
-  double worst = 0;
-  for (Part k : kinds) worst = std::max(worst, layer_bytes(k == Part::kMoeLayer));
-  int64_t k = opt.layers;
-  if (k > 0) {
-    res.layers_reason = "requested (--layers / replay.layers)";
-  } else {
-    k = std::clamp<int64_t>(static_cast<int64_t>(res.memory_budget_bytes / worst), 1, opt.max_layers);
-    res.layers_reason = "memory: " + text::fmt("%.3g", worst / 1e9) + " GB per layer (16 B/param + activations at " +
-                        std::to_string(max_len) + " tokens) within " + text::fmt("%.3g", res.memory_budget_bytes / 1e9) +
-                        " GB (" + text::fmt("%.0f%%", 100 * opt.memory_fraction) + " of free), capped at " +
-                        std::to_string(opt.max_layers);
-    if (worst > res.memory_budget_bytes) res.layers_reason += "; one layer exceeds the plan: it may not fit";
-  }
-  k = std::min<int64_t>(k, std::max<int64_t>(1, a.layers));
-  res.layers_timed = k;
-  auto fopt = torch::TensorOptions().dtype(torch::kFloat).device(dev);
-
-  // --- layer stacks ---
+  // --- layer stacks; the optimizer per parameter: keep the stack's, the last one timed ---
   Measurement last_opt;
   last_opt.part = Part::kOptimizer;
-  std::vector<double> opt_samples;
   double opt_params = 0;
   for (Part kind : kinds) {
-    const bool moe = kind == Part::kMoeLayer;
-    torch::nn::ModuleList stack;
-    std::vector<model::DecoderLayer> qwen;
-    std::vector<DsLayer> ds;
-    model::RotaryEmbedding rotary{nullptr};
-    if (a.is_mla()) {
-      for (int64_t i = 0; i < k; ++i) {
-        ds.push_back(DsLayer(a, base, moe, opt.expert_slots, cuda));
-        stack->push_back(ds.back());
-      }
-    } else {
-      model::ModelConfig mc;
-      mc.vocab = a.vocab;
-      mc.hidden = a.hidden;
-      mc.layers = k;
-      mc.heads = a.heads;
-      mc.kv_heads = a.kv_heads;
-      mc.head_dim = a.head_dim;
-      mc.ffn = a.ffn;
-      mc.rope_theta = base.rope_theta;
-      mc.rms_eps = base.rms_eps;
-      mc.qkv_bias = a.qkv_bias;
-      if (moe) throw std::invalid_argument("replay: MoE layers need MLA shapes (base.kv_lora_rank) here");
-      for (int64_t i = 0; i < k; ++i) {
-        qwen.push_back(model::DecoderLayer(mc));
-        stack->push_back(qwen.back());
-      }
-      rotary = model::RotaryEmbedding(a.head_dim, base.rope_theta);
-      rotary->to(dev);
-    }
-    stack->to(dev);
-    FusedAdamW optim(params_of(*stack));
-    say(std::string("[replay] ") + part_name(kind) + ": " + std::to_string(k) + " layer(s), " +
-        text::fmt("%.3g", optim.numel() / 1e6) + "M parameters, " + res.dtype + " on " + opt.device);
-    for (size_t li = 0; li < opt.seq_lens.size(); ++li) {
-      const int64_t L = opt.seq_lens[li];
-      auto x = torch::randn({opt.batch, L, a.hidden}, fopt);
-      torch::Tensor cos, sin;
-      if (a.is_mla()) {
-        std::tie(cos, sin) = rope_tables(a.qk_rope_head_dim, base.rope_theta, L, dev);
-      } else {
-        auto pos = torch::arange(L, torch::TensorOptions().dtype(torch::kLong).device(dev)).unsqueeze(0);
-        std::tie(cos, sin) = rotary->forward(pos);
-      }
-      auto loss_fn = [&]() {
-        torch::Tensor h = x;
-        if (a.is_mla()) {
-          for (auto& l : ds) h = l->forward(h, cos, sin);
-        } else {
-          model::AttentionMask mask;
-          for (auto& l : qwen) h = l->forward(h, cos, sin, mask);
-        }
-        return h.to(torch::kFloat).pow(2).mean();
-      };
-      const auto t0 = Clock::now();
-      auto st = time_steps(loss_fn, optim, dev, cuda, opt.warmup, opt.steps, [&](int i) {
-        say("[replay]   " + std::string(part_name(kind)) + " L=" + std::to_string(L) + " step " +
-            std::to_string(i) + "/" + std::to_string(opt.warmup + opt.steps) + " (" +
-            text::fmt("%.1f", seconds_since(t0)) + " s)");
-      });
-      Measurement m;
-      m.part = kind;
-      m.timed_seq_len = L;
-      m.claimed_seq_len = opt.claimed_lens[li];
-      m.batch = opt.batch;
-      for (double s : st.fwd_bwd) m.samples.push_back(s / static_cast<double>(k));
-      m.seconds = median(m.samples);
-      m.timed = layer_work(a, moe, static_cast<double>(L), static_cast<double>(opt.batch), bpv, false);
-      res.measurements.push_back(m);
-      say("[replay]   " + std::string(part_name(kind)) + " L=" + std::to_string(L) + ": " +
-          text::fmt("%.4g", m.seconds) + " s per layer (fwd+bwd, median of " + std::to_string(opt.steps) + ")");
-      opt_samples.insert(opt_samples.end(), st.opt.begin(), st.opt.end());
-    }
-    // Optimizer per parameter: keep the stack's, the last one timed.
-    last_opt.samples = opt_samples;
-    last_opt.seconds = median(opt_samples);
-    opt_params = optim.numel();
-    opt_samples.clear();
+    const OptimizerTiming ot = time_layer_stack(c, kind, k, res);
+    last_opt.samples = ot.samples;
+    last_opt.seconds = median(ot.samples);
+    opt_params = ot.params;
   }
   last_opt.params = opt_params;
   last_opt.timed = optimizer_work(opt_params);
   last_opt.timed_seq_len = last_opt.claimed_seq_len = 0;
   res.measurements.push_back(last_opt);
 
-  // --- embedding + final norm + head + cross-entropy ---
-  {
-    torch::nn::Embedding emb(torch::nn::EmbeddingOptions(a.vocab, a.hidden));
-    model::RMSNorm norm(a.hidden, base.rms_eps);
-    torch::nn::Linear head(torch::nn::LinearOptions(a.hidden, a.vocab).bias(false));
-    emb->to(dev);
-    norm->to(dev);
-    head->to(dev);
-    std::vector<torch::Tensor> ps = params_of(*emb);
-    for (auto& p : params_of(*norm)) ps.push_back(p);
-    for (auto& p : params_of(*head)) ps.push_back(p);
-    FusedAdamW optim(ps);
-    say("[replay] embed_head: vocab " + std::to_string(a.vocab) + " x hidden " + std::to_string(a.hidden));
-    for (size_t li = 0; li < opt.seq_lens.size(); ++li) {
-      const int64_t L = opt.seq_lens[li];
-      auto lo = torch::TensorOptions().dtype(torch::kLong).device(dev);
-      auto ids = torch::randint(a.vocab, {opt.batch, L}, lo);
-      auto tgt = torch::randint(a.vocab, {opt.batch * L}, lo);
-      auto loss_fn = [&]() {
-        auto logits = head(norm(emb(ids)));
-        return torch::nn::functional::cross_entropy(logits.view({-1, a.vocab}).to(torch::kFloat), tgt);
-      };
-      auto st = time_steps(loss_fn, optim, dev, cuda, opt.warmup, opt.steps, {});
-      Measurement m;
-      m.part = Part::kEmbedHead;
-      m.timed_seq_len = L;
-      m.claimed_seq_len = opt.claimed_lens[li];
-      m.batch = opt.batch;
-      m.samples = st.fwd_bwd;
-      m.seconds = median(st.fwd_bwd);
-      m.timed = embed_head_work(a, static_cast<double>(L), static_cast<double>(opt.batch), bpv);
-      res.measurements.push_back(m);
-      say("[replay]   embed_head L=" + std::to_string(L) + ": " + text::fmt("%.4g", m.seconds) + " s");
-    }
-  }
+  time_embed_head(c, res);
   res.seconds_total = seconds_since(t_start);
   return res;
 }
