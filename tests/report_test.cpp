@@ -3,8 +3,9 @@
 // recipe and data text, no script or network, byte-identical regeneration from the ledger
 // alone, and the `audit report` verb's exit codes).
 //
-// The ledger is populated through the Ledger API with a tiny synthetic run (test input): its
-// figures are chosen so that the expected totals and intervals can be computed by hand below.
+// The ledger is populated through the Ledger API with a tiny synthetic run (test input,
+// tests/support/synthetic_run.h): its figures are chosen so that the expected totals and
+// intervals can be computed by hand below.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -25,203 +26,13 @@
 #include "reports/html/svg.h"
 #include "reports/verdicts/verdicts.h"
 #include "tests/support/support.h"
+#include "tests/support/synthetic_run.h"  // add_synthetic_run: the run the figures below come from
 
 namespace fs = std::filesystem;
 using audit::ledger::CostItem;
 using audit::ledger::EvalResult;
 using audit::ledger::Ledger;
 using audit::ledger::Provenance;
-
-// ---------------------------------------------------------------------------------------------
-// The synthetic run (also used by tests/report_browser_test.cpp).
-namespace audit::reports::testfix {
-
-// A recipe whose claim maps three results: one on the ID split (supported), one on ood_long
-// (not supported), one with no split (not reproducible here). hostile: HTML and script in every
-// free-text field.
-std::string synthetic_recipe(bool hostile, double claimed_usd) {
-  std::string title = hostile ? R"(Mini <script>alert(1)</script> \"quoted\" & 'single')"
-                              : "Mini claim: arithmetic reasoning in miniature";
-  std::string headline = hostile ? R"(under <b>5 cents</b> & \"free\")" : "under 5 cents";
-  std::string source = hostile ? R"(</pre><script>alert(3)</script><a href=\"http://evil\">x</a>)"
-                               : "synthetic test claim (tests/report_test.cpp)";
-  std::string bench = hostile ? R"(<img src=x onerror=alert(4)>)" : "ARITH-LONG";
-  std::ostringstream t;
-  t << "[claim]\nname = \"mini\"\n"
-    << "title = \"" << title << "\"\n"
-    << "headline = \"" << headline << "\"\n"
-    << "sources = [\"" << source << "\"]\n"
-    << "claimed_cost_usd = " << claimed_usd << "\n"
-    << "gpu_type = \"H100-SXM\"\ngpu_count = 16\nwall_hours = 0.5\n"
-    << "results = [\n"
-    << "  { benchmark = \"ARITH-ID\", score = 90.0, n = 500, split = \"id\" },\n"
-    << "  { benchmark = \"" << bench << "\", score = 80.0, n = 30, split = \"ood_long\" },\n"
-    << "  { benchmark = \"AIME24\", score = 56.7, n = 30, split = \"\" },\n"
-    << "]\n";
-  return t.str();
-}
-
-namespace {
-CostItem line(int64_t run, const std::string& cat, const std::string& what, double q,
-              const std::string& unit, double lo, double mid, double hi, Provenance p,
-              const std::string& formula, nlohmann::json inputs = nlohmann::json::object()) {
-  CostItem c;
-  c.run_id = run;
-  c.category = cat;
-  c.description = what;
-  c.quantity = q;
-  c.unit = unit;
-  c.price_low = lo;
-  c.price_mid = mid;
-  c.price_high = hi;
-  c.provenance = p;
-  c.formula = formula;
-  c.inputs = std::move(inputs);
-  c.source = "test price band (2025-01)";
-  return c;
-}
-
-void eval(Ledger& l, int64_t run, const std::string& model, const std::string& split,
-          int64_t budget, std::initializer_list<int64_t> correct, const std::string& suite) {
-  int64_t seed = 1;
-  for (int64_t c : correct) {
-    EvalResult e;
-    e.run_id = run;
-    e.model = model;
-    e.suite = suite;
-    e.split = split;
-    e.ood = split != "id";
-    e.seed = seed++;
-    e.budget = budget;
-    e.n = 200;
-    e.correct = c;
-    e.score = double(c) / 200.0;
-    auto w = wilson(c, 200);
-    e.ci_low = w.low;
-    e.ci_high = w.high;
-    l.add_eval(e);
-  }
-}
-}  // namespace
-
-int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
-  ledger::RunInfo ri;
-  ri.name = "mini";
-  ri.recipe_path = "recipes/mini.toml";
-  ri.recipe_text = synthetic_recipe(hostile, claimed_usd);
-  ri.recipe_sha256 = ledger::sha256_hex(ri.recipe_text);
-  ri.host = "testhost";
-  ri.git_commit = "0123456789ab";
-  ri.device = "cpu";
-  ri.started_at = 1735689600;  // 2025-01-01 00:00:00 UTC
-  const int64_t run = l.begin_run(ri);
-
-  struct St {
-    const char* name;
-    double wall, cpu;
-  };
-  const St stages[] = {{"pretrain", 3600, 7000},
-                       {"distill", 60, 50},
-                       {"select", 900, 1700},
-                       {"sft", 1800, 3500},
-                       {"eval", 360, 700}};
-  for (const auto& s : stages) {
-    int64_t sid = l.begin_stage(run, s.name);
-    std::vector<ledger::MeterSample> ms;
-    for (int k = 1; k <= 3; ++k) {
-      ledger::MeterSample m;
-      m.run_id = run;
-      m.stage_id = sid;
-      m.t = ri.started_at + k;
-      m.device = "cpu";
-      m.wall_s = s.wall * k / 3;
-      m.cpu_s = s.cpu * k / 3;
-      m.mem_bytes = 1e8;
-      ms.push_back(m);
-    }
-    l.add_meter_samples(ms);
-    ledger::StageInfo si;
-    si.id = sid;
-    si.run_id = run;
-    si.name = s.name;
-    si.started_at = ri.started_at;
-    si.ended_at = ri.started_at + s.wall;
-    si.wall_s = s.wall;
-    si.cpu_s = s.cpu;
-    si.status = "succeeded";
-    l.end_stage(si);
-  }
-
-  const std::string cpu_f = "cpu_s / 3600 CPU core-hours";
-  l.add_cost_item(line(run, "claimed", "the claim's headline", claimed_usd, "USD", 1, 1, 1,
-                       Provenance::declared, "as stated", {{"in_total", false}}));
-  l.add_cost_item(line(run, "final_run", "sft stage: CPU core-hours", 0.5, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::measured, cpu_f, {{"cpu_s", 1800}}));
-  l.add_cost_item(line(run, "data_generation",
-                       hostile ? "teacher <script>alert(2)</script> tokens" : "teacher tokens", 2.0,
-                       "1M tokens", 0.4, 0.6, 1.0, Provenance::declared,
-                       "samples x tokens per sample", {{"samples", 4000}, {"tokens", 500}}));
-  l.add_cost_item(line(run, "filtering", "select stage: CPU core-hours", 0.25, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "failed_runs", "aborted run #0: CPU core-hours", 0.2, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "search", "learning-rate sweep, 6 runs", 3.0, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::estimated, "6 x final run CPU-hours", {{"runs", 6}}));
-  l.add_cost_item(line(run, "base_model", "pretrain stage: CPU core-hours", 1.0, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "evaluation", "eval stage: CPU core-hours", 0.1, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "energy", "facility energy (inside rental prices)", 0.3, "kWh", 0.1,
-                       0.15, 0.3, Provenance::estimated, "TDP x hours x PUE",
-                       {{"in_total", false}}));
-
-  const std::string suite = hostile ? "arith<script>alert(5)</script>" : "arith";
-  eval(l, run, "tuned", "id", -1, {180, 182, 178}, suite);
-  eval(l, run, "tuned", "id", 32, {100, 104, 96}, suite);
-  eval(l, run, "tuned", "id", 64, {150, 152, 148}, suite);
-  eval(l, run, "tuned", "ood_long", -1, {40, 44, 36}, suite);
-  eval(l, run, "tuned", "ood_heldout", -1, {60, 62, 58}, suite);
-  eval(l, run, "tuned", "ood_format", -1, {150, 148, 152}, suite);
-  eval(l, run, "base", "id", -1, {60, 64, 56}, suite);
-  eval(l, run, "base", "id", 32, {40, 42, 38}, suite);
-  eval(l, run, "base", "id", 64, {56, 58, 54}, suite);
-  eval(l, run, "base", "ood_long", -1, {10, 12, 8}, suite);
-  eval(l, run, "base", "ood_heldout", -1, {20, 22, 18}, suite);
-  eval(l, run, "base", "ood_format", -1, {30, 34, 26}, suite);
-
-  nlohmann::json pre = {{"step", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
-  for (int i = 1; i <= 120; ++i) {
-    pre["step"].push_back(i * 10);
-    pre["loss"].push_back(2.5 * std::exp(-i / 30.0) + 0.6);
-  }
-  nlohmann::json sft = {{"step", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
-  for (int i = 1; i <= 60; ++i) {
-    sft["step"].push_back(i);
-    sft["loss"].push_back(1.1 * std::exp(-i / 15.0) + 0.2);
-  }
-  l.put_artifact(run, 0, "loss_curve/pretrain", pre);
-  l.put_artifact(run, 0, "loss_curve/sft", sft);
-  nlohmann::json sel = {{"pool", 4000},
-                        {"after_quality", 3912},
-                        {"after_difficulty", 2107},
-                        {"after_diversity", 1000}};
-  if (hostile) sel["<script>alert(6)</script>"] = 1;
-  l.put_artifact(run, 0, "selection_counts", sel);
-  l.put_artifact(run, 0, "trace_errors",
-                 {{"kinds", {"restatement", "operands", "fact", "none", "answer"}},
-                  {"tuned",
-                   {{"42", {{"id", {{"restatement", 3}, {"operands", 0}, {"fact", 5}, {"none", 90}, {"answer", 2}}}}},
-                    {"43", {{"id", {{"restatement", 1}, {"operands", 0}, {"fact", 7}, {"none", 92}, {"answer", 0}}}}}}}});
-  l.put_artifact(run, 0, "decontamination",
-                 {{"ngram", 8},
-                  {"splits",
-                   {{"id", {{"overlapping", 0}, {"checked", 600}}},
-                    {"ood_long", {{"overlapping", 0}, {"checked", 600}}}}}});
-  l.end_run(run, ledger::RunStatus::succeeded);
-  return run;
-}
-
-}  // namespace audit::reports::testfix
 
 namespace {
 
@@ -397,7 +208,7 @@ TEST(Verdicts, WilsonIntervalMatchesTheFormula) {
 TEST(Verdicts, RollupOfTheSyntheticRun) {
   TempDir d("rollup");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   auto items = l.cost_items(run);
   CostRollup cr = roll_up_costs(items, nullptr);
   EXPECT_TRUE(cr.has_claim);
@@ -419,7 +230,7 @@ TEST(Verdicts, RollupOfTheSyntheticRun) {
 TEST(Verdicts, EvalCellsPoolSeeds) {
   TempDir d("cells");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   auto cells = aggregate_evals(l.evals(run));
   const EvalCell* t = headline_cell(cells, "tuned", "id");
   ASSERT_NE(t, nullptr);
@@ -448,7 +259,7 @@ TEST(Verdicts, EvalCellsPoolSeeds) {
 TEST(Verdicts, RulesOnTheSyntheticRun) {
   TempDir d("rules");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   auto v = compute_verdicts(l, run);
   ASSERT_EQ(v.size(), 6u);  // cost, 3 results, ID vs OOD, tuned vs base
 
@@ -494,7 +305,7 @@ TEST(Verdicts, RulesOnTheSyntheticRun) {
 TEST(Verdicts, CostClaimBelowTheMeasuredFinalRunIsNotSupported) {
   TempDir d("cheap");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.005);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.005);
   auto v = compute_verdicts(l, run);
   const auto* cost = find_claim(v, "cost:");
   ASSERT_NE(cost, nullptr);
@@ -507,12 +318,12 @@ TEST(Verdicts, IdVsOodIsNotJudgedWhenTheTunedModelScoresNearZeroInDistribution) 
   Ledger l((d.path / "a.db").string());
   audit::ledger::RunInfo ri;
   ri.name = "floor";
-  ri.recipe_text = testfix::synthetic_recipe(false, 0.05);
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.05);
   ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
   int64_t run = l.begin_run(ri);
   auto judged = [&](std::initializer_list<int64_t> id_correct) {
-    testfix::eval(l, run, "tuned", "id", -1, id_correct, "arith");
-    testfix::eval(l, run, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
+    audit::testing::add_seed_evals(l, run, "tuned", "id", -1, id_correct, "arith");
+    audit::testing::add_seed_evals(l, run, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
     auto v = compute_verdicts(l, run);
     return *find_claim(v, "generalization: ID vs OOD");
   };
@@ -525,8 +336,8 @@ TEST(Verdicts, IdVsOodIsNotJudgedWhenTheTunedModelScoresNearZeroInDistribution) 
   // Above the floor the usual rule applies (here: OOD falls below ID).
   Ledger l2((d.path / "b.db").string());
   int64_t run2 = l2.begin_run(ri);
-  testfix::eval(l2, run2, "tuned", "id", -1, {40, 44, 42}, "arith");
-  testfix::eval(l2, run2, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
+  audit::testing::add_seed_evals(l2, run2, "tuned", "id", -1, {40, 44, 42}, "arith");
+  audit::testing::add_seed_evals(l2, run2, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
   auto v2 = compute_verdicts(l2, run2);
   EXPECT_EQ(find_claim(v2, "generalization: ID vs OOD")->verdict, kNotSupported);
 }
@@ -536,7 +347,7 @@ TEST(Verdicts, MissingRowsAreNotReproducibleWithAReason) {
   Ledger l((d.path / "a.db").string());
   audit::ledger::RunInfo ri;
   ri.name = "bare";
-  ri.recipe_text = testfix::synthetic_recipe(false, 0.05);
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.05);
   ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
   int64_t run = l.begin_run(ri);
   l.end_run(run, audit::ledger::RunStatus::failed);
@@ -551,14 +362,14 @@ TEST(Verdicts, MissingRowsAreNotReproducibleWithAReason) {
 TEST(Verdicts, StoringIsIdempotent) {
   TempDir d("idem");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   EXPECT_EQ(store_verdicts(l, run), 6);
   EXPECT_EQ(l.verdicts(run).size(), 6u);
   EXPECT_EQ(store_verdicts(l, run), 0);
   EXPECT_EQ(store_verdicts(l, run), 0);
   EXPECT_EQ(l.verdicts(run).size(), 6u);
   // New rows change a verdict: a new version is appended, and the latest one is read.
-  testfix::add_synthetic_run(l, false, 0.05);  // another run: must not affect this one
+  audit::testing::add_synthetic_run(l, false, 0.05);  // another run: must not affect this one
   EXPECT_EQ(store_verdicts(l, run), 0);
   auto cur = current_verdicts(l, run);
   EXPECT_EQ(cur.size(), 6u);
@@ -569,7 +380,7 @@ TEST(Verdicts, StoringIsIdempotent) {
 TEST(Verdicts, CurrentVerdictsTakeTheLatestVersionPerClaim) {
   TempDir d("latest");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   audit::ledger::Verdict old;
   old.run_id = run;
   old.kind = "cost";
@@ -592,7 +403,7 @@ TEST(Verdicts, CurrentVerdictsTakeTheLatestVersionPerClaim) {
 TEST(HtmlReport, ShowsTheLedgerFigures) {
   TempDir d("figures");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   auto verdicts = write_report(l, run, (d.path / "r.html").string());
   EXPECT_EQ(verdicts.size(), 6u);
   std::string html = slurp(d.path / "r.html");
@@ -650,7 +461,7 @@ TEST(HtmlReport, ShowsTheLedgerFigures) {
 TEST(HtmlReport, SelfContainedNoScriptNoNetwork) {
   TempDir d("selfcontained");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   std::string html = render_report(l, run);  // reads only: nothing stored
   EXPECT_EQ(l.verdicts(run).size(), 0u);
   EXPECT_NE(html.find("6 of 6 computed now and not stored in the ledger yet."), std::string::npos);
@@ -676,7 +487,7 @@ TEST(HtmlReport, SelfContainedNoScriptNoNetwork) {
 TEST(HtmlReport, EscapesHostileRecipeAndDataText) {
   TempDir d("hostile");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, true, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, true, 0.05);
   write_report(l, run, (d.path / "r.html").string());
   std::string html = slurp(d.path / "r.html");
   std::string lo = lower(html);
@@ -705,7 +516,7 @@ TEST(HtmlReport, RegeneratedFromTheLedgerAloneIsByteIdentical) {
   int64_t run = 0;
   {
     Ledger l(db.string());
-    run = testfix::add_synthetic_run(l, false, 0.05);
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
     // The run's other files: checkpoints, data, logs.
     std::ofstream(d.path / "checkpoint.bin") << "weights";
     std::ofstream(d.path / "pool.jsonl") << "{}\n";
@@ -763,7 +574,7 @@ TEST(HtmlReport, FailedVerificationIsShownFirst) {
   int64_t run = 0;
   {
     Ledger l(db.string());
-    run = testfix::add_synthetic_run(l, false, 0.05);
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
   }
   {
     Ledger l(db.string());
@@ -794,7 +605,7 @@ TEST(ReportCli, ExitCodes) {
   int64_t run = 0;
   {
     Ledger l(db);
-    run = testfix::add_synthetic_run(l, false, 0.05);
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
   }
   const std::string out = (d.path / "r.html").string();
   EXPECT_EQ(run_cli("report --ledger " + db + " --out " + out), 0);
