@@ -1,7 +1,8 @@
 // Tests of reports/: the SVG chart writer, the cost and eval roll-ups, the verdicts (rules,
-// idempotent storage), and the HTML report (numbers from the ledger rows, escaping of hostile
-// recipe and data text, no script or network, byte-identical regeneration from the ledger
-// alone, and the `audit report` verb's exit codes).
+// idempotent storage), the report's model (every figure of the page, read from the ledger rows),
+// the HTML report (the figures in their sections, escaping of hostile recipe and data text, no
+// script or network, byte-identical regeneration from the ledger alone), and the `audit report`
+// (read-only: the ledger's bytes do not change) and `audit verdicts` verbs.
 //
 // The ledger is populated through the Ledger API with a tiny synthetic run (test input,
 // tests/support/synthetic_run.h): its figures are chosen so that the expected totals and
@@ -398,16 +399,274 @@ TEST(Verdicts, CurrentVerdictsTakeTheLatestVersionPerClaim) {
   EXPECT_EQ(l.verdicts(run).size(), 7u);
 }
 
+// ---- the report's model ----
+
+TEST(ReportModel, FiguresOfTheSyntheticRun) {
+  TempDir d("model");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
+  store_verdicts(l, run);  // as `audit run` does when a run ends
+  const ReportModel m = read_report_model(l, run);
+
+  // The claim and the three totals.
+  EXPECT_EQ(m.claim.title, "Mini claim: arithmetic reasoning in miniature");
+  EXPECT_EQ(m.claim.headline, "under 5 cents");
+  EXPECT_DOUBLE_EQ(m.claim.claimed_gpu_hours, 8);
+  EXPECT_EQ(m.claim.gpu_type, "H100-SXM");
+  EXPECT_TRUE(m.claim.parse_error.empty());
+  EXPECT_TRUE(m.costs.has_claim);
+  EXPECT_DOUBLE_EQ(m.costs.claimed.mid, 0.05);
+  EXPECT_NEAR(m.costs.final_run.low, 0.01, 1e-12);
+  EXPECT_NEAR(m.costs.final_run.mid, 0.02, 1e-12);
+  EXPECT_NEAR(m.costs.final_run.high, 0.04, 1e-12);
+  EXPECT_NEAR(m.costs.full.low, 0.901, 1e-12);
+  EXPECT_NEAR(m.costs.full.mid, 1.402, 1e-12);
+  EXPECT_NEAR(m.costs.full.high, 2.404, 1e-12);
+  EXPECT_EQ(share(m.costs.claimed.mid / m.costs.full.mid), "3.6%");  // the headline's coverage
+  EXPECT_EQ(m.final_run_provenance, "measured");
+  ASSERT_EQ(m.final_run_metering.stages, std::vector<std::string>{"sft"});
+  EXPECT_DOUBLE_EQ(m.final_run_metering.wall_s, 1800);
+  EXPECT_DOUBLE_EQ(m.final_run_metering.cpu_s, 3500);
+
+  // The waterfall: claimed, final run, four parts added (evaluation is non-zero), full cost;
+  // the mids span more than 200x, so the axis is log.
+  ASSERT_EQ(m.waterfall.size(), 7u);
+  EXPECT_EQ(m.waterfall[0].kind, StepKind::claimed);
+  EXPECT_EQ(m.waterfall[1].label, "Final run (measured)");
+  EXPECT_EQ(m.waterfall[3].label, "+ failed runs and search");
+  EXPECT_NEAR(m.waterfall[3].cost.mid, 0.128, 1e-12);
+  EXPECT_EQ(m.waterfall[4].label, "+ evaluation and other");
+  EXPECT_EQ(m.waterfall[6].kind, StepKind::full);
+  EXPECT_NEAR(m.waterfall[6].cost.mid, 1.402, 1e-12);
+  EXPECT_TRUE(m.waterfall_log_scale);
+
+  // Every cost line with provenance, formula, inputs, source; the claim's line first.
+  ASSERT_EQ(m.cost_lines.size(), 9u);
+  EXPECT_EQ(m.cost_lines.front().bucket, Bucket::claimed);
+  EXPECT_FALSE(m.cost_lines.front().in_total);
+  int measured = 0, estimated = 0, declared = 0;
+  const CostLine* sweep = nullptr;
+  for (const auto& c : m.cost_lines) {
+    measured += c.item.provenance == Provenance::measured;
+    estimated += c.item.provenance == Provenance::estimated;
+    declared += c.item.provenance == Provenance::declared;
+    if (c.item.description == "learning-rate sweep, 6 runs") sweep = &c;
+    EXPECT_EQ(c.item.source, "test price band (2025-01)");
+  }
+  EXPECT_EQ(measured, 5);
+  EXPECT_EQ(estimated, 2);
+  EXPECT_EQ(declared, 2);
+  ASSERT_NE(sweep, nullptr);
+  EXPECT_EQ(sweep->item.formula, "6 x final run CPU-hours");
+  EXPECT_EQ(sweep->item.inputs.dump(), "{\"runs\":6}");
+  EXPECT_NEAR(sweep->cost.mid, 0.12, 1e-12);
+
+  // ID vs OOD: the splits in order with each model's headline cell, deltas and gaps.
+  ASSERT_EQ(m.splits.size(), 4u);
+  EXPECT_EQ(m.splits[0].split, "id");
+  EXPECT_FALSE(m.splits[0].ood);
+  ASSERT_TRUE(m.splits[0].tuned && m.splits[0].base);
+  EXPECT_EQ(m.splits[0].tuned->correct, 540);
+  EXPECT_EQ(m.splits[0].tuned->n, 600);
+  EXPECT_EQ(m.splits[0].tuned->budget, -1);
+  EXPECT_EQ(percent(m.splits[0].tuned->ci.low), "87.3%");
+  EXPECT_EQ(percent(m.splits[0].tuned->ci.high), "92.2%");
+  EXPECT_NEAR(*m.splits[0].tuned_minus_base, 0.6, 1e-12);
+  EXPECT_FALSE(m.splits[0].tuned_gap_to_id);
+  EXPECT_EQ(m.splits[1].split, "ood_long");
+  EXPECT_TRUE(m.splits[1].ood);
+  EXPECT_NEAR(*m.splits[1].tuned_gap_to_id, -0.7, 1e-12);
+  EXPECT_FALSE(m.any_budget_in_headline);
+  EXPECT_EQ(m.eval_rows, 36u);
+  EXPECT_EQ(m.cells.size(), 12u);
+
+  // The thinking-budget sweep: budgets ascending, unlimited last; only the ID split has two or
+  // more budgets, tuned line first.
+  EXPECT_EQ(m.budgets, (std::vector<int64_t>{32, 64, -1}));
+  ASSERT_EQ(m.budget_lines.size(), 2u);
+  EXPECT_EQ(m.budget_lines[0].model, "tuned");
+  EXPECT_EQ(m.budget_lines[0].split, "id");
+  EXPECT_EQ(m.budget_lines[0].budget_index, (std::vector<size_t>{0, 1, 2}));
+  EXPECT_NEAR(m.budget_lines[0].mean[0], 0.5, 1e-12);
+  EXPECT_EQ(m.budget_lines[1].model, "base");
+
+  // Loss curves from the artifacts, in stored order.
+  ASSERT_EQ(m.loss_curves.size(), 2u);
+  EXPECT_EQ(m.loss_curves[0].stage, "pretrain");
+  EXPECT_EQ(m.loss_curves[0].step.size(), 120u);
+  EXPECT_DOUBLE_EQ(m.loss_curves[0].step.back(), 1200);
+  EXPECT_EQ(m.loss_curves[1].stage, "sft");
+
+  // Verdicts, all stored; the one-line verdict's numbers.
+  EXPECT_EQ(m.verdicts.size(), 6u);
+  EXPECT_EQ(m.verdicts_not_stored, 0u);
+  EXPECT_EQ(m.summary.tone, Tone::bad);
+  EXPECT_EQ(m.summary.results_supported, 1);
+  EXPECT_EQ(m.summary.results_not_supported, 1);
+  EXPECT_EQ(m.summary.results_not_reproducible, 1);
+  EXPECT_TRUE(m.summary.has_id_and_ood);
+  EXPECT_NEAR(m.summary.tuned_id, 0.9, 1e-12);
+  EXPECT_NEAR(m.summary.tuned_ood, (0.2 + 0.3 + 0.75) / 3, 1e-12);
+  EXPECT_EQ(m.summary.ood_splits, 3);
+
+  // Metering per stage.
+  ASSERT_EQ(m.stages.size(), 5u);
+  EXPECT_EQ(m.stages[3].stage.name, "sft");
+  EXPECT_EQ(m.stages[3].category, "final_run");
+  EXPECT_EQ(m.stages[3].meter_samples, 3u);
+  EXPECT_DOUBLE_EQ(m.stage_totals.wall_s, 3600 + 60 + 900 + 1800 + 360);
+  EXPECT_DOUBLE_EQ(m.stage_totals.cpu_s, 7000 + 50 + 1700 + 3500 + 700);
+  EXPECT_EQ(m.stage_totals.meter_samples, 15u);
+  EXPECT_FALSE(m.stage_totals.any_gpu);
+
+  // Trace errors pooled over the two seeds; a kind that never occurs gets no column.
+  ASSERT_TRUE(m.trace_errors);
+  EXPECT_EQ(m.trace_errors->kinds,
+            (std::vector<std::string>{"restatement", "fact", "none", "answer"}));
+  EXPECT_EQ(m.trace_errors->splits, std::vector<std::string>{"id"});
+  EXPECT_EQ(m.trace_errors->counts, (std::vector<std::vector<int64_t>>{{4, 12, 182, 2}}));
+
+  // Selection counts largest first; decontamination; nothing left over.
+  ASSERT_TRUE(m.selection);
+  ASSERT_EQ(m.selection_bars.size(), 4u);
+  EXPECT_EQ(m.selection_bars[0], (std::pair<std::string, double>{"pool", 4000}));
+  EXPECT_EQ(m.selection_bars[2], (std::pair<std::string, double>{"after_difficulty", 2107}));
+  ASSERT_TRUE(m.decontamination);
+  EXPECT_EQ((*m.decontamination)["splits"]["id"]["overlapping"], 0);
+  EXPECT_FALSE(m.replay);
+  EXPECT_FALSE(m.replay_self_check);
+  EXPECT_TRUE(m.other_artifacts.empty());
+
+  // The recipe and its hash, verification, host, commit, device, status, times.
+  EXPECT_TRUE(m.recipe.hash_matches);
+  EXPECT_EQ(m.recipe.sha256_stored, l.run(run)->recipe_sha256);
+  EXPECT_NE(m.recipe.text.find("claimed_cost_usd = 0.05"), std::string::npos);
+  EXPECT_TRUE(m.verify.ok) << m.verify.message;
+  EXPECT_EQ(m.run.host, "testhost");
+  EXPECT_EQ(m.run.git_commit, "0123456789ab");
+  EXPECT_EQ(audit::text::utc(m.run.started_at), "2025-01-01 00:00:00 UTC");
+  EXPECT_EQ(m.run.status, audit::ledger::RunStatus::succeeded);
+}
+
+TEST(ReportModel, VerdictsNotStoredAreComputedForThePageOnly) {
+  TempDir d("unstored");
+  const fs::path db = d.path / "a.db";
+  int64_t run = 0;
+  {
+    Ledger l(db.string());
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
+  }
+  Ledger l(db.string(), audit::ledger::OpenMode::read_only);
+  const ReportModel m = read_report_model(l, run);
+  EXPECT_EQ(m.verdicts.size(), 6u);
+  EXPECT_EQ(m.verdicts_not_stored, 6u);
+  for (const auto& v : m.verdicts) EXPECT_EQ(v.id, 0) << v.claim;
+  EXPECT_EQ(l.verdicts(run).size(), 0u);
+  EXPECT_EQ(m.verdicts[0].claim, compute_verdicts(l, run)[0].claim);
+}
+
+TEST(ReportModel, ARunWithoutRowsHasEmptyParts) {
+  TempDir d("bare_model");
+  Ledger l((d.path / "a.db").string());
+  audit::ledger::RunInfo ri;
+  ri.name = "bare";
+  ri.recipe_text = "this is [not toml";
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  int64_t run = l.begin_run(ri);
+  l.end_run(run, audit::ledger::RunStatus::aborted);
+  const ReportModel m = read_report_model(l, run);
+  EXPECT_TRUE(m.cells.empty());
+  EXPECT_TRUE(m.splits.empty());
+  EXPECT_TRUE(m.loss_curves.empty());
+  EXPECT_FALSE(m.trace_errors);
+  EXPECT_FALSE(m.selection);
+  EXPECT_TRUE(m.cost_lines.empty());
+  EXPECT_FALSE(m.costs.has_final_run);
+  EXPECT_FALSE(m.claim.parse_error.empty());
+  EXPECT_EQ(m.claim.title, "bare");
+  EXPECT_EQ(m.run.status, audit::ledger::RunStatus::aborted);
+  EXPECT_EQ(m.summary.tone, Tone::warn);
+  for (const auto& v : m.verdicts) EXPECT_EQ(v.verdict, kNotReproducible) << v.claim;
+  EXPECT_THROW(read_report_model(l, run + 100), audit::ledger::LedgerError);
+}
+
+// The replay artifacts: every figure read, a missing one left empty (and "—" on the page).
+TEST(ReportModel, ReplayArtifactsAreRead) {
+  TempDir d("replay");
+  Ledger l((d.path / "a.db").string());
+  audit::ledger::RunInfo ri;
+  ri.name = "replay";
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.05);
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  int64_t run = l.begin_run(ri);
+  nlohmann::json timing = {{"layers_timed", 2}, {"dtype", "bf16"},
+                           {"measurements", {{{"part", "layer"}, {"timed_seq_len", 128},
+                                              {"claimed_seq_len", 32768}, {"seconds", 0.0123}}}}};
+  nlohmann::json pred = {{"wall_hours", {0.3, 0.45, 0.7}},
+                         {"claimed_gpu_hours", 6.9},
+                         {"claimed_basis", "16 x 26 min"},
+                         {"cost_usd", {10, 20, 40}},
+                         {"verdict", "supported"},
+                         {"reason", "inside the band"},
+                         {"scenarios", {{{"name", "a"}, {"overlap", 0.5}, {"wall_s", 1500}},
+                                        {{"name", "b"}}}}};
+  l.put_artifact(run, 0, "replay",
+                 {{"device_name", "cpu"}, {"timing", timing}, {"prediction", pred},
+                  {"eager", {{"ours_layer_s", 0.01}, {"layer_s", 0.012},
+                             {"ratio_ours_over_eager", 0.83}}}});
+  l.put_artifact(run, 0, "replay_self_check",
+                 {{"replay_layers", 2}, {"predicted_s", 10}, {"measured_s", 11}, {"error", 0.09}});
+  l.put_artifact(run, 0, "something_else", {{"a", 1}});
+  l.end_run(run, audit::ledger::RunStatus::succeeded);
+
+  const ReportModel m = read_report_model(l, run);
+  ASSERT_TRUE(m.replay);
+  const Replay& r = *m.replay;
+  EXPECT_EQ(r.layers_timed, 2);
+  EXPECT_EQ(r.dtype, "bf16");
+  ASSERT_TRUE(r.wall_hours);
+  EXPECT_DOUBLE_EQ(r.wall_hours->mid, 0.45);
+  EXPECT_FALSE(r.gpu_hours);
+  EXPECT_DOUBLE_EQ(*r.claimed_gpu_hours, 6.9);
+  EXPECT_FALSE(r.claimed_wall_hours);
+  EXPECT_DOUBLE_EQ(r.cost_usd->high, 40);
+  EXPECT_TRUE(r.has_eager);
+  EXPECT_DOUBLE_EQ(*r.eager_ratio, 0.83);
+  ASSERT_EQ(r.measurements.size(), 1u);
+  EXPECT_FALSE(r.measurements[0].batch);
+  EXPECT_DOUBLE_EQ(*r.measurements[0].claimed_seq_len, 32768);
+  ASSERT_EQ(r.scenarios.size(), 2u);
+  EXPECT_DOUBLE_EQ(*r.scenarios[0].overlap, 0.5);
+  EXPECT_FALSE(r.scenarios[1].wall_s);
+  ASSERT_TRUE(m.replay_self_check);
+  EXPECT_DOUBLE_EQ(*m.replay_self_check->error, 0.09);
+  ASSERT_EQ(m.other_artifacts.size(), 1u);
+  EXPECT_EQ(m.other_artifacts[0].first, "something_else");
+
+  const std::string html = render_report(m);
+  const auto sec = html.substr(html.find("<section id=\"replay\">"));
+  EXPECT_NE(sec.find("<tr><th>predicted wall time (hours)</th><td>0.45 (band 0.3 – 0.7)</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(sec.find("<tr><th>predicted GPU-hours</th><td>—</td></tr>"), std::string::npos);
+  EXPECT_NE(sec.find("<tr><th>claimed GPU-hours</th><td>6.9 (16 x 26 min)</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(sec.find("<tr><td>b</td><td>—</td><td>—</td>"), std::string::npos);
+  EXPECT_NE(sec.find("error <b>9.0%</b>"), std::string::npos);
+  EXPECT_NE(html.find("<details><summary>something_else</summary>"), std::string::npos);
+}
+
 // ---- the HTML report ----
 
 TEST(HtmlReport, ShowsTheLedgerFigures) {
   TempDir d("figures");
   Ledger l((d.path / "a.db").string());
   int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
-  auto verdicts = write_report(l, run, (d.path / "r.html").string());
-  EXPECT_EQ(verdicts.size(), 6u);
+  store_verdicts(l, run);  // as `audit run` does when a run ends
+  auto model = write_report(l, run, (d.path / "r.html").string());
+  EXPECT_EQ(model.verdicts.size(), 6u);
   std::string html = slurp(d.path / "r.html");
   ASSERT_FALSE(html.empty());
+  EXPECT_EQ(html, render_report(model));
   // The three big numbers: claimed, final run (mid, band), full cost (mid, band).
   EXPECT_NE(html.find("<div class=\"value\">$0.05</div>"), std::string::npos);
   EXPECT_NE(html.find("<div class=\"value\">$0.02</div><div class=\"band\">band $0.01 – $0.04"),
@@ -416,6 +675,7 @@ TEST(HtmlReport, ShowsTheLedgerFigures) {
             std::string::npos);
   EXPECT_NE(html.find("The headline covers 3.6% of it."), std::string::npos);
   EXPECT_NE(html.find("Stored in the ledger."), std::string::npos);
+  EXPECT_EQ(html.find("not stored"), std::string::npos);
   // One-line verdict first.
   EXPECT_LT(html.find("class=\"verdict tone-bad\""), html.find("class=\"kpis\""));
   // Charts: waterfall, ID vs OOD, budget, two loss curves, selection bars.
@@ -464,7 +724,10 @@ TEST(HtmlReport, SelfContainedNoScriptNoNetwork) {
   int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   std::string html = render_report(l, run);  // reads only: nothing stored
   EXPECT_EQ(l.verdicts(run).size(), 0u);
-  EXPECT_NE(html.find("6 of 6 computed now and not stored in the ledger yet."), std::string::npos);
+  EXPECT_NE(html.find("6 of 6 computed now and not stored in the ledger yet: <code>audit verdicts " +
+                      std::to_string(run) + " --ledger FILE</code> stores them."),
+            std::string::npos);
+  EXPECT_EQ(count(html, "<span class=\"muted small\">not stored</span>"), 6u);
   std::string lo = lower(html);
   EXPECT_EQ(lo.find("<script"), std::string::npos);
   EXPECT_EQ(lo.find("<link"), std::string::npos);
@@ -517,6 +780,7 @@ TEST(HtmlReport, RegeneratedFromTheLedgerAloneIsByteIdentical) {
   {
     Ledger l(db.string());
     run = audit::testing::add_synthetic_run(l, false, 0.05);
+    store_verdicts(l, run);  // as `audit run` does when a run ends
     // The run's other files: checkpoints, data, logs.
     std::ofstream(d.path / "checkpoint.bin") << "weights";
     std::ofstream(d.path / "pool.jsonl") << "{}\n";
@@ -536,7 +800,8 @@ TEST(HtmlReport, RegeneratedFromTheLedgerAloneIsByteIdentical) {
   const fs::path saved =
       fs::temp_directory_path() / ("audit_report_first_" + std::to_string(::getpid()));
   {
-    Ledger l(db.string());  // a fresh process view of the same file
+    // A fresh process view of the same file, read-only as `audit report` opens it.
+    Ledger l(db.string(), audit::ledger::OpenMode::read_only);
     write_report(l, run, (d.path / "second.html").string());
     EXPECT_EQ(l.verdicts(run).size(), 6u);  // regeneration stored nothing new
   }
@@ -555,7 +820,7 @@ TEST(HtmlReport, ARunWithoutRowsStillRendersAndSaysWhatIsMissing) {
   ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
   int64_t run = l.begin_run(ri);
   l.end_run(run, audit::ledger::RunStatus::aborted);
-  auto verdicts = write_report(l, run, (d.path / "r.html").string());
+  auto model = write_report(l, run, (d.path / "r.html").string());
   std::string html = slurp(d.path / "r.html");
   EXPECT_NE(html.find("No evaluation rows are recorded for this run."), std::string::npos);
   EXPECT_NE(html.find("No loss curve is recorded for this run."), std::string::npos);
@@ -564,7 +829,7 @@ TEST(HtmlReport, ARunWithoutRowsStillRendersAndSaysWhatIsMissing) {
   EXPECT_NE(html.find("No final-run cost is recorded for this run."), std::string::npos);
   EXPECT_NE(html.find("<span class=\"badge b-failed\">unreadable</span>"), std::string::npos);
   EXPECT_NE(html.find("<td>aborted</td>"), std::string::npos);
-  for (const auto& v : verdicts) EXPECT_EQ(v.verdict, kNotReproducible) << v.claim;
+  for (const auto& v : model.verdicts) EXPECT_EQ(v.verdict, kNotReproducible) << v.claim;
   EXPECT_THROW(render_report(l, run + 100), audit::ledger::LedgerError);
 }
 
@@ -585,19 +850,28 @@ TEST(HtmlReport, FailedVerificationIsShownFirst) {
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
     ASSERT_FALSE(l.verify().ok);
-    std::string html = render_report(l, run);
+    const ReportModel m = read_report_model(l, run);
+    EXPECT_FALSE(m.verify.ok);
+    std::string html = render_report(m);
     EXPECT_NE(html.find("<div class=\"alarm\">Ledger verification FAILED"), std::string::npos);
     EXPECT_NE(html.find("<span class=\"badge b-failed\">FAILED</span>"), std::string::npos);
   }
 }
 
-// ---- the CLI verb ----
+// ---- the CLI verbs ----
 
 int run_cli(const std::string& args) {
   std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " >/dev/null 2>&1";
   int rc = std::system(cmd.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
+
+audit::testing::CommandResult cli(const std::string& args) {
+  return audit::testing::run_command(std::string(audit::testing::audit_binary()) + " " + args +
+                                     " 2>&1");
+}
+
+uintmax_t size_or_zero(const fs::path& p) { return fs::exists(p) ? fs::file_size(p) : 0; }
 
 TEST(ReportCli, ExitCodes) {
   TempDir d("cli");
@@ -617,8 +891,104 @@ TEST(ReportCli, ExitCodes) {
   EXPECT_EQ(run_cli("report 999 --ledger " + db + " --out " + out), 2);
   EXPECT_EQ(run_cli("report abc --ledger " + db + " --out " + out), 2);
   EXPECT_EQ(run_cli("report --ledger " + (d.path / "missing.db").string() + " --out " + out), 2);
+  EXPECT_FALSE(fs::exists(d.path / "missing.db"));
+  {
+    Ledger l(db, audit::ledger::OpenMode::read_only);
+    EXPECT_EQ(l.verdicts(run).size(), 0u);  // five report calls, nothing stored
+  }
+  // The page says so and names the verb that stores them; after it, one set of verdicts.
+  auto r = cli("report --ledger " + db + " --out " + out);
+  EXPECT_NE(r.output.find("6 of 6 verdicts computed for the page and not stored; `audit "
+                          "verdicts " + std::to_string(run) + " --ledger " + db + "` stores them"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(run_cli("verdicts --ledger " + db), 0);
+  EXPECT_EQ(run_cli("report --ledger " + db + " --out " + out), 0);
+  EXPECT_NE(slurp(out).find("Stored in the ledger."), std::string::npos);
   Ledger l(db);
-  EXPECT_EQ(l.verdicts(run).size(), 6u);  // five report calls, one set of verdicts
+  EXPECT_EQ(l.verdicts(run).size(), 6u);
+}
+
+// `audit report` only reads: run on a copy of a ledger with a finished run, through the real
+// binary, the .db file's bytes are the same after it and the WAL holds no more than before, also
+// when the WAL holds rows of a writer that died before a checkpoint.
+TEST(ReportCli, LeavesTheLedgerBytesAsTheyWere) {
+  TempDir d("bytes");
+  const fs::path src = d.path / "src.db";
+  int64_t run = 0;
+  {
+    Ledger l(src.string());
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
+    store_verdicts(l, run);
+  }
+  ASSERT_FALSE(fs::exists(src.string() + "-wal"));  // checkpointed and removed on close
+  const fs::path db = d.path / "copy.db";
+  const fs::path wal = db.string() + "-wal";
+  fs::copy_file(src, db);
+  const std::string before = slurp(db);
+  const std::string out = (d.path / "r.html").string();
+  for (int i = 0; i < 2; ++i) {  // the second time with the -shm the first one left
+    EXPECT_EQ(run_cli("report " + std::to_string(run) + " --ledger " + db.string() + " --out " +
+                      out),
+              0);
+    EXPECT_TRUE(slurp(db) == before) << "audit report changed the ledger's bytes";
+    EXPECT_EQ(size_or_zero(wal), 0u) << "audit report wrote to the WAL";
+  }
+  EXPECT_NE(slurp(out).find("Stored in the ledger."), std::string::npos);
+
+  // A writer that died before its checkpoint: its run lives in the -wal file only.
+  int64_t run2 = 0;
+  {
+    Ledger l(db.string());
+    sqlite3_db_config(l.handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    run2 = audit::testing::add_synthetic_run(l, false, 0.05);
+  }
+  ASSERT_GT(size_or_zero(wal), 0u);
+  const std::string db_before = slurp(db), wal_before = slurp(wal);
+  EXPECT_EQ(run_cli("report " + std::to_string(run2) + " --ledger " + db.string() + " --out " +
+                    out),
+            0);
+  EXPECT_TRUE(slurp(db) == db_before) << "audit report changed the ledger's bytes";
+  EXPECT_TRUE(slurp(wal) == wal_before) << "audit report changed the WAL";
+  EXPECT_NE(slurp(out).find("run #" + std::to_string(run2)), std::string::npos);
+}
+
+TEST(VerdictsCli, StoresOnceAndExitsLikeReport) {
+  TempDir d("verdicts_cli");
+  const std::string db = (d.path / "audit.db").string();
+  int64_t run = 0;
+  {
+    Ledger l(db);
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
+  }
+  auto r = cli("verdicts --ledger " + db);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("not supported          result: ARITH-LONG 80%"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("supported              cost: under 5 cents"), std::string::npos);
+  EXPECT_NE(r.output.find("run " + std::to_string(run) + ": 6 verdicts, 6 stored now in " + db),
+            std::string::npos)
+      << r.output;
+  r = cli("verdicts " + std::to_string(run) + " --ledger " + db);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(": 6 verdicts, 0 stored now"), std::string::npos) << r.output;
+  EXPECT_EQ(run_cli("verdicts latest --ledger " + db + " --quiet"), 0);
+  EXPECT_EQ(run_cli("verdicts --ledger " + db + " --fail-on-verdict"), 1);
+  // Bad input: exit 2 naming the file and the key.
+  r = cli("verdicts 999 --ledger " + db);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find(db + ": 'RUN': no run 999"), std::string::npos) << r.output;
+  r = cli("verdicts abc --ledger " + db);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find(db + ": 'RUN': 'abc' is not a run id"), std::string::npos) << r.output;
+  const std::string missing = (d.path / "missing.db").string();
+  r = cli("verdicts --ledger " + missing);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find(missing + ": '--ledger': no such ledger file"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(missing));
+  Ledger l(db);
+  EXPECT_EQ(l.verdicts(run).size(), 6u);  // four calls, one set of verdicts
 }
 
 }  // namespace
