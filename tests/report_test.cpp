@@ -67,6 +67,18 @@ size_t count(const std::string& s, const std::string& needle) {
   return n;
 }
 
+// The `audit` binary with args: its exit code; and with what it printed.
+int run_cli(const std::string& args) {
+  std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " >/dev/null 2>&1";
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+audit::testing::CommandResult cli(const std::string& args) {
+  return audit::testing::run_command(std::string(audit::testing::audit_binary()) + " " + args +
+                                     " 2>&1");
+}
+
 const audit::ledger::Verdict* find_claim(const std::vector<audit::ledger::Verdict>& v,
                                          const std::string& prefix) {
   for (const auto& x : v)
@@ -399,6 +411,27 @@ TEST(Verdicts, CurrentVerdictsTakeTheLatestVersionPerClaim) {
   EXPECT_EQ(l.verdicts(run).size(), 7u);
 }
 
+// ---- verdicts stored where a run ends ----
+
+// A run that fails after it began still ends with its verdicts stored (the report only reads
+// them). `audit run` refuses base.train_here = false inside the run, after its row is written.
+TEST(RunEndVerdicts, AFailedRunEndsWithItsVerdictsStored) {
+  AUDIT_SKIP_WITHOUT_TORCH();
+  TempDir d("failed_run");
+  const std::string db = (d.path / "audit.db").string();
+  const std::string recipe = audit::testing::source_dir() + "/recipes/s1-mini.toml";
+  auto r = cli("run " + recipe + " --quiet --ledger " + db + " --set base.train_here=false");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  Ledger l(db, audit::ledger::OpenMode::read_only);
+  const int64_t run = l.latest_run();
+  ASSERT_GT(run, 0) << r.output;
+  EXPECT_EQ(l.run(run)->status, audit::ledger::RunStatus::failed);
+  const auto stored = current_verdicts(l, run);
+  EXPECT_EQ(stored.size(), compute_verdicts(l, run).size());
+  EXPECT_EQ(stored.front().verdict, kNotReproducible);
+  EXPECT_EQ(read_report_model(l, run).verdicts_not_stored, 0u);
+}
+
 // ---- the report's model ----
 
 TEST(ReportModel, FiguresOfTheSyntheticRun) {
@@ -724,8 +757,8 @@ TEST(HtmlReport, SelfContainedNoScriptNoNetwork) {
   int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   std::string html = render_report(l, run);  // reads only: nothing stored
   EXPECT_EQ(l.verdicts(run).size(), 0u);
-  EXPECT_NE(html.find("6 of 6 computed now and not stored in the ledger yet: <code>audit verdicts " +
-                      std::to_string(run) + " --ledger FILE</code> stores them."),
+  EXPECT_NE(html.find("6 of 6 computed now and not stored in the ledger yet: <code>audit "
+                      "verdicts " + std::to_string(run) + " --ledger FILE</code> stores them."),
             std::string::npos);
   EXPECT_EQ(count(html, "<span class=\"muted small\">not stored</span>"), 6u);
   std::string lo = lower(html);
@@ -859,17 +892,6 @@ TEST(HtmlReport, FailedVerificationIsShownFirst) {
 }
 
 // ---- the CLI verbs ----
-
-int run_cli(const std::string& args) {
-  std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " >/dev/null 2>&1";
-  int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-audit::testing::CommandResult cli(const std::string& args) {
-  return audit::testing::run_command(std::string(audit::testing::audit_binary()) + " " + args +
-                                     " 2>&1");
-}
 
 uintmax_t size_or_zero(const fs::path& p) { return fs::exists(p) ? fs::file_size(p) : 0; }
 

@@ -103,8 +103,8 @@ std::string stage_row(const StageRow& r, bool gpus) {
 
 std::string stage_total_row(const StageTotals& t) {
   std::string p = "<tr class=\"total\"><td colspan=\"3\">All stages</td><td class=\"num\">" +
-                  h(text::duration(t.wall_s)) + "</td><td class=\"num\">" + h(svg::num(t.cpu_s, 4)) +
-                  "</td>";
+                  h(text::duration(t.wall_s)) + "</td><td class=\"num\">" +
+                  h(svg::num(t.cpu_s, 4)) + "</td>";
   if (t.any_gpu)
     p += "<td></td><td class=\"num\">" + h(svg::num(t.gpu_s, 4)) + "</td><td class=\"num\">" +
          h(svg::num(t.gpu_busy_s, 4)) + "</td><td></td>";

@@ -98,7 +98,8 @@ std::string self_check(const ReplaySelfCheck& c) {
          "predicted " + h(num_or_dash(c.predicted_s)) + " s, measured " +
          h(num_or_dash(c.measured_s)) + " s, error <b>" +
          h(c.error ? percent(*c.error) : "—") +
-         "</b> (goal: within 15%).</p>\n<details><summary>artifact \"replay_self_check\"</summary>" +
+         "</b> (goal: within 15%).</p>\n"
+         "<details><summary>artifact \"replay_self_check\"</summary>" +
          json_html(c.raw) + "</details>\n";
 }
 

@@ -148,8 +148,9 @@ std::string results_sentence(const Summary& s) {
 
 std::string claimed_card(const ReportModel& m) {
   const CostRollup& cr = m.costs;
-  std::string p = "<div class=\"kpi claimed\"><div class=\"label\">Claimed</div><div class=\"value\">" +
-                  (cr.has_claim ? h(money(cr.claimed.mid)) : std::string("—")) + "</div>";
+  std::string p =
+      "<div class=\"kpi claimed\"><div class=\"label\">Claimed</div><div class=\"value\">" +
+      (cr.has_claim ? h(money(cr.claimed.mid)) : std::string("—")) + "</div>";
   if (cr.has_claim && cr.claimed.high > cr.claimed.low)
     p += "<div class=\"band\">" + h(money(cr.claimed.low)) + " – " + h(money(cr.claimed.high)) +
          "</div>";
@@ -176,9 +177,10 @@ std::string final_run_card(const ReportModel& m) {
 
 std::string full_cost_card(const ReportModel& m) {
   const CostRollup& cr = m.costs;
-  std::string p = "<div class=\"kpi full\"><div class=\"label\">Full cost</div><div class=\"value\">" +
-                  h(money(cr.full.mid)) + "</div><div class=\"band\">band " + h(money(cr.full.low)) +
-                  " – " + h(money(cr.full.high)) + "</div><div class=\"sub\">";
+  std::string p =
+      "<div class=\"kpi full\"><div class=\"label\">Full cost</div><div class=\"value\">" +
+      h(money(cr.full.mid)) + "</div><div class=\"band\">band " + h(money(cr.full.low)) + " – " +
+      h(money(cr.full.high)) + "</div><div class=\"sub\">";
   if (cr.has_claim && cr.full.mid > 0)
     p += "The headline covers " + h(share(cr.claimed.mid / cr.full.mid)) + " of it. ";
   return p + "Data, failed runs, search, evaluation and the base model included. "

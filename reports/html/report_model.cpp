@@ -68,8 +68,9 @@ std::vector<CostLine> cost_lines(const std::vector<ledger::CostItem>& items) {
   for (const auto& c : items)
     out.push_back({c, bucket_of(c), ledger::quantity_band(c), ledger::item_cost(c),
                    ledger::in_full_total(c)});
-  std::stable_sort(out.begin(), out.end(),
-                   [](const CostLine& a, const CostLine& b) { return int(a.bucket) < int(b.bucket); });
+  std::stable_sort(out.begin(), out.end(), [](const CostLine& a, const CostLine& b) {
+    return int(a.bucket) < int(b.bucket);
+  });
   return out;
 }
 
