@@ -1,4 +1,4 @@
-// The HTML report in a real browser: writes the report of the synthetic run (tests/report_test.cpp)
+// The HTML report in a real browser: writes the report of the synthetic run (tests/support/synthetic_run.h)
 // and opens it in headless Chromium (Debian's `chromium`, --headless --no-sandbox --disable-gpu).
 // Fails on any console message (script error, CSP violation, failed load), on a missing chart in
 // the rendered DOM, or on a blank screenshot. The screenshot is kept at
@@ -17,11 +17,7 @@
 #include "ledger/store/ledger.h"
 #include "reports/html/html_report.h"
 #include "tests/support/support.h"
-
-namespace audit::reports::testfix {
-// Defined in tests/report_test.cpp: a tiny synthetic run written through the Ledger API.
-int64_t add_synthetic_run(ledger::Ledger& l, bool hostile, double claimed_usd);
-}  // namespace audit::reports::testfix
+#include "tests/support/synthetic_run.h"  // add_synthetic_run
 
 namespace {
 namespace fs = std::filesystem;
@@ -119,7 +115,7 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
   {
     audit::ledger::Ledger l((dir / "audit.db").string());
     int64_t run =
-        audit::reports::testfix::add_synthetic_run(l, true, 0.05);  // hostile text included
+        audit::testing::add_synthetic_run(l, true, 0.05);  // hostile text included
     audit::reports::write_report(l, run, page.string());
   }
 

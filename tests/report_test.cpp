@@ -1,10 +1,12 @@
 // Tests of reports/: the SVG chart writer, the cost and eval roll-ups, the verdicts (rules,
-// idempotent storage), and the HTML report (numbers from the ledger rows, escaping of hostile
-// recipe and data text, no script or network, byte-identical regeneration from the ledger
-// alone, and the `audit report` verb's exit codes).
+// idempotent storage), the report's model (every figure of the page, read from the ledger rows),
+// the HTML report (the figures in their sections, escaping of hostile recipe and data text, no
+// script or network, byte-identical regeneration from the ledger alone), and the `audit report`
+// (read-only: the ledger's bytes do not change) and `audit verdicts` verbs.
 //
-// The ledger is populated through the Ledger API with a tiny synthetic run (test input): its
-// figures are chosen so that the expected totals and intervals can be computed by hand below.
+// The ledger is populated through the Ledger API with a tiny synthetic run (test input,
+// tests/support/synthetic_run.h): its figures are chosen so that the expected totals and
+// intervals can be computed by hand below.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -25,203 +27,13 @@
 #include "reports/html/svg.h"
 #include "reproduce/verdicts/verdicts.h"
 #include "tests/support/support.h"
+#include "tests/support/synthetic_run.h"  // add_synthetic_run: the run the figures below come from
 
 namespace fs = std::filesystem;
 using audit::ledger::CostItem;
 using audit::ledger::EvalResult;
 using audit::ledger::Ledger;
 using audit::ledger::Provenance;
-
-// ---------------------------------------------------------------------------------------------
-// The synthetic run (also used by tests/report_browser_test.cpp).
-namespace audit::reports::testfix {
-
-// A recipe whose claim maps three results: one on the ID split (supported), one on ood_long
-// (not supported), one with no split (not reproducible here). hostile: HTML and script in every
-// free-text field.
-std::string synthetic_recipe(bool hostile, double claimed_usd) {
-  std::string title = hostile ? R"(Mini <script>alert(1)</script> \"quoted\" & 'single')"
-                              : "Mini claim: arithmetic reasoning in miniature";
-  std::string headline = hostile ? R"(under <b>5 cents</b> & \"free\")" : "under 5 cents";
-  std::string source = hostile ? R"(</pre><script>alert(3)</script><a href=\"http://evil\">x</a>)"
-                               : "synthetic test claim (tests/report_test.cpp)";
-  std::string bench = hostile ? R"(<img src=x onerror=alert(4)>)" : "ARITH-LONG";
-  std::ostringstream t;
-  t << "[claim]\nname = \"mini\"\n"
-    << "title = \"" << title << "\"\n"
-    << "headline = \"" << headline << "\"\n"
-    << "sources = [\"" << source << "\"]\n"
-    << "claimed_cost_usd = " << claimed_usd << "\n"
-    << "gpu_type = \"H100-SXM\"\ngpu_count = 16\nwall_hours = 0.5\n"
-    << "results = [\n"
-    << "  { benchmark = \"ARITH-ID\", score = 90.0, n = 500, split = \"id\" },\n"
-    << "  { benchmark = \"" << bench << "\", score = 80.0, n = 30, split = \"ood_long\" },\n"
-    << "  { benchmark = \"AIME24\", score = 56.7, n = 30, split = \"\" },\n"
-    << "]\n";
-  return t.str();
-}
-
-namespace {
-CostItem line(int64_t run, const std::string& cat, const std::string& what, double q,
-              const std::string& unit, double lo, double mid, double hi, Provenance p,
-              const std::string& formula, nlohmann::json inputs = nlohmann::json::object()) {
-  CostItem c;
-  c.run_id = run;
-  c.category = cat;
-  c.description = what;
-  c.quantity = q;
-  c.unit = unit;
-  c.price_low = lo;
-  c.price_mid = mid;
-  c.price_high = hi;
-  c.provenance = p;
-  c.formula = formula;
-  c.inputs = std::move(inputs);
-  c.source = "test price band (2025-01)";
-  return c;
-}
-
-void eval(Ledger& l, int64_t run, const std::string& model, const std::string& split,
-          int64_t budget, std::initializer_list<int64_t> correct, const std::string& suite) {
-  int64_t seed = 1;
-  for (int64_t c : correct) {
-    EvalResult e;
-    e.run_id = run;
-    e.model = model;
-    e.suite = suite;
-    e.split = split;
-    e.ood = split != "id";
-    e.seed = seed++;
-    e.budget = budget;
-    e.n = 200;
-    e.correct = c;
-    e.score = double(c) / 200.0;
-    auto w = wilson(c, 200);
-    e.ci_low = w.low;
-    e.ci_high = w.high;
-    l.add_eval(e);
-  }
-}
-}  // namespace
-
-int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
-  ledger::RunInfo ri;
-  ri.name = "mini";
-  ri.recipe_path = "recipes/mini.toml";
-  ri.recipe_text = synthetic_recipe(hostile, claimed_usd);
-  ri.recipe_sha256 = ledger::sha256_hex(ri.recipe_text);
-  ri.host = "testhost";
-  ri.git_commit = "0123456789ab";
-  ri.device = "cpu";
-  ri.started_at = 1735689600;  // 2025-01-01 00:00:00 UTC
-  const int64_t run = l.begin_run(ri);
-
-  struct St {
-    const char* name;
-    double wall, cpu;
-  };
-  const St stages[] = {{"pretrain", 3600, 7000},
-                       {"distill", 60, 50},
-                       {"select", 900, 1700},
-                       {"sft", 1800, 3500},
-                       {"eval", 360, 700}};
-  for (const auto& s : stages) {
-    int64_t sid = l.begin_stage(run, s.name);
-    std::vector<ledger::MeterSample> ms;
-    for (int k = 1; k <= 3; ++k) {
-      ledger::MeterSample m;
-      m.run_id = run;
-      m.stage_id = sid;
-      m.t = ri.started_at + k;
-      m.device = "cpu";
-      m.wall_s = s.wall * k / 3;
-      m.cpu_s = s.cpu * k / 3;
-      m.mem_bytes = 1e8;
-      ms.push_back(m);
-    }
-    l.add_meter_samples(ms);
-    ledger::StageInfo si;
-    si.id = sid;
-    si.run_id = run;
-    si.name = s.name;
-    si.started_at = ri.started_at;
-    si.ended_at = ri.started_at + s.wall;
-    si.wall_s = s.wall;
-    si.cpu_s = s.cpu;
-    si.status = "succeeded";
-    l.end_stage(si);
-  }
-
-  const std::string cpu_f = "cpu_s / 3600 CPU core-hours";
-  l.add_cost_item(line(run, "claimed", "the claim's headline", claimed_usd, "USD", 1, 1, 1,
-                       Provenance::declared, "as stated", {{"in_total", false}}));
-  l.add_cost_item(line(run, "final_run", "sft stage: CPU core-hours", 0.5, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::measured, cpu_f, {{"cpu_s", 1800}}));
-  l.add_cost_item(line(run, "data_generation",
-                       hostile ? "teacher <script>alert(2)</script> tokens" : "teacher tokens", 2.0,
-                       "1M tokens", 0.4, 0.6, 1.0, Provenance::declared,
-                       "samples x tokens per sample", {{"samples", 4000}, {"tokens", 500}}));
-  l.add_cost_item(line(run, "filtering", "select stage: CPU core-hours", 0.25, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "failed_runs", "aborted run #0: CPU core-hours", 0.2, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "search", "learning-rate sweep, 6 runs", 3.0, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::estimated, "6 x final run CPU-hours", {{"runs", 6}}));
-  l.add_cost_item(line(run, "base_model", "pretrain stage: CPU core-hours", 1.0, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "evaluation", "eval stage: CPU core-hours", 0.1, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "energy", "facility energy (inside rental prices)", 0.3, "kWh", 0.1,
-                       0.15, 0.3, Provenance::estimated, "TDP x hours x PUE",
-                       {{"in_total", false}}));
-
-  const std::string suite = hostile ? "arith<script>alert(5)</script>" : "arith";
-  eval(l, run, "tuned", "id", -1, {180, 182, 178}, suite);
-  eval(l, run, "tuned", "id", 32, {100, 104, 96}, suite);
-  eval(l, run, "tuned", "id", 64, {150, 152, 148}, suite);
-  eval(l, run, "tuned", "ood_long", -1, {40, 44, 36}, suite);
-  eval(l, run, "tuned", "ood_heldout", -1, {60, 62, 58}, suite);
-  eval(l, run, "tuned", "ood_format", -1, {150, 148, 152}, suite);
-  eval(l, run, "base", "id", -1, {60, 64, 56}, suite);
-  eval(l, run, "base", "id", 32, {40, 42, 38}, suite);
-  eval(l, run, "base", "id", 64, {56, 58, 54}, suite);
-  eval(l, run, "base", "ood_long", -1, {10, 12, 8}, suite);
-  eval(l, run, "base", "ood_heldout", -1, {20, 22, 18}, suite);
-  eval(l, run, "base", "ood_format", -1, {30, 34, 26}, suite);
-
-  nlohmann::json pre = {{"step", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
-  for (int i = 1; i <= 120; ++i) {
-    pre["step"].push_back(i * 10);
-    pre["loss"].push_back(2.5 * std::exp(-i / 30.0) + 0.6);
-  }
-  nlohmann::json sft = {{"step", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
-  for (int i = 1; i <= 60; ++i) {
-    sft["step"].push_back(i);
-    sft["loss"].push_back(1.1 * std::exp(-i / 15.0) + 0.2);
-  }
-  l.put_artifact(run, 0, "loss_curve/pretrain", pre);
-  l.put_artifact(run, 0, "loss_curve/sft", sft);
-  nlohmann::json sel = {{"pool", 4000},
-                        {"after_quality", 3912},
-                        {"after_difficulty", 2107},
-                        {"after_diversity", 1000}};
-  if (hostile) sel["<script>alert(6)</script>"] = 1;
-  l.put_artifact(run, 0, "selection_counts", sel);
-  l.put_artifact(run, 0, "trace_errors",
-                 {{"kinds", {"restatement", "operands", "fact", "none", "answer"}},
-                  {"tuned",
-                   {{"42", {{"id", {{"restatement", 3}, {"operands", 0}, {"fact", 5}, {"none", 90}, {"answer", 2}}}}},
-                    {"43", {{"id", {{"restatement", 1}, {"operands", 0}, {"fact", 7}, {"none", 92}, {"answer", 0}}}}}}}});
-  l.put_artifact(run, 0, "decontamination",
-                 {{"ngram", 8},
-                  {"splits",
-                   {{"id", {{"overlapping", 0}, {"checked", 600}}},
-                    {"ood_long", {{"overlapping", 0}, {"checked", 600}}}}}});
-  l.end_run(run, ledger::RunStatus::succeeded);
-  return run;
-}
-
-}  // namespace audit::reports::testfix
 
 namespace {
 
@@ -253,6 +65,18 @@ size_t count(const std::string& s, const std::string& needle) {
   size_t n = 0;
   for (size_t i = s.find(needle); i != std::string::npos; i = s.find(needle, i + 1)) ++n;
   return n;
+}
+
+// The `audit` binary with args: its exit code; and with what it printed.
+int run_cli(const std::string& args) {
+  std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " >/dev/null 2>&1";
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+audit::testing::CommandResult cli(const std::string& args) {
+  return audit::testing::run_command(std::string(audit::testing::audit_binary()) + " " + args +
+                                     " 2>&1");
 }
 
 const audit::ledger::Verdict* find_claim(const std::vector<audit::ledger::Verdict>& v,
@@ -397,7 +221,7 @@ TEST(Verdicts, WilsonIntervalMatchesTheFormula) {
 TEST(Verdicts, RollupOfTheSyntheticRun) {
   TempDir d("rollup");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   auto items = l.cost_items(run);
   CostRollup cr = roll_up_costs(items, nullptr);
   EXPECT_TRUE(cr.has_claim);
@@ -419,7 +243,7 @@ TEST(Verdicts, RollupOfTheSyntheticRun) {
 TEST(Verdicts, EvalCellsPoolSeeds) {
   TempDir d("cells");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   auto cells = aggregate_evals(l.evals(run));
   const EvalCell* t = headline_cell(cells, "tuned", "id");
   ASSERT_NE(t, nullptr);
@@ -448,7 +272,7 @@ TEST(Verdicts, EvalCellsPoolSeeds) {
 TEST(Verdicts, RulesOnTheSyntheticRun) {
   TempDir d("rules");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   auto v = compute_verdicts(l, run);
   ASSERT_EQ(v.size(), 6u);  // cost, 3 results, ID vs OOD, tuned vs base
 
@@ -494,7 +318,7 @@ TEST(Verdicts, RulesOnTheSyntheticRun) {
 TEST(Verdicts, CostClaimBelowTheMeasuredFinalRunIsNotSupported) {
   TempDir d("cheap");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.005);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.005);
   auto v = compute_verdicts(l, run);
   const auto* cost = find_claim(v, "cost:");
   ASSERT_NE(cost, nullptr);
@@ -507,12 +331,12 @@ TEST(Verdicts, IdVsOodIsNotJudgedWhenTheTunedModelScoresNearZeroInDistribution) 
   Ledger l((d.path / "a.db").string());
   audit::ledger::RunInfo ri;
   ri.name = "floor";
-  ri.recipe_text = testfix::synthetic_recipe(false, 0.05);
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.05);
   ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
   int64_t run = l.begin_run(ri);
   auto judged = [&](std::initializer_list<int64_t> id_correct) {
-    testfix::eval(l, run, "tuned", "id", -1, id_correct, "arith");
-    testfix::eval(l, run, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
+    audit::testing::add_seed_evals(l, run, "tuned", "id", -1, id_correct, "arith");
+    audit::testing::add_seed_evals(l, run, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
     auto v = compute_verdicts(l, run);
     return *find_claim(v, "generalization: ID vs OOD");
   };
@@ -525,8 +349,8 @@ TEST(Verdicts, IdVsOodIsNotJudgedWhenTheTunedModelScoresNearZeroInDistribution) 
   // Above the floor the usual rule applies (here: OOD falls below ID).
   Ledger l2((d.path / "b.db").string());
   int64_t run2 = l2.begin_run(ri);
-  testfix::eval(l2, run2, "tuned", "id", -1, {40, 44, 42}, "arith");
-  testfix::eval(l2, run2, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
+  audit::testing::add_seed_evals(l2, run2, "tuned", "id", -1, {40, 44, 42}, "arith");
+  audit::testing::add_seed_evals(l2, run2, "tuned", "ood_long", -1, {0, 1, 0}, "arith");
   auto v2 = compute_verdicts(l2, run2);
   EXPECT_EQ(find_claim(v2, "generalization: ID vs OOD")->verdict, kNotSupported);
 }
@@ -536,7 +360,7 @@ TEST(Verdicts, MissingRowsAreNotReproducibleWithAReason) {
   Ledger l((d.path / "a.db").string());
   audit::ledger::RunInfo ri;
   ri.name = "bare";
-  ri.recipe_text = testfix::synthetic_recipe(false, 0.05);
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.05);
   ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
   int64_t run = l.begin_run(ri);
   l.end_run(run, audit::ledger::RunStatus::failed);
@@ -551,14 +375,14 @@ TEST(Verdicts, MissingRowsAreNotReproducibleWithAReason) {
 TEST(Verdicts, StoringIsIdempotent) {
   TempDir d("idem");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   EXPECT_EQ(store_verdicts(l, run), 6);
   EXPECT_EQ(l.verdicts(run).size(), 6u);
   EXPECT_EQ(store_verdicts(l, run), 0);
   EXPECT_EQ(store_verdicts(l, run), 0);
   EXPECT_EQ(l.verdicts(run).size(), 6u);
   // New rows change a verdict: a new version is appended, and the latest one is read.
-  testfix::add_synthetic_run(l, false, 0.05);  // another run: must not affect this one
+  audit::testing::add_synthetic_run(l, false, 0.05);  // another run: must not affect this one
   EXPECT_EQ(store_verdicts(l, run), 0);
   auto cur = current_verdicts(l, run);
   EXPECT_EQ(cur.size(), 6u);
@@ -569,7 +393,7 @@ TEST(Verdicts, StoringIsIdempotent) {
 TEST(Verdicts, CurrentVerdictsTakeTheLatestVersionPerClaim) {
   TempDir d("latest");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   audit::ledger::Verdict old;
   old.run_id = run;
   old.kind = "cost";
@@ -587,16 +411,295 @@ TEST(Verdicts, CurrentVerdictsTakeTheLatestVersionPerClaim) {
   EXPECT_EQ(l.verdicts(run).size(), 7u);
 }
 
+// ---- verdicts stored where a run ends ----
+
+// A run that fails after it began still ends with its verdicts stored (the report only reads
+// them). `audit run` refuses base.train_here = false inside the run, after its row is written.
+TEST(RunEndVerdicts, AFailedRunEndsWithItsVerdictsStored) {
+  AUDIT_SKIP_WITHOUT_TORCH();
+  TempDir d("failed_run");
+  const std::string db = (d.path / "audit.db").string();
+  const std::string recipe = audit::testing::source_dir() + "/recipes/s1-mini.toml";
+  auto r = cli("run " + recipe + " --quiet --ledger " + db + " --set base.train_here=false");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  Ledger l(db, audit::ledger::OpenMode::read_only);
+  const int64_t run = l.latest_run();
+  ASSERT_GT(run, 0) << r.output;
+  EXPECT_EQ(l.run(run)->status, audit::ledger::RunStatus::failed);
+  const auto stored = current_verdicts(l, run);
+  EXPECT_EQ(stored.size(), compute_verdicts(l, run).size());
+  EXPECT_EQ(stored.front().verdict, kNotReproducible);
+  EXPECT_EQ(read_report_model(l, run).verdicts_not_stored, 0u);
+}
+
+// ---- the report's model ----
+
+TEST(ReportModel, FiguresOfTheSyntheticRun) {
+  TempDir d("model");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
+  store_verdicts(l, run);  // as `audit run` does when a run ends
+  const ReportModel m = read_report_model(l, run);
+
+  // The claim and the three totals.
+  EXPECT_EQ(m.claim.title, "Mini claim: arithmetic reasoning in miniature");
+  EXPECT_EQ(m.claim.headline, "under 5 cents");
+  EXPECT_DOUBLE_EQ(m.claim.claimed_gpu_hours, 8);
+  EXPECT_EQ(m.claim.gpu_type, "H100-SXM");
+  EXPECT_TRUE(m.claim.parse_error.empty());
+  EXPECT_TRUE(m.costs.has_claim);
+  EXPECT_DOUBLE_EQ(m.costs.claimed.mid, 0.05);
+  EXPECT_NEAR(m.costs.final_run.low, 0.01, 1e-12);
+  EXPECT_NEAR(m.costs.final_run.mid, 0.02, 1e-12);
+  EXPECT_NEAR(m.costs.final_run.high, 0.04, 1e-12);
+  EXPECT_NEAR(m.costs.full.low, 0.901, 1e-12);
+  EXPECT_NEAR(m.costs.full.mid, 1.402, 1e-12);
+  EXPECT_NEAR(m.costs.full.high, 2.404, 1e-12);
+  EXPECT_EQ(share(m.costs.claimed.mid / m.costs.full.mid), "3.6%");  // the headline's coverage
+  EXPECT_EQ(m.final_run_provenance, "measured");
+  ASSERT_EQ(m.final_run_metering.stages, std::vector<std::string>{"sft"});
+  EXPECT_DOUBLE_EQ(m.final_run_metering.wall_s, 1800);
+  EXPECT_DOUBLE_EQ(m.final_run_metering.cpu_s, 3500);
+
+  // The waterfall: claimed, final run, four parts added (evaluation is non-zero), full cost;
+  // the mids span more than 200x, so the axis is log.
+  ASSERT_EQ(m.waterfall.size(), 7u);
+  EXPECT_EQ(m.waterfall[0].kind, StepKind::claimed);
+  EXPECT_EQ(m.waterfall[1].label, "Final run (measured)");
+  EXPECT_EQ(m.waterfall[3].label, "+ failed runs and search");
+  EXPECT_NEAR(m.waterfall[3].cost.mid, 0.128, 1e-12);
+  EXPECT_EQ(m.waterfall[4].label, "+ evaluation and other");
+  EXPECT_EQ(m.waterfall[6].kind, StepKind::full);
+  EXPECT_NEAR(m.waterfall[6].cost.mid, 1.402, 1e-12);
+  EXPECT_TRUE(m.waterfall_log_scale);
+
+  // Every cost line with provenance, formula, inputs, source; the claim's line first.
+  ASSERT_EQ(m.cost_lines.size(), 9u);
+  EXPECT_EQ(m.cost_lines.front().bucket, Bucket::claimed);
+  EXPECT_FALSE(m.cost_lines.front().in_total);
+  int measured = 0, estimated = 0, declared = 0;
+  const CostLine* sweep = nullptr;
+  for (const auto& c : m.cost_lines) {
+    measured += c.item.provenance == Provenance::measured;
+    estimated += c.item.provenance == Provenance::estimated;
+    declared += c.item.provenance == Provenance::declared;
+    if (c.item.description == "learning-rate sweep, 6 runs") sweep = &c;
+    EXPECT_EQ(c.item.source, "test price band (2025-01)");
+  }
+  EXPECT_EQ(measured, 5);
+  EXPECT_EQ(estimated, 2);
+  EXPECT_EQ(declared, 2);
+  ASSERT_NE(sweep, nullptr);
+  EXPECT_EQ(sweep->item.formula, "6 x final run CPU-hours");
+  EXPECT_EQ(sweep->item.inputs.dump(), "{\"runs\":6}");
+  EXPECT_NEAR(sweep->cost.mid, 0.12, 1e-12);
+
+  // ID vs OOD: the splits in order with each model's headline cell, deltas and gaps.
+  ASSERT_EQ(m.splits.size(), 4u);
+  EXPECT_EQ(m.splits[0].split, "id");
+  EXPECT_FALSE(m.splits[0].ood);
+  ASSERT_TRUE(m.splits[0].tuned && m.splits[0].base);
+  EXPECT_EQ(m.splits[0].tuned->correct, 540);
+  EXPECT_EQ(m.splits[0].tuned->n, 600);
+  EXPECT_EQ(m.splits[0].tuned->budget, -1);
+  EXPECT_EQ(percent(m.splits[0].tuned->ci.low), "87.3%");
+  EXPECT_EQ(percent(m.splits[0].tuned->ci.high), "92.2%");
+  EXPECT_NEAR(*m.splits[0].tuned_minus_base, 0.6, 1e-12);
+  EXPECT_FALSE(m.splits[0].tuned_gap_to_id);
+  EXPECT_EQ(m.splits[1].split, "ood_long");
+  EXPECT_TRUE(m.splits[1].ood);
+  EXPECT_NEAR(*m.splits[1].tuned_gap_to_id, -0.7, 1e-12);
+  EXPECT_FALSE(m.any_budget_in_headline);
+  EXPECT_EQ(m.eval_rows, 36u);
+  EXPECT_EQ(m.cells.size(), 12u);
+
+  // The thinking-budget sweep: budgets ascending, unlimited last; only the ID split has two or
+  // more budgets, tuned line first.
+  EXPECT_EQ(m.budgets, (std::vector<int64_t>{32, 64, -1}));
+  ASSERT_EQ(m.budget_lines.size(), 2u);
+  EXPECT_EQ(m.budget_lines[0].model, "tuned");
+  EXPECT_EQ(m.budget_lines[0].split, "id");
+  EXPECT_EQ(m.budget_lines[0].budget_index, (std::vector<size_t>{0, 1, 2}));
+  EXPECT_NEAR(m.budget_lines[0].mean[0], 0.5, 1e-12);
+  EXPECT_EQ(m.budget_lines[1].model, "base");
+
+  // Loss curves from the artifacts, in stored order.
+  ASSERT_EQ(m.loss_curves.size(), 2u);
+  EXPECT_EQ(m.loss_curves[0].stage, "pretrain");
+  EXPECT_EQ(m.loss_curves[0].step.size(), 120u);
+  EXPECT_DOUBLE_EQ(m.loss_curves[0].step.back(), 1200);
+  EXPECT_EQ(m.loss_curves[1].stage, "sft");
+
+  // Verdicts, all stored; the one-line verdict's numbers.
+  EXPECT_EQ(m.verdicts.size(), 6u);
+  EXPECT_EQ(m.verdicts_not_stored, 0u);
+  EXPECT_EQ(m.summary.tone, Tone::bad);
+  EXPECT_EQ(m.summary.results_supported, 1);
+  EXPECT_EQ(m.summary.results_not_supported, 1);
+  EXPECT_EQ(m.summary.results_not_reproducible, 1);
+  EXPECT_TRUE(m.summary.has_id_and_ood);
+  EXPECT_NEAR(m.summary.tuned_id, 0.9, 1e-12);
+  EXPECT_NEAR(m.summary.tuned_ood, (0.2 + 0.3 + 0.75) / 3, 1e-12);
+  EXPECT_EQ(m.summary.ood_splits, 3);
+
+  // Metering per stage.
+  ASSERT_EQ(m.stages.size(), 5u);
+  EXPECT_EQ(m.stages[3].stage.name, "sft");
+  EXPECT_EQ(m.stages[3].category, "final_run");
+  EXPECT_EQ(m.stages[3].meter_samples, 3u);
+  EXPECT_DOUBLE_EQ(m.stage_totals.wall_s, 3600 + 60 + 900 + 1800 + 360);
+  EXPECT_DOUBLE_EQ(m.stage_totals.cpu_s, 7000 + 50 + 1700 + 3500 + 700);
+  EXPECT_EQ(m.stage_totals.meter_samples, 15u);
+  EXPECT_FALSE(m.stage_totals.any_gpu);
+
+  // Trace errors pooled over the two seeds; a kind that never occurs gets no column.
+  ASSERT_TRUE(m.trace_errors);
+  EXPECT_EQ(m.trace_errors->kinds,
+            (std::vector<std::string>{"restatement", "fact", "none", "answer"}));
+  EXPECT_EQ(m.trace_errors->splits, std::vector<std::string>{"id"});
+  EXPECT_EQ(m.trace_errors->counts, (std::vector<std::vector<int64_t>>{{4, 12, 182, 2}}));
+
+  // Selection counts largest first; decontamination; nothing left over.
+  ASSERT_TRUE(m.selection);
+  ASSERT_EQ(m.selection_bars.size(), 4u);
+  EXPECT_EQ(m.selection_bars[0], (std::pair<std::string, double>{"pool", 4000}));
+  EXPECT_EQ(m.selection_bars[2], (std::pair<std::string, double>{"after_difficulty", 2107}));
+  ASSERT_TRUE(m.decontamination);
+  EXPECT_EQ((*m.decontamination)["splits"]["id"]["overlapping"], 0);
+  EXPECT_FALSE(m.replay);
+  EXPECT_FALSE(m.replay_self_check);
+  EXPECT_TRUE(m.other_artifacts.empty());
+
+  // The recipe and its hash, verification, host, commit, device, status, times.
+  EXPECT_TRUE(m.recipe.hash_matches);
+  EXPECT_EQ(m.recipe.sha256_stored, l.run(run)->recipe_sha256);
+  EXPECT_NE(m.recipe.text.find("claimed_cost_usd = 0.05"), std::string::npos);
+  EXPECT_TRUE(m.verify.ok) << m.verify.message;
+  EXPECT_EQ(m.run.host, "testhost");
+  EXPECT_EQ(m.run.git_commit, "0123456789ab");
+  EXPECT_EQ(audit::text::utc(m.run.started_at), "2025-01-01 00:00:00 UTC");
+  EXPECT_EQ(m.run.status, audit::ledger::RunStatus::succeeded);
+}
+
+TEST(ReportModel, VerdictsNotStoredAreComputedForThePageOnly) {
+  TempDir d("unstored");
+  const fs::path db = d.path / "a.db";
+  int64_t run = 0;
+  {
+    Ledger l(db.string());
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
+  }
+  Ledger l(db.string(), audit::ledger::OpenMode::read_only);
+  const ReportModel m = read_report_model(l, run);
+  EXPECT_EQ(m.verdicts.size(), 6u);
+  EXPECT_EQ(m.verdicts_not_stored, 6u);
+  for (const auto& v : m.verdicts) EXPECT_EQ(v.id, 0) << v.claim;
+  EXPECT_EQ(l.verdicts(run).size(), 0u);
+  EXPECT_EQ(m.verdicts[0].claim, compute_verdicts(l, run)[0].claim);
+}
+
+TEST(ReportModel, ARunWithoutRowsHasEmptyParts) {
+  TempDir d("bare_model");
+  Ledger l((d.path / "a.db").string());
+  audit::ledger::RunInfo ri;
+  ri.name = "bare";
+  ri.recipe_text = "this is [not toml";
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  int64_t run = l.begin_run(ri);
+  l.end_run(run, audit::ledger::RunStatus::aborted);
+  const ReportModel m = read_report_model(l, run);
+  EXPECT_TRUE(m.cells.empty());
+  EXPECT_TRUE(m.splits.empty());
+  EXPECT_TRUE(m.loss_curves.empty());
+  EXPECT_FALSE(m.trace_errors);
+  EXPECT_FALSE(m.selection);
+  EXPECT_TRUE(m.cost_lines.empty());
+  EXPECT_FALSE(m.costs.has_final_run);
+  EXPECT_FALSE(m.claim.parse_error.empty());
+  EXPECT_EQ(m.claim.title, "bare");
+  EXPECT_EQ(m.run.status, audit::ledger::RunStatus::aborted);
+  EXPECT_EQ(m.summary.tone, Tone::warn);
+  for (const auto& v : m.verdicts) EXPECT_EQ(v.verdict, kNotReproducible) << v.claim;
+  EXPECT_THROW(read_report_model(l, run + 100), audit::ledger::LedgerError);
+}
+
+// The replay artifacts: every figure read, a missing one left empty (and "—" on the page).
+TEST(ReportModel, ReplayArtifactsAreRead) {
+  TempDir d("replay");
+  Ledger l((d.path / "a.db").string());
+  audit::ledger::RunInfo ri;
+  ri.name = "replay";
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.05);
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  int64_t run = l.begin_run(ri);
+  nlohmann::json timing = {{"layers_timed", 2}, {"dtype", "bf16"},
+                           {"measurements", {{{"part", "layer"}, {"timed_seq_len", 128},
+                                              {"claimed_seq_len", 32768}, {"seconds", 0.0123}}}}};
+  nlohmann::json pred = {{"wall_hours", {0.3, 0.45, 0.7}},
+                         {"claimed_gpu_hours", 6.9},
+                         {"claimed_basis", "16 x 26 min"},
+                         {"cost_usd", {10, 20, 40}},
+                         {"verdict", "supported"},
+                         {"reason", "inside the band"},
+                         {"scenarios", {{{"name", "a"}, {"overlap", 0.5}, {"wall_s", 1500}},
+                                        {{"name", "b"}}}}};
+  l.put_artifact(run, 0, "replay",
+                 {{"device_name", "cpu"}, {"timing", timing}, {"prediction", pred},
+                  {"eager", {{"ours_layer_s", 0.01}, {"layer_s", 0.012},
+                             {"ratio_ours_over_eager", 0.83}}}});
+  l.put_artifact(run, 0, "replay_self_check",
+                 {{"replay_layers", 2}, {"predicted_s", 10}, {"measured_s", 11}, {"error", 0.09}});
+  l.put_artifact(run, 0, "something_else", {{"a", 1}});
+  l.end_run(run, audit::ledger::RunStatus::succeeded);
+
+  const ReportModel m = read_report_model(l, run);
+  ASSERT_TRUE(m.replay);
+  const Replay& r = *m.replay;
+  EXPECT_EQ(r.layers_timed, 2);
+  EXPECT_EQ(r.dtype, "bf16");
+  ASSERT_TRUE(r.wall_hours);
+  EXPECT_DOUBLE_EQ(r.wall_hours->mid, 0.45);
+  EXPECT_FALSE(r.gpu_hours);
+  EXPECT_DOUBLE_EQ(*r.claimed_gpu_hours, 6.9);
+  EXPECT_FALSE(r.claimed_wall_hours);
+  EXPECT_DOUBLE_EQ(r.cost_usd->high, 40);
+  EXPECT_TRUE(r.has_eager);
+  EXPECT_DOUBLE_EQ(*r.eager_ratio, 0.83);
+  ASSERT_EQ(r.measurements.size(), 1u);
+  EXPECT_FALSE(r.measurements[0].batch);
+  EXPECT_DOUBLE_EQ(*r.measurements[0].claimed_seq_len, 32768);
+  ASSERT_EQ(r.scenarios.size(), 2u);
+  EXPECT_DOUBLE_EQ(*r.scenarios[0].overlap, 0.5);
+  EXPECT_FALSE(r.scenarios[1].wall_s);
+  ASSERT_TRUE(m.replay_self_check);
+  EXPECT_DOUBLE_EQ(*m.replay_self_check->error, 0.09);
+  ASSERT_EQ(m.other_artifacts.size(), 1u);
+  EXPECT_EQ(m.other_artifacts[0].first, "something_else");
+
+  const std::string html = render_report(m);
+  const auto sec = html.substr(html.find("<section id=\"replay\">"));
+  EXPECT_NE(sec.find("<tr><th>predicted wall time (hours)</th><td>0.45 (band 0.3 – 0.7)</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(sec.find("<tr><th>predicted GPU-hours</th><td>—</td></tr>"), std::string::npos);
+  EXPECT_NE(sec.find("<tr><th>claimed GPU-hours</th><td>6.9 (16 x 26 min)</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(sec.find("<tr><td>b</td><td>—</td><td>—</td>"), std::string::npos);
+  EXPECT_NE(sec.find("error <b>9.0%</b>"), std::string::npos);
+  EXPECT_NE(html.find("<details><summary>something_else</summary>"), std::string::npos);
+}
+
 // ---- the HTML report ----
 
 TEST(HtmlReport, ShowsTheLedgerFigures) {
   TempDir d("figures");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
-  auto verdicts = write_report(l, run, (d.path / "r.html").string());
-  EXPECT_EQ(verdicts.size(), 6u);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
+  store_verdicts(l, run);  // as `audit run` does when a run ends
+  auto model = write_report(l, run, (d.path / "r.html").string());
+  EXPECT_EQ(model.verdicts.size(), 6u);
   std::string html = slurp(d.path / "r.html");
   ASSERT_FALSE(html.empty());
+  EXPECT_EQ(html, render_report(model));
   // The three big numbers: claimed, final run (mid, band), full cost (mid, band).
   EXPECT_NE(html.find("<div class=\"value\">$0.05</div>"), std::string::npos);
   EXPECT_NE(html.find("<div class=\"value\">$0.02</div><div class=\"band\">band $0.01 – $0.04"),
@@ -605,6 +708,7 @@ TEST(HtmlReport, ShowsTheLedgerFigures) {
             std::string::npos);
   EXPECT_NE(html.find("The headline covers 3.6% of it."), std::string::npos);
   EXPECT_NE(html.find("Stored in the ledger."), std::string::npos);
+  EXPECT_EQ(html.find("not stored"), std::string::npos);
   // One-line verdict first.
   EXPECT_LT(html.find("class=\"verdict tone-bad\""), html.find("class=\"kpis\""));
   // Charts: waterfall, ID vs OOD, budget, two loss curves, selection bars.
@@ -650,10 +754,13 @@ TEST(HtmlReport, ShowsTheLedgerFigures) {
 TEST(HtmlReport, SelfContainedNoScriptNoNetwork) {
   TempDir d("selfcontained");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, false, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
   std::string html = render_report(l, run);  // reads only: nothing stored
   EXPECT_EQ(l.verdicts(run).size(), 0u);
-  EXPECT_NE(html.find("6 of 6 computed now and not stored in the ledger yet."), std::string::npos);
+  EXPECT_NE(html.find("6 of 6 computed now and not stored in the ledger yet: <code>audit "
+                      "verdicts " + std::to_string(run) + " --ledger FILE</code> stores them."),
+            std::string::npos);
+  EXPECT_EQ(count(html, "<span class=\"muted small\">not stored</span>"), 6u);
   std::string lo = lower(html);
   EXPECT_EQ(lo.find("<script"), std::string::npos);
   EXPECT_EQ(lo.find("<link"), std::string::npos);
@@ -676,7 +783,7 @@ TEST(HtmlReport, SelfContainedNoScriptNoNetwork) {
 TEST(HtmlReport, EscapesHostileRecipeAndDataText) {
   TempDir d("hostile");
   Ledger l((d.path / "a.db").string());
-  int64_t run = testfix::add_synthetic_run(l, true, 0.05);
+  int64_t run = audit::testing::add_synthetic_run(l, true, 0.05);
   write_report(l, run, (d.path / "r.html").string());
   std::string html = slurp(d.path / "r.html");
   std::string lo = lower(html);
@@ -705,7 +812,8 @@ TEST(HtmlReport, RegeneratedFromTheLedgerAloneIsByteIdentical) {
   int64_t run = 0;
   {
     Ledger l(db.string());
-    run = testfix::add_synthetic_run(l, false, 0.05);
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
+    store_verdicts(l, run);  // as `audit run` does when a run ends
     // The run's other files: checkpoints, data, logs.
     std::ofstream(d.path / "checkpoint.bin") << "weights";
     std::ofstream(d.path / "pool.jsonl") << "{}\n";
@@ -725,7 +833,8 @@ TEST(HtmlReport, RegeneratedFromTheLedgerAloneIsByteIdentical) {
   const fs::path saved =
       fs::temp_directory_path() / ("audit_report_first_" + std::to_string(::getpid()));
   {
-    Ledger l(db.string());  // a fresh process view of the same file
+    // A fresh process view of the same file, read-only as `audit report` opens it.
+    Ledger l(db.string(), audit::ledger::OpenMode::read_only);
     write_report(l, run, (d.path / "second.html").string());
     EXPECT_EQ(l.verdicts(run).size(), 6u);  // regeneration stored nothing new
   }
@@ -744,7 +853,7 @@ TEST(HtmlReport, ARunWithoutRowsStillRendersAndSaysWhatIsMissing) {
   ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
   int64_t run = l.begin_run(ri);
   l.end_run(run, audit::ledger::RunStatus::aborted);
-  auto verdicts = write_report(l, run, (d.path / "r.html").string());
+  auto model = write_report(l, run, (d.path / "r.html").string());
   std::string html = slurp(d.path / "r.html");
   EXPECT_NE(html.find("No evaluation rows are recorded for this run."), std::string::npos);
   EXPECT_NE(html.find("No loss curve is recorded for this run."), std::string::npos);
@@ -753,7 +862,7 @@ TEST(HtmlReport, ARunWithoutRowsStillRendersAndSaysWhatIsMissing) {
   EXPECT_NE(html.find("No final-run cost is recorded for this run."), std::string::npos);
   EXPECT_NE(html.find("<span class=\"badge b-failed\">unreadable</span>"), std::string::npos);
   EXPECT_NE(html.find("<td>aborted</td>"), std::string::npos);
-  for (const auto& v : verdicts) EXPECT_EQ(v.verdict, kNotReproducible) << v.claim;
+  for (const auto& v : model.verdicts) EXPECT_EQ(v.verdict, kNotReproducible) << v.claim;
   EXPECT_THROW(render_report(l, run + 100), audit::ledger::LedgerError);
 }
 
@@ -763,7 +872,7 @@ TEST(HtmlReport, FailedVerificationIsShownFirst) {
   int64_t run = 0;
   {
     Ledger l(db.string());
-    run = testfix::add_synthetic_run(l, false, 0.05);
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
   }
   {
     Ledger l(db.string());
@@ -774,19 +883,17 @@ TEST(HtmlReport, FailedVerificationIsShownFirst) {
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
     ASSERT_FALSE(l.verify().ok);
-    std::string html = render_report(l, run);
+    const ReportModel m = read_report_model(l, run);
+    EXPECT_FALSE(m.verify.ok);
+    std::string html = render_report(m);
     EXPECT_NE(html.find("<div class=\"alarm\">Ledger verification FAILED"), std::string::npos);
     EXPECT_NE(html.find("<span class=\"badge b-failed\">FAILED</span>"), std::string::npos);
   }
 }
 
-// ---- the CLI verb ----
+// ---- the CLI verbs ----
 
-int run_cli(const std::string& args) {
-  std::string cmd = std::string(audit::testing::audit_binary()) + " " + args + " >/dev/null 2>&1";
-  int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+uintmax_t size_or_zero(const fs::path& p) { return fs::exists(p) ? fs::file_size(p) : 0; }
 
 TEST(ReportCli, ExitCodes) {
   TempDir d("cli");
@@ -794,7 +901,7 @@ TEST(ReportCli, ExitCodes) {
   int64_t run = 0;
   {
     Ledger l(db);
-    run = testfix::add_synthetic_run(l, false, 0.05);
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
   }
   const std::string out = (d.path / "r.html").string();
   EXPECT_EQ(run_cli("report --ledger " + db + " --out " + out), 0);
@@ -806,8 +913,104 @@ TEST(ReportCli, ExitCodes) {
   EXPECT_EQ(run_cli("report 999 --ledger " + db + " --out " + out), 2);
   EXPECT_EQ(run_cli("report abc --ledger " + db + " --out " + out), 2);
   EXPECT_EQ(run_cli("report --ledger " + (d.path / "missing.db").string() + " --out " + out), 2);
+  EXPECT_FALSE(fs::exists(d.path / "missing.db"));
+  {
+    Ledger l(db, audit::ledger::OpenMode::read_only);
+    EXPECT_EQ(l.verdicts(run).size(), 0u);  // five report calls, nothing stored
+  }
+  // The page says so and names the verb that stores them; after it, one set of verdicts.
+  auto r = cli("report --ledger " + db + " --out " + out);
+  EXPECT_NE(r.output.find("6 of 6 verdicts computed for the page and not stored; `audit "
+                          "verdicts " + std::to_string(run) + " --ledger " + db + "` stores them"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(run_cli("verdicts --ledger " + db), 0);
+  EXPECT_EQ(run_cli("report --ledger " + db + " --out " + out), 0);
+  EXPECT_NE(slurp(out).find("Stored in the ledger."), std::string::npos);
   Ledger l(db);
-  EXPECT_EQ(l.verdicts(run).size(), 6u);  // five report calls, one set of verdicts
+  EXPECT_EQ(l.verdicts(run).size(), 6u);
+}
+
+// `audit report` only reads: run on a copy of a ledger with a finished run, through the real
+// binary, the .db file's bytes are the same after it and the WAL holds no more than before, also
+// when the WAL holds rows of a writer that died before a checkpoint.
+TEST(ReportCli, LeavesTheLedgerBytesAsTheyWere) {
+  TempDir d("bytes");
+  const fs::path src = d.path / "src.db";
+  int64_t run = 0;
+  {
+    Ledger l(src.string());
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
+    store_verdicts(l, run);
+  }
+  ASSERT_FALSE(fs::exists(src.string() + "-wal"));  // checkpointed and removed on close
+  const fs::path db = d.path / "copy.db";
+  const fs::path wal = db.string() + "-wal";
+  fs::copy_file(src, db);
+  const std::string before = slurp(db);
+  const std::string out = (d.path / "r.html").string();
+  for (int i = 0; i < 2; ++i) {  // the second time with the -shm the first one left
+    EXPECT_EQ(run_cli("report " + std::to_string(run) + " --ledger " + db.string() + " --out " +
+                      out),
+              0);
+    EXPECT_TRUE(slurp(db) == before) << "audit report changed the ledger's bytes";
+    EXPECT_EQ(size_or_zero(wal), 0u) << "audit report wrote to the WAL";
+  }
+  EXPECT_NE(slurp(out).find("Stored in the ledger."), std::string::npos);
+
+  // A writer that died before its checkpoint: its run lives in the -wal file only.
+  int64_t run2 = 0;
+  {
+    Ledger l(db.string());
+    sqlite3_db_config(l.handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    run2 = audit::testing::add_synthetic_run(l, false, 0.05);
+  }
+  ASSERT_GT(size_or_zero(wal), 0u);
+  const std::string db_before = slurp(db), wal_before = slurp(wal);
+  EXPECT_EQ(run_cli("report " + std::to_string(run2) + " --ledger " + db.string() + " --out " +
+                    out),
+            0);
+  EXPECT_TRUE(slurp(db) == db_before) << "audit report changed the ledger's bytes";
+  EXPECT_TRUE(slurp(wal) == wal_before) << "audit report changed the WAL";
+  EXPECT_NE(slurp(out).find("run #" + std::to_string(run2)), std::string::npos);
+}
+
+TEST(VerdictsCli, StoresOnceAndExitsLikeReport) {
+  TempDir d("verdicts_cli");
+  const std::string db = (d.path / "audit.db").string();
+  int64_t run = 0;
+  {
+    Ledger l(db);
+    run = audit::testing::add_synthetic_run(l, false, 0.05);
+  }
+  auto r = cli("verdicts --ledger " + db);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("not supported          result: ARITH-LONG 80%"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("supported              cost: under 5 cents"), std::string::npos);
+  EXPECT_NE(r.output.find("run " + std::to_string(run) + ": 6 verdicts, 6 stored now in " + db),
+            std::string::npos)
+      << r.output;
+  r = cli("verdicts " + std::to_string(run) + " --ledger " + db);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(": 6 verdicts, 0 stored now"), std::string::npos) << r.output;
+  EXPECT_EQ(run_cli("verdicts latest --ledger " + db + " --quiet"), 0);
+  EXPECT_EQ(run_cli("verdicts --ledger " + db + " --fail-on-verdict"), 1);
+  // Bad input: exit 2 naming the file and the key.
+  r = cli("verdicts 999 --ledger " + db);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find(db + ": 'RUN': no run 999"), std::string::npos) << r.output;
+  r = cli("verdicts abc --ledger " + db);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find(db + ": 'RUN': 'abc' is not a run id"), std::string::npos) << r.output;
+  const std::string missing = (d.path / "missing.db").string();
+  r = cli("verdicts --ledger " + missing);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find(missing + ": '--ledger': no such ledger file"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(missing));
+  Ledger l(db);
+  EXPECT_EQ(l.verdicts(run).size(), 6u);  // four calls, one set of verdicts
 }
 
 }  // namespace

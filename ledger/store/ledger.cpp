@@ -11,6 +11,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -371,48 +372,60 @@ void Ledger::migrate() {
 // Opening
 
 Ledger::Ledger(const std::string& path, double stale_after_s) : path_(path) {
-  int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                           nullptr);
+  open(stale_after_s);
+}
+
+Ledger::Ledger(const std::string& path, OpenMode mode)
+    : path_(path), read_only_(mode == OpenMode::read_only) {
+  open(120.0);
+}
+
+void Ledger::open(double stale_after_s) {
+  if (read_only_) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path_, ec))
+      throw LedgerError(path_ + ": no such ledger file (a read-only open creates none)");
+  }
+  const int flags =
+      read_only_ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  int rc = sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
     db_ = nullptr;
-    throw LedgerError(path + ": cannot open ledger: " + msg +
-                      " (check that the folder exists and is writable)");
+    throw LedgerError(path_ + ": cannot open ledger: " + msg +
+                      (read_only_ ? " (check that the file is readable)"
+                                  : " (check that the folder exists and is writable)"));
   }
   try {
     sqlite3_busy_timeout(db_, 10000);
     sqlite3_extended_result_codes(db_, 1);
-    int64_t app_id = 0, tables = 0;
-    bool has_version = false;
-    {
-      // The first read of the header: fails with SQLITE_NOTADB for a file that is not SQLite.
-      sqlite3_stmt* st = nullptr;
-      rc = sqlite3_prepare_v2(db_, "PRAGMA application_id", -1, &st, nullptr);
-      if (rc == SQLITE_OK) rc = sqlite3_step(st);
-      if (rc == SQLITE_ROW) app_id = sqlite3_column_int64(st, 0);
-      sqlite3_finalize(st);
-      if ((rc & 0xff) == SQLITE_NOTADB)
-        throw LedgerError(path + ": not a SQLite database, so not an audit ledger "
-                                 "(give --ledger a new file name or an existing ledger)");
-      if (rc != SQLITE_ROW)
-        throw LedgerError(path + ": cannot read ledger: " + sqlite3_errmsg(db_));
-      Stmt t(db_, path_, "SELECT count(*), sum(name='schema_version') FROM sqlite_master "
-                         "WHERE type='table'");
-      t.step();
-      tables = t.i64(0);
-      has_version = t.i64(1) > 0;
+    if (read_only_) {
+      // The last connection to close a WAL database checkpoints it into the .db file. SQLite
+      // cannot take the lock for that through a read-only handle anyway; this says it outright.
+      sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+      exec(db_, path_, "PRAGMA query_only=ON");
     }
-    if (tables > 0 && (app_id != kApplicationId || !has_version))
-      throw LedgerError(path + ": a SQLite database but not an audit ledger (application_id " +
-                        std::to_string(app_id) + ", " +
-                        (has_version ? "has" : "no") + " schema_version table)");
+    check_is_ledger();
+    if (read_only_) {
+      const int v = schema_version();
+      if (v > kSchemaVersion)
+        throw LedgerError(path_ + ": ledger schema version " + std::to_string(v) +
+                          " is newer than this audit binary's " +
+                          std::to_string(kSchemaVersion) + "; use a newer audit to read it");
+      if (v < kSchemaVersion)
+        throw LedgerError(path_ + ": ledger schema version " + std::to_string(v) +
+                          " needs a migration to " + std::to_string(kSchemaVersion) +
+                          ", which a read-only open does not do; open it once with a verb "
+                          "that writes (e.g. `audit verdicts`)");
+      return;
+    }
     {
       Stmt wal(db_, path_, "PRAGMA journal_mode=WAL");
       wal.step();
       std::string mode = wal.text(0);
       if (mode != "wal")
-        throw LedgerError(path + ": cannot switch the ledger to WAL mode (got '" + mode + "')");
+        throw LedgerError(path_ + ": cannot switch the ledger to WAL mode (got '" + mode + "')");
     }
     exec(db_, path_, "PRAGMA foreign_keys=ON");
     exec(db_, path_, "PRAGMA synchronous=NORMAL");
@@ -425,11 +438,46 @@ Ledger::Ledger(const std::string& path, double stale_after_s) : path_(path) {
   }
 }
 
+// Reads the header and the tables: throws LedgerError for a file that is not SQLite, or a
+// SQLite database that is not an audit ledger (an empty one is a new ledger when writing).
+void Ledger::check_is_ledger() {
+  int64_t app_id = 0, tables = 0;
+  bool has_version = false;
+  // The first read of the header: fails with SQLITE_NOTADB for a file that is not SQLite.
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "PRAGMA application_id", -1, &st, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) app_id = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if ((rc & 0xff) == SQLITE_NOTADB)
+    throw LedgerError(path_ + ": not a SQLite database, so not an audit ledger "
+                              "(give --ledger a new file name or an existing ledger)");
+  if (read_only_ && (rc & 0xff) == SQLITE_CANTOPEN)
+    throw LedgerError(path_ + ": cannot read the ledger read-only: " + sqlite3_errmsg(db_) +
+                      " (a WAL ledger needs " + path_ + "-shm beside it; SQLite creates it when "
+                      "the folder is writable, else copy the ledger to a writable folder)");
+  if (rc != SQLITE_ROW)
+    throw LedgerError(path_ + ": cannot read ledger: " + sqlite3_errmsg(db_));
+  Stmt t(db_, path_, "SELECT count(*), sum(name='schema_version') FROM sqlite_master "
+                     "WHERE type='table'");
+  t.step();
+  tables = t.i64(0);
+  has_version = t.i64(1) > 0;
+  if (tables > 0 && (app_id != kApplicationId || !has_version))
+    throw LedgerError(path_ + ": a SQLite database but not an audit ledger (application_id " +
+                      std::to_string(app_id) + ", " + (has_version ? "has" : "no") +
+                      " schema_version table)");
+  if (read_only_ && tables == 0)
+    throw LedgerError(path_ + ": an empty file, not an audit ledger (it holds no tables)");
+}
+
 Ledger::~Ledger() {
   if (db_) sqlite3_close_v2(db_);
 }
 
 void Ledger::transaction(const std::function<void()>& fn) {
+  if (read_only_)
+    throw LedgerError(path_ + ": opened read-only; this reader does not write to the ledger");
   std::lock_guard<std::recursive_mutex> lock(mu_);
   if (tx_depth_ > 0) {
     ++tx_depth_;

@@ -158,17 +158,29 @@ struct VerifyReport {
   std::string message;          // names the first bad row and what is wrong with it
 };
 
+// How a ledger is opened: read_write (the default) or read_only (readers such as the report).
+enum class OpenMode { read_write, read_only };
+
 class Ledger {
  public:
   // Opens (creating if needed) the ledger file, migrates the schema, and marks runs whose
   // process is gone (same host, pid not alive) or whose heartbeat is older than
   // stale_after_s as aborted, keeping what they metered. Throws LedgerError.
   explicit Ledger(const std::string& path, double stale_after_s = 120.0);
+  // OpenMode::read_write is the constructor above. OpenMode::read_only opens an existing ledger
+  // with SQLITE_OPEN_READONLY: it creates no file, migrates nothing, marks no run aborted (a
+  // dead run still reads "running") and does not checkpoint the WAL on close, so the .db file's
+  // bytes and the -wal file's content do not change. Reading a WAL database needs its -shm
+  // index: SQLite creates PATH-shm (and an empty PATH-wal) beside it when they are missing, so
+  // the folder must be writable then. Every writing method throws LedgerError. Throws
+  // LedgerError for a missing file, a file that is not a ledger, or one that needs a migration.
+  Ledger(const std::string& path, OpenMode mode);
   ~Ledger();
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
 
   const std::string& path() const { return path_; }
+  bool read_only() const { return read_only_; }
   int schema_version() const;
 
   // Runs.
@@ -211,12 +223,15 @@ class Ledger {
   // (ledger/store/verify.cpp; semantics in docs/ledger.md). Read-only.
   VerifyReport verify() const;
 
-  // Runs fn inside one IMMEDIATE transaction (nested calls join the outer one).
+  // Runs fn inside one IMMEDIATE transaction (nested calls join the outer one). Every write
+  // goes through here; on a read-only ledger it throws LedgerError before touching the file.
   void transaction(const std::function<void()>& fn);
 
   sqlite3* handle() const { return db_; }
 
  private:
+  void open(double stale_after_s);
+  void check_is_ledger();
   void migrate();
   int64_t append_event_locked(int64_t run_id, int64_t stage_id, const std::string& type,
                               const std::string& key, const std::string& value,
@@ -226,6 +241,7 @@ class Ledger {
 
   std::string path_;
   sqlite3* db_ = nullptr;
+  bool read_only_ = false;
   int tx_depth_ = 0;
   mutable std::recursive_mutex mu_;  // one connection, usable from several threads
 };

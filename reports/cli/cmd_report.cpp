@@ -1,16 +1,18 @@
 // `audit report [RUN|latest] --ledger PATH --out report.html [--fail-on-verdict] [--quiet]`:
-// computes and stores the run's verdicts (idempotent), then writes the executive HTML report, read
-// from the ledger alone. Exit 0; 1 with --fail-on-verdict when a verdict is "not supported";
-// 2 on bad input.
+// writes the executive HTML report, read from the ledger alone. It only reads: the ledger is
+// opened read-only and nothing is stored; verdicts not stored for the run (a run from before
+// verdicts were stored at its end, or one that died) are computed for the page, which says so,
+// and `audit verdicts RUN` stores them. Exit 0; 1 with --fail-on-verdict when a verdict is "not
+// supported"; 2 on bad input.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
 
-#include "ledger/store/ledger.h"
-#include "reports/html/html_report.h"  // write_report
-#include "reproduce/verdicts/verdicts.h"     // any_not_supported, verdict words
+#include "ledger/store/ledger.h"        // Ledger (read-only), resolve_run
+#include "reports/html/html_report.h"   // write_report
+#include "reproduce/verdicts/verdicts.h"  // any_not_supported
 #include "reproduce/cli/cli.h"
 #include "common/errors.h"
 
@@ -29,10 +31,12 @@ void add_report_command(CLI::App& app, GlobalOptions& g) {
                 "Exit 1 when any verdict is 'not supported' (for CI)");
   cmd->add_flag("--quiet", g.quiet, "Print nothing on success");
   cmd->footer(
-      "Computes the run's verdicts (cost claim, each claimed result, generalization) from its\n"
-      "ledger rows and stores them in the ledger (a recomputation over unchanged rows stores\n"
-      "nothing), then writes one self-contained HTML page: no script, no network, inline SVG\n"
-      "charts, print-friendly. The page is regenerated from the ledger alone.\n\n"
+      "Writes one self-contained HTML page of the run: no script, no network, inline SVG\n"
+      "charts, print-friendly. It reads the ledger only (opened read-only: the file's bytes do\n"
+      "not change), so the page is regenerated from the ledger alone. The verdicts shown are\n"
+      "those stored when the run ended; a run without them (an older ledger, a run that died)\n"
+      "gets them computed for the page, which says they are not stored: `audit verdicts RUN`\n"
+      "stores them.\n\n"
       "Examples:\n"
       "  audit report --ledger demo/audit.db --out reports/s1-mini.html\n"
       "  audit report 3 --ledger audit.db --out run3.html --fail-on-verdict\n\n"
@@ -42,35 +46,23 @@ void add_report_command(CLI::App& app, GlobalOptions& g) {
     run_and_exit("report", [&] {
       if (!std::filesystem::exists(g.ledger))
         throw InputError(g.ledger, 0, 0, "--ledger", "no such ledger file");
-      ledger::Ledger l(g.ledger);
-      int64_t run_id = 0;
-      if (*run_arg == "latest") {
-        run_id = l.latest_run();
-        if (run_id == 0) throw InputError(g.ledger, 0, 0, "run", "the ledger holds no runs");
-      } else {
-        try {
-          size_t used = 0;
-          run_id = std::stoll(*run_arg, &used);
-          if (used != run_arg->size() || run_id <= 0) throw std::invalid_argument("run");
-        } catch (const std::exception&) {
-          throw InputError(
-              "", 0, 0, "run",
-              "expected a run id (a positive integer) or 'latest', got '" + *run_arg + "'");
-        }
-        if (!l.run(run_id))
-          throw InputError(
-              g.ledger, 0, 0, "run",
-              "no run " + std::to_string(run_id) + " in the ledger (see `audit ledger list`)");
-      }
+      const ledger::Ledger l(g.ledger, ledger::OpenMode::read_only);
+      const int64_t run_id = ledger::resolve_run(l, *run_arg);
       const std::string out = g.out.empty() ? "report.html" : g.out;
-      auto verdicts = reports::write_report(l, run_id, out);
+      const reports::ReportModel m = reports::write_report(l, run_id, out);
       if (!g.quiet) {
-        for (const auto& v : verdicts)
-          std::printf("%-22s %s\n", v.verdict.c_str(), v.claim.c_str());
+        for (const auto& v : m.verdicts)
+          std::printf("%-22s %s%s\n", v.verdict.c_str(), v.claim.c_str(),
+                      v.id == 0 ? " (not stored)" : "");
         std::printf("report of run %lld written to %s\n", static_cast<long long>(run_id),
                     out.c_str());
+        if (m.verdicts_not_stored > 0)
+          std::printf("%zu of %zu verdicts computed for the page and not stored; `audit verdicts "
+                      "%lld --ledger %s` stores them\n",
+                      m.verdicts_not_stored, m.verdicts.size(), static_cast<long long>(run_id),
+                      g.ledger.c_str());
       }
-      if (*fail_on_verdict && reports::any_not_supported(verdicts)) return kExitVerdictFailed;
+      if (*fail_on_verdict && reports::any_not_supported(m.verdicts)) return kExitVerdictFailed;
       return kExitOk;
     });
   });

@@ -5,6 +5,11 @@
 // cells; selection counts; decontamination; the recipe and its SHA-256; ledger verification;
 // host, commit, device, status).
 //
+// Built in two steps: read_report_model() reads the run's rows into a ReportModel (numbers, no
+// markup; report_model.h), then render_report() turns the model into the page, one renderer per
+// section (sections.h). Nothing here writes to the ledger: verdicts not stored for the run are
+// computed in memory and the page says so (`audit verdicts` stores them).
+//
 // The page is one self-contained file: inline CSS and inline SVG, no script, no external font or
 // image, a Content-Security-Policy that forbids loading anything. Every text from the recipe or
 // the data is HTML-escaped. Output is deterministic: the same ledger rows give the same bytes
@@ -13,21 +18,21 @@
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
-#include "ledger/store/ledger.h"  // Ledger, Verdict
+#include "ledger/store/ledger.h"         // Ledger
+#include "reports/html/report_model.h"  // ReportModel, read_report_model
 
 namespace audit::reports {
 
-// Renders the report of run_id. Reads only. Verdicts are the ones stored in the ledger
-// (current_verdicts); a claim with no stored verdict is computed and the page says it is not
-// stored. Throws ledger::LedgerError when the run does not exist.
+// The page of a model.
+std::string render_report(const ReportModel& m);
+// read_report_model + render_report. Reads only. Throws ledger::LedgerError when the run does not
+// exist.
 std::string render_report(const ledger::Ledger& l, int64_t run_id);
 
-// Stores the run's verdicts (store_verdicts, idempotent), renders the report and writes it to
-// out_path (throws std::runtime_error naming the file when it cannot be written). Returns the
-// verdicts shown.
-std::vector<ledger::Verdict> write_report(ledger::Ledger& l, int64_t run_id,
-                                          const std::string& out_path);
+// Reads the model, renders it and writes the page to out_path (throws std::runtime_error naming
+// the file when it cannot be written). Writes nothing to the ledger. Returns the model: its
+// verdicts are the ones shown, verdicts_not_stored of them computed for the page only.
+ReportModel write_report(const ledger::Ledger& l, int64_t run_id, const std::string& out_path);
 
 }  // namespace audit::reports

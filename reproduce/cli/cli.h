@@ -30,6 +30,7 @@ void add_out_option(CLI::App& cmd, GlobalOptions& g, const std::string& help);
 // verb and exits with its code. The torch-free verbs (reproduce/cli):
 void add_estimate_command(CLI::App& app, GlobalOptions& g);
 void add_report_command(CLI::App& app, GlobalOptions& g);
+void add_verdicts_command(CLI::App& app, GlobalOptions& g);
 void add_dashboard_command(CLI::App& app, GlobalOptions& g);
 void add_ledger_command(CLI::App& app, GlobalOptions& g);
 void add_check_command(CLI::App& app, GlobalOptions& g);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
 #endif
   audit::cli::add_estimate_command(app, g);
   audit::cli::add_report_command(app, g);
+  audit::cli::add_verdicts_command(app, g);
   audit::cli::add_dashboard_command(app, g);
   audit::cli::add_ledger_command(app, g);
   audit::cli::add_check_command(app, g);

@@ -107,7 +107,7 @@ class Pipeline {
   void select();
   void sft(int64_t seed_index);
   void eval();
-  void costs_and_verdicts();
+  void costs();
 
   RunOptions o_;
   recipe::Recipe r_;
@@ -367,7 +367,7 @@ void Pipeline::eval() {
   meter.finish();
 }
 
-void Pipeline::costs_and_verdicts() {
+void Pipeline::costs() {
   ledger::CostInputs in;
   ledger::RunMetering m;
   m.run_id = run_id_;
@@ -418,7 +418,6 @@ void Pipeline::costs_and_verdicts() {
       L_.add_cost_item(item);
     }
   });
-  reports::store_verdicts(L_, run_id_);
 }
 
 int64_t Pipeline::run() {
@@ -473,9 +472,17 @@ int64_t Pipeline::run() {
     select();
     for (int64_t s = 0; s < r_.eval.seeds; ++s) sft(s);
     eval();
-    costs_and_verdicts();
+    costs();
+    // The verdicts are stored when the run ends (the report only reads them).
+    reports::store_verdicts(L_, run_id_);
     L_.end_run(run_id_, ledger::RunStatus::succeeded);
   } catch (...) {
+    // A failed run ends with the verdicts of what it metered too (mostly "not reproducible
+    // here", with the reason); a ledger that cannot take them does not hide the first error.
+    try {
+      reports::store_verdicts(L_, run_id_);
+    } catch (...) {
+    }
     try {
       L_.end_run(run_id_, ledger::RunStatus::failed);
     } catch (...) {

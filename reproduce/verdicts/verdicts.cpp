@@ -227,209 +227,237 @@ StoredClaim read_claim(const ledger::Ledger& l, int64_t run_id) {
 }
 
 // ---- Verdicts ----
+// One function per kind; each reads only the rows gathered in VerdictRows.
+namespace {
 
-std::vector<ledger::Verdict> compute_verdicts(const ledger::Ledger& l, int64_t run_id) {
-  auto run = l.run(run_id);
-  if (!run)
-    throw ledger::LedgerError(l.path() + ": no run " + std::to_string(run_id) + " in the ledger");
-  StoredClaim sc = read_claim(l, run_id);
-  const recipe::Recipe* r = sc.recipe ? &*sc.recipe : nullptr;
-  auto items = l.cost_items(run_id);
-  CostRollup cr = roll_up_costs(items, r);
-  auto cells = aggregate_evals(l.evals(run_id));
-  std::vector<ledger::Verdict> out;
+struct VerdictRows {
+  int64_t run_id = 0;
+  StoredClaim claim;
+  const recipe::Recipe* recipe = nullptr;  // into claim; null when unparsed
+  std::vector<ledger::CostItem> items;
+  CostRollup costs;
+  std::vector<EvalCell> cells;
+  std::vector<std::pair<std::string, bool>> splits;  // splits_of(cells)
+};
 
-  // The cost claim.
-  {
-    std::string headline = r && !r->claim.headline.empty() ? r->claim.headline
-                           : cr.has_claim                  ? "claimed " + money_band(cr.claimed)
-                                                           : std::string("no cost stated");
-    auto v = make(run_id, "cost", "cost: " + headline);
-    v.claimed = cr.has_claim ? money_band(cr.claimed) : "none stated";
-    if (r && recipe::claimed_gpu_hours(r->claim) > 0)
-      v.claimed += " (" + text::num(recipe::claimed_gpu_hours(r->claim), 3) + " " +
-                   (r->claim.gpu_type.empty() ? std::string("GPU") : r->claim.gpu_type) +
-                   " GPU-hours)";
-    v.measured = "final run " + money_band(cr.final_run) + " (" +
-                 provenance_words(items, "final_run") + "); full cost " + money_band(cr.full);
-    if (!cr.has_final_run) {
-      v.verdict = kNotReproducible;
-      v.reason =
-          "the ledger holds no final_run cost line for this run (the final training "
-          "stage did not finish or was not priced)";
-    } else if (!cr.has_claim) {
-      v.verdict = kNotReproducible;
-      v.reason =
-          "the claim states no cost (claim.claimed_cost_usd = 0 and no 'claimed' cost "
-          "line); the totals are shown without a comparison";
-    } else {
-      bool ok = cr.claimed.high >= cr.final_run.low;
-      v.verdict = ok ? kSupported : kNotSupported;
-      std::string cover =
-          cr.full.mid > 0 ? share(cr.claimed.mid / cr.full.mid) : std::string("n/a");
-      v.measured += "; headline covers " + cover + " of full cost";
-      v.reason = std::string(ok ? "the final run alone fits within the claimed figure"
-                                : "the final run alone costs more than the claimed figure") +
-                 "; the headline covers " + cover + " of the full cost (mid), which adds";
-      std::vector<std::pair<const char*, Band>> adds = {
-          {"data", cr.data},
-          {"failed runs and search", cr.failed_and_search},
-          {"evaluation and other", cr.evaluation_and_other},
-          {"the base model", cr.base_model}};
-      bool any = false;
-      for (const auto& [name, b] : adds) {
-        if (b.mid <= 0 && b.high <= 0) continue;
-        v.reason += std::string(any ? "," : "") + " " + name + " " + money(b.mid);
-        any = true;
-      }
-      if (!any) v.reason += " nothing else recorded";
-    }
-    out.push_back(v);
+// "; the headline covers N% of the full cost (mid), which adds data $x, ..."
+std::string cost_adds(const CostRollup& cr) {
+  std::vector<std::pair<const char*, Band>> adds = {
+      {"data", cr.data},
+      {"failed runs and search", cr.failed_and_search},
+      {"evaluation and other", cr.evaluation_and_other},
+      {"the base model", cr.base_model}};
+  std::string s;
+  for (const auto& [name, b] : adds) {
+    if (b.mid <= 0 && b.high <= 0) continue;
+    s += std::string(s.empty() ? "" : ",") + " " + name + " " + money(b.mid);
   }
+  return s.empty() ? " nothing else recorded" : s;
+}
 
-  // Result claims.
-  if (!r) {
-    auto v = make(run_id, "result", "result: claimed results");
+ledger::Verdict cost_verdict(const VerdictRows& in) {
+  const recipe::Recipe* r = in.recipe;
+  const CostRollup& cr = in.costs;
+  std::string headline = r && !r->claim.headline.empty() ? r->claim.headline
+                         : cr.has_claim                  ? "claimed " + money_band(cr.claimed)
+                                                         : std::string("no cost stated");
+  auto v = make(in.run_id, "cost", "cost: " + headline);
+  v.claimed = cr.has_claim ? money_band(cr.claimed) : "none stated";
+  if (r && recipe::claimed_gpu_hours(r->claim) > 0)
+    v.claimed += " (" + text::num(recipe::claimed_gpu_hours(r->claim), 3) + " " +
+                 (r->claim.gpu_type.empty() ? std::string("GPU") : r->claim.gpu_type) +
+                 " GPU-hours)";
+  v.measured = "final run " + money_band(cr.final_run) + " (" +
+               provenance_words(in.items, "final_run") + "); full cost " + money_band(cr.full);
+  if (!cr.has_final_run) {
+    v.verdict = kNotReproducible;
+    v.reason =
+        "the ledger holds no final_run cost line for this run (the final training "
+        "stage did not finish or was not priced)";
+    return v;
+  }
+  if (!cr.has_claim) {
+    v.verdict = kNotReproducible;
+    v.reason =
+        "the claim states no cost (claim.claimed_cost_usd = 0 and no 'claimed' cost "
+        "line); the totals are shown without a comparison";
+    return v;
+  }
+  bool ok = cr.claimed.high >= cr.final_run.low;
+  v.verdict = ok ? kSupported : kNotSupported;
+  std::string cover = cr.full.mid > 0 ? share(cr.claimed.mid / cr.full.mid) : std::string("n/a");
+  v.measured += "; headline covers " + cover + " of full cost";
+  v.reason = std::string(ok ? "the final run alone fits within the claimed figure"
+                            : "the final run alone costs more than the claimed figure") +
+             "; the headline covers " + cover + " of the full cost (mid), which adds" +
+             cost_adds(cr);
+  return v;
+}
+
+// The claimed score against the tuned model's cell on the split the recipe maps it to.
+ledger::Verdict result_verdict(const VerdictRows& in, const recipe::ClaimResult& res) {
+  auto v = make(in.run_id, "result",
+                "result: " + res.benchmark + " " + text::num(res.score, 3) + "%");
+  v.claimed = text::num(res.score, 3) + "% on " + res.benchmark;
+  if (res.n > 0) {
+    auto k = int64_t(std::llround(res.score / 100.0 * double(res.n)));
+    auto w = wilson(k, res.n);
+    v.claimed += " (" + std::to_string(k) + " of " + std::to_string(res.n) +
+                 "; its own 95% interval " + percent(w.low) + "–" + percent(w.high) + ")";
+  }
+  const EvalCell* c = res.split.empty() ? nullptr : headline_cell(in.cells, "tuned", res.split);
+  if (res.split.empty()) {
+    v.measured = "not run";
+    v.verdict = kNotReproducible;
+    v.reason = res.benchmark +
+               " cannot be run on this miniature: the recipe maps it to no eval split "
+               "(claim.results split = \"\")";
+    return v;
+  }
+  if (!c) {
+    v.measured = "no eval rows";
+    v.verdict = kNotReproducible;
+    v.reason = "no eval rows of the tuned model on split '" + res.split + "' in this run";
+    return v;
+  }
+  v.measured = cell_text(*c) + " tuned model on split '" + res.split +
+               "' (n=" + std::to_string(c->n) + " over " + std::to_string(c->seeds) + " seed" +
+               (c->seeds == 1 ? "" : "s") + ", budget " + budget_text(c->budget) + ")";
+  double claimed = res.score / 100.0;
+  if (claimed > c->ci.high) {
+    v.verdict = kNotSupported;
+    v.reason = "the claimed " + percent(claimed) + " lies above our 95% interval (upper bound " +
+               percent(c->ci.high) + ")";
+  } else if (claimed < c->ci.low) {
+    v.verdict = kSupported;
+    v.reason =
+        "we measured more than claimed: " + percent(claimed) + " lies below our 95% interval";
+  } else {
+    v.verdict = kSupported;
+    v.reason = "the claimed " + percent(claimed) + " lies inside our 95% interval";
+  }
+  v.reason += "; split '" + res.split + "' stands in for " + res.benchmark +
+              " in miniature, it is not the benchmark itself";
+  if (res.n > 0 && res.n < 100)
+    v.reason += "; the claim rests on " + std::to_string(res.n) + " questions only";
+  return v;
+}
+
+std::vector<ledger::Verdict> result_verdicts(const VerdictRows& in) {
+  if (!in.recipe) {
+    auto v = make(in.run_id, "result", "result: claimed results");
     v.claimed = "unreadable";
     v.measured = "not compared";
     v.verdict = kNotReproducible;
-    v.reason = "the recipe stored with the run could not be parsed: " + sc.error;
-    out.push_back(v);
+    v.reason = "the recipe stored with the run could not be parsed: " + in.claim.error;
+    return {v};
+  }
+  std::vector<ledger::Verdict> out;
+  for (const auto& res : in.recipe->claim.results) out.push_back(result_verdict(in, res));
+  return out;
+}
+
+// Generalization: ID vs OOD of the tuned model.
+ledger::Verdict id_vs_ood_verdict(const VerdictRows& in) {
+  auto v = make(in.run_id, "generalization", "generalization: ID vs OOD (tuned model)");
+  v.claimed = "the tuned model's accuracy holds out of distribution";
+  const EvalCell* id = headline_cell(in.cells, "tuned", recipe::kSplitId);
+  std::vector<const EvalCell*> oods;
+  for (const auto& [name, ood] : in.splits)
+    if (ood)
+      if (const EvalCell* c = headline_cell(in.cells, "tuned", name)) oods.push_back(c);
+  if (!id || oods.empty()) {
+    v.measured = "not measured";
+    v.verdict = kNotReproducible;
+    v.reason = !id ? "no eval rows of the tuned model on the ID split"
+                   : "no eval rows of the tuned model on any OOD split";
+    return v;
+  }
+  v.measured = "ID " + cell_text(*id);
+  if (id->ci.high < kMinIdAccuracyForGap) {
+    // Near zero in distribution, every OOD interval overlaps the ID one, and "it holds out of
+    // distribution" would be true of a model that learned nothing.
+    v.verdict = kNotReproducible;
+    v.reason = "the tuned model scores below " + percent(kMinIdAccuracyForGap) +
+               " even in distribution (upper bound " + percent(id->ci.high) +
+               "): there is no accuracy to hold or lose out of distribution";
+    return v;
+  }
+  std::vector<std::string> below;
+  double gap_sum = 0;
+  for (const auto* c : oods) {
+    v.measured +=
+        "; " + c->split + " " + cell_text(*c) + " (gap " + points(id->mean - c->mean) + ")";
+    gap_sum += id->mean - c->mean;
+    if (c->ci.high < id->ci.low) below.push_back(c->split);
+  }
+  double mean_gap = gap_sum / double(oods.size());
+  if (below.empty()) {
+    v.verdict = kSupported;
+    v.reason = "every OOD interval overlaps the ID interval (mean gap " + points(mean_gap) + ")";
+    return v;
+  }
+  v.verdict = kNotSupported;
+  std::string names;
+  for (const auto& b : below) names += (names.empty() ? "" : ", ") + b;
+  v.reason = std::to_string(below.size()) + " of " + std::to_string(oods.size()) +
+             " OOD splits fall below the ID interval (" + names + "); mean gap " +
+             points(mean_gap);
+  return v;
+}
+
+// Generalization: tuned vs base, judged in distribution, the delta shown on every split.
+ledger::Verdict tuned_vs_base_verdict(const VerdictRows& in) {
+  auto v = make(in.run_id, "generalization", "generalization: tuned vs base");
+  v.claimed = "fine-tuning improves on the base model";
+  const EvalCell* bid = headline_cell(in.cells, "base", recipe::kSplitId);
+  const EvalCell* tid = headline_cell(in.cells, "tuned", recipe::kSplitId);
+  if (!bid || !tid) {
+    v.measured = "not measured";
+    v.verdict = kNotReproducible;
+    v.reason = std::string("no eval rows of the ") + (!bid ? "base" : "tuned") +
+               " model on the ID split";
+    return v;
+  }
+  for (const auto& [name, ood] : in.splits) {
+    const EvalCell* b = headline_cell(in.cells, "base", name);
+    const EvalCell* t = headline_cell(in.cells, "tuned", name);
+    if (!b || !t) continue;
+    v.measured += (v.measured.empty() ? "" : "; ") + name + ": base " + percent(b->mean) +
+                  " → tuned " + percent(t->mean) + " (" + points(t->mean - b->mean) + ")";
+  }
+  if (tid->ci.low > bid->ci.high) {
+    v.verdict = kSupported;
+    v.reason = "in distribution the tuned model's 95% interval lies above the base model's";
+  } else if (tid->ci.high < bid->ci.low) {
+    v.verdict = kNotSupported;
+    v.reason = "in distribution the tuned model is worse than the base model";
   } else {
-    for (const auto& res : r->claim.results) {
-      auto v =
-          make(run_id, "result", "result: " + res.benchmark + " " + text::num(res.score, 3) + "%");
-      v.claimed = text::num(res.score, 3) + "% on " + res.benchmark;
-      if (res.n > 0) {
-        auto k = int64_t(std::llround(res.score / 100.0 * double(res.n)));
-        auto w = wilson(k, res.n);
-        v.claimed += " (" + std::to_string(k) + " of " + std::to_string(res.n) +
-                     "; its own 95% interval " + percent(w.low) + "–" + percent(w.high) + ")";
-      }
-      const EvalCell* c = res.split.empty() ? nullptr : headline_cell(cells, "tuned", res.split);
-      if (res.split.empty()) {
-        v.measured = "not run";
-        v.verdict = kNotReproducible;
-        v.reason = res.benchmark +
-                   " cannot be run on this miniature: the recipe maps it to no eval split "
-                   "(claim.results split = \"\")";
-      } else if (!c) {
-        v.measured = "no eval rows";
-        v.verdict = kNotReproducible;
-        v.reason = "no eval rows of the tuned model on split '" + res.split + "' in this run";
-      } else {
-        v.measured = cell_text(*c) + " tuned model on split '" + res.split +
-                     "' (n=" + std::to_string(c->n) + " over " + std::to_string(c->seeds) +
-                     " seed" + (c->seeds == 1 ? "" : "s") + ", budget " + budget_text(c->budget) +
-                     ")";
-        double claimed = res.score / 100.0;
-        if (claimed > c->ci.high) {
-          v.verdict = kNotSupported;
-          v.reason = "the claimed " + percent(claimed) +
-                     " lies above our 95% interval (upper bound " + percent(c->ci.high) + ")";
-        } else if (claimed < c->ci.low) {
-          v.verdict = kSupported;
-          v.reason =
-              "we measured more than claimed: " + percent(claimed) + " lies below our 95% interval";
-        } else {
-          v.verdict = kSupported;
-          v.reason = "the claimed " + percent(claimed) + " lies inside our 95% interval";
-        }
-        v.reason += "; split '" + res.split + "' stands in for " + res.benchmark +
-                    " in miniature, it is not the benchmark itself";
-        if (res.n > 0 && res.n < 100)
-          v.reason += "; the claim rests on " + std::to_string(res.n) + " questions only";
-      }
-      out.push_back(v);
-    }
+    v.verdict = kNotSupported;
+    v.reason =
+        "in distribution the 95% intervals of base and tuned overlap: no significant "
+        "improvement";
   }
+  return v;
+}
 
-  // Generalization: ID vs OOD of the tuned model.
-  auto splits = splits_of(cells);
-  {
-    auto v = make(run_id, "generalization", "generalization: ID vs OOD (tuned model)");
-    v.claimed = "the tuned model's accuracy holds out of distribution";
-    const EvalCell* id = headline_cell(cells, "tuned", recipe::kSplitId);
-    std::vector<const EvalCell*> oods;
-    for (const auto& [name, ood] : splits)
-      if (ood)
-        if (const EvalCell* c = headline_cell(cells, "tuned", name)) oods.push_back(c);
-    if (!id || oods.empty()) {
-      v.measured = "not measured";
-      v.verdict = kNotReproducible;
-      v.reason = !id ? "no eval rows of the tuned model on the ID split"
-                     : "no eval rows of the tuned model on any OOD split";
-    } else if (id->ci.high < kMinIdAccuracyForGap) {
-      // Near zero in distribution, every OOD interval overlaps the ID one, and "it holds out of
-      // distribution" would be true of a model that learned nothing.
-      v.measured = "ID " + cell_text(*id);
-      v.verdict = kNotReproducible;
-      v.reason = "the tuned model scores below " + percent(kMinIdAccuracyForGap) +
-                 " even in distribution (upper bound " + percent(id->ci.high) +
-                 "): there is no accuracy to hold or lose out of distribution";
-    } else {
-      v.measured = "ID " + cell_text(*id);
-      std::vector<std::string> below;
-      double gap_sum = 0;
-      for (const auto* c : oods) {
-        v.measured +=
-            "; " + c->split + " " + cell_text(*c) + " (gap " + points(id->mean - c->mean) + ")";
-        gap_sum += id->mean - c->mean;
-        if (c->ci.high < id->ci.low) below.push_back(c->split);
-      }
-      double mean_gap = gap_sum / double(oods.size());
-      if (below.empty()) {
-        v.verdict = kSupported;
-        v.reason =
-            "every OOD interval overlaps the ID interval (mean gap " + points(mean_gap) + ")";
-      } else {
-        v.verdict = kNotSupported;
-        std::string names;
-        for (const auto& b : below) names += (names.empty() ? "" : ", ") + b;
-        v.reason = std::to_string(below.size()) + " of " + std::to_string(oods.size()) +
-                   " OOD splits fall below the ID interval (" + names + "); mean gap " +
-                   points(mean_gap);
-      }
-    }
-    out.push_back(v);
-  }
+}  // namespace
 
-  // Generalization: tuned vs base.
-  {
-    auto v = make(run_id, "generalization", "generalization: tuned vs base");
-    v.claimed = "fine-tuning improves on the base model";
-    const EvalCell* bid = headline_cell(cells, "base", recipe::kSplitId);
-    const EvalCell* tid = headline_cell(cells, "tuned", recipe::kSplitId);
-    if (!bid || !tid) {
-      v.measured = "not measured";
-      v.verdict = kNotReproducible;
-      v.reason = std::string("no eval rows of the ") + (!bid ? "base" : "tuned") +
-                 " model on the ID split";
-    } else {
-      std::string m;
-      for (const auto& [name, ood] : splits) {
-        const EvalCell* b = headline_cell(cells, "base", name);
-        const EvalCell* t = headline_cell(cells, "tuned", name);
-        if (!b || !t) continue;
-        m += (m.empty() ? "" : "; ") + name + ": base " + percent(b->mean) + " → tuned " +
-             percent(t->mean) + " (" + points(t->mean - b->mean) + ")";
-      }
-      v.measured = m;
-      if (tid->ci.low > bid->ci.high) {
-        v.verdict = kSupported;
-        v.reason = "in distribution the tuned model's 95% interval lies above the base model's";
-      } else if (tid->ci.high < bid->ci.low) {
-        v.verdict = kNotSupported;
-        v.reason = "in distribution the tuned model is worse than the base model";
-      } else {
-        v.verdict = kNotSupported;
-        v.reason =
-            "in distribution the 95% intervals of base and tuned overlap: no significant "
-            "improvement";
-      }
-    }
-    out.push_back(v);
-  }
+std::vector<ledger::Verdict> compute_verdicts(const ledger::Ledger& l, int64_t run_id) {
+  if (!l.run(run_id))
+    throw ledger::LedgerError(l.path() + ": no run " + std::to_string(run_id) + " in the ledger");
+  VerdictRows in;
+  in.run_id = run_id;
+  in.claim = read_claim(l, run_id);
+  in.recipe = in.claim.recipe ? &*in.claim.recipe : nullptr;
+  in.items = l.cost_items(run_id);
+  in.costs = roll_up_costs(in.items, in.recipe);
+  in.cells = aggregate_evals(l.evals(run_id));
+  in.splits = splits_of(in.cells);
+  std::vector<ledger::Verdict> out = {cost_verdict(in)};
+  for (auto& v : result_verdicts(in)) out.push_back(std::move(v));
+  out.push_back(id_vs_ood_verdict(in));
+  out.push_back(tuned_vs_base_verdict(in));
   return out;
 }
 
