@@ -17,7 +17,7 @@ namespace audit::model {
 
 ModelConfig config_of(const recipe::BaseSection& b) {
   ModelConfig mc;
-  mc.vocab = b.vocab_size;
+  mc.vocab = b.vocab;
   mc.hidden = b.hidden;
   mc.layers = b.layers;
   mc.heads = b.heads;

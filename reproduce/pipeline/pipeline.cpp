@@ -48,7 +48,7 @@ model::ModelConfig model_config(const recipe::Recipe& r, const datasets::ByteTok
     throw InputError(r.path, 0, 0, "base.arch",
                      "`audit run` trains the dense qwen2 architecture; '" + b.arch +
                          "' is for estimate and replay");
-  if (b.vocab_size < tok.vocab_size())
+  if (b.vocab < tok.vocab_size())
     throw InputError(r.path, 0, 0, "base.vocab_size",
                      "must be at least " + std::to_string(tok.vocab_size()) +
                          " (bytes + template specials of the byte tokenizer)");
