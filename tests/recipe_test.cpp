@@ -248,6 +248,13 @@ TEST(RecipeDefaults, BaseAndTrainAreTheOneSetOfSettings) {
   EXPECT_DOUBLE_EQ(t.grad_clip, 1.0);
   EXPECT_EQ(t.seed, 42);
   EXPECT_EQ(t.threads, 0);
+  // What logs and checkpoint messages print: every field, in order.
+  EXPECT_EQ(audit::settings::to_string(t),
+            "epochs=5 global_batch=16 micro_batch=0 lr=1e-05 warmup_frac=0.05 min_lr_frac=0 "
+            "beta1=0.9 beta2=0.95 adam_eps=1e-08 weight_decay=0.0001 grad_clip=1 seed=42 threads=0");
+  EXPECT_EQ(audit::settings::to_string(b).substr(0, 127),
+            "arch=qwen2 vocab=264 hidden=64 layers=2 heads=4 kv_heads=4 head_dim=16 ffn=256 "
+            "rope_theta=10000 max_position=2048 rms_eps=1e-06");
 }
 
 // Every settings field is a recipe key (its own name; the vocabulary's is vocab_size): one the

@@ -2,8 +2,10 @@
 // one field list (for_each_field).
 #include "reproduce/settings/settings.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace audit::settings {
@@ -19,12 +21,14 @@ bool all_equal(const S& a, const S& b) {
 std::string text(const std::string& v) { return v; }
 std::string text(bool v) { return v ? "true" : "false"; }
 std::string text(int64_t v) { return std::to_string(v); }
-std::string text(double v) {  // the shortest text that reads back as v
-  char buf[32];
+std::string text(double v) {  // the shortest text that reads back as v; 10000 rather than 1e+04
+  char buf[40];
   for (int prec = 1; prec <= 17; ++prec) {
     std::snprintf(buf, sizeof buf, "%.*g", prec, v);
     if (std::strtod(buf, nullptr) == v) break;
   }
+  if (std::strchr(buf, 'e') && v == std::floor(v) && std::fabs(v) < 1e15)
+    std::snprintf(buf, sizeof buf, "%.0f", v);
   return buf;
 }
 
