@@ -1,6 +1,6 @@
 // Google Benchmark cases for the C++ trainer: one full train step (forward, masked loss,
-// backward, clip, AdamW) per iteration on the s1-mini recipe's base (mini), the trainer's default
-// model (small) and one ~11x larger (large), batch 16 x seq 256, reported as tokens/s. The PyTorch eager counterpart and the ratio come from
+// backward, clip, AdamW) per iteration on the s1-mini recipe's base (mini), a small model
+// (small, 0.83M parameters) and one ~11x larger (large), batch 16 x seq 256, reported as tokens/s. The PyTorch eager counterpart and the ratio come from
 // `audit bench train` (reproduce/cli_torch/cmd_bench.cpp); figures in docs/benchmarks.md.
 // Compiled to nothing when LibTorch is not built (audit_bench then holds the other benches).
 #include <benchmark/benchmark.h>
@@ -24,7 +24,8 @@ void BM_TrainStep(benchmark::State& state, const std::string& size) {
   data.tokens = torch::randint(0, mc.vocab, {batch, seq}, torch::kLong);
   data.loss_mask = torch::ones({batch, seq}, torch::kLong);
   audit::train::TrainConfig cfg;
-  cfg.batch_size = cfg.micro_batch = batch;
+  cfg.global_batch = cfg.micro_batch = batch;
+  cfg.lr = 1e-3;
   cfg.max_steps = 1 << 30;
   cfg.warmup_steps = 0;
   cfg.shuffle = false;

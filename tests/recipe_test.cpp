@@ -190,6 +190,87 @@ TEST(RecipeSet, WithSeedSetsTrainAndDataSeeds) {
   EXPECT_EQ(with_seed({"a.b=1"}, -1), (std::vector<std::string>{"a.b=1"}));
 }
 
+// ------------------------------------------------------------------ defaults
+
+// The model and training defaults are settings.h's, written once: a recipe that names nothing
+// gets them, and these are the values (a change here changes every recipe that omits the key).
+TEST(RecipeDefaults, BaseAndTrainAreTheOneSetOfSettings) {
+  const Recipe r = parse_recipe_text(kMinimal, "m.toml");
+  EXPECT_EQ(static_cast<const audit::settings::ModelSettings&>(r.base),
+            audit::settings::ModelSettings{});
+  EXPECT_EQ(static_cast<const audit::settings::TrainSettings&>(r.train),
+            audit::settings::TrainSettings{});
+  const auto& b = r.base;
+  EXPECT_EQ(b.arch, "qwen2");
+  EXPECT_EQ(b.vocab, 264);
+  EXPECT_EQ(b.hidden, 64);
+  EXPECT_EQ(b.layers, 2);
+  EXPECT_EQ(b.heads, 4);
+  EXPECT_EQ(b.kv_heads, 4);
+  EXPECT_EQ(b.head_dim, 16);
+  EXPECT_EQ(b.ffn, 256);
+  EXPECT_DOUBLE_EQ(b.rope_theta, 10000.0);
+  EXPECT_EQ(b.max_position, 2048);
+  EXPECT_DOUBLE_EQ(b.rms_eps, 1e-6);
+  EXPECT_TRUE(b.qkv_bias);
+  EXPECT_FALSE(b.tie_embeddings);
+  EXPECT_FALSE(is_moe(b));
+  const auto& t = r.train;
+  EXPECT_EQ(t.epochs, 5);
+  EXPECT_EQ(t.global_batch, 16);
+  EXPECT_EQ(t.micro_batch, 0);
+  EXPECT_EQ(t.micro_batch_or_global(), 16);
+  EXPECT_DOUBLE_EQ(t.lr, 1e-5);
+  EXPECT_DOUBLE_EQ(t.warmup_frac, 0.05);
+  EXPECT_DOUBLE_EQ(t.min_lr_frac, 0.0);
+  EXPECT_DOUBLE_EQ(t.beta1, 0.9);
+  EXPECT_DOUBLE_EQ(t.beta2, 0.95);
+  EXPECT_DOUBLE_EQ(t.adam_eps, 1e-8);
+  EXPECT_DOUBLE_EQ(t.weight_decay, 1e-4);
+  EXPECT_DOUBLE_EQ(t.grad_clip, 1.0);
+  EXPECT_EQ(t.seed, 42);
+  EXPECT_EQ(t.threads, 0);
+  // What logs and checkpoint messages print: every field, in order.
+  EXPECT_EQ(audit::settings::to_string(t),
+            "epochs=5 global_batch=16 micro_batch=0 lr=1e-05 warmup_frac=0.05 min_lr_frac=0 "
+            "beta1=0.9 beta2=0.95 adam_eps=1e-08 weight_decay=0.0001 grad_clip=1 seed=42 threads=0");
+  EXPECT_EQ(audit::settings::to_string(b).substr(0, 127),
+            "arch=qwen2 vocab=264 hidden=64 layers=2 heads=4 kv_heads=4 head_dim=16 ffn=256 "
+            "rope_theta=10000 max_position=2048 rms_eps=1e-06");
+}
+
+// Every settings field is a recipe key (its own name; the vocabulary's is vocab_size): one the
+// recipe cannot set would be a default no recipe could change.
+TEST(RecipeDefaults, EverySettingIsARecipeKey) {
+  const Recipe r = parse_recipe_text(kMinimal, "m.toml");
+  auto section = [&](const std::string& name) {
+    const std::string& t = r.resolved_toml;
+    const size_t at = t.find("[" + name + "]\n");
+    EXPECT_NE(at, std::string::npos) << name;
+    return t.substr(at, t.find("\n[", at + 1) - at);
+  };
+  const std::string base = section("base"), train = section("train");
+  int n = 0;
+  audit::settings::ModelSettings::for_each_field([&](const char* name, auto) {
+    const std::string key = std::string(name) == "vocab" ? "vocab_size" : name;
+    EXPECT_NE(base.find("\n" + key + " = "), std::string::npos) << "base." << key;
+    ++n;
+  });
+  audit::settings::TrainSettings::for_each_field([&](const char* name, auto) {
+    EXPECT_NE(train.find("\n" + std::string(name) + " = "), std::string::npos) << "train." << name;
+    ++n;
+  });
+  EXPECT_GT(n, 0);
+  // And a value set in the recipe reaches the struct field of that name.
+  const Recipe s = parse_recipe_text(kMinimal, "m.toml",
+                                     {"base.vocab_size=300", "base.max_position=99",
+                                      "train.micro_batch=4", "train.min_lr_frac=0.25"});
+  EXPECT_EQ(s.base.vocab, 300);
+  EXPECT_EQ(s.base.max_position, 99);
+  EXPECT_EQ(s.train.micro_batch_or_global(), 4);
+  EXPECT_DOUBLE_EQ(s.train.min_lr_frac, 0.25);
+}
+
 // ------------------------------------------------------------------ shipped recipes
 
 TEST(ShippedRecipes, EveryRecipeLoadsAndRoundTrips) {
@@ -218,7 +299,7 @@ TEST(ShippedRecipes, S1CarriesThePublishedNumbers) {
   EXPECT_EQ(r.base.heads, 40);
   EXPECT_EQ(r.base.kv_heads, 8);
   EXPECT_EQ(r.base.ffn, 27648);
-  EXPECT_EQ(r.base.vocab_size, 152064);
+  EXPECT_EQ(r.base.vocab, 152064);
   EXPECT_TRUE(r.base.qkv_bias);
   EXPECT_FALSE(r.base.tie_embeddings);
   EXPECT_DOUBLE_EQ(r.base.pretrain_tokens, 18e12);

@@ -1,7 +1,7 @@
 // `audit bench` and `audit bench train`: tokens/s of full train steps of the C++ trainer against
 // the same model in PyTorch eager (tests/golden/bench_train.py, same torch package, same thread
-// count), on the s1-mini recipe's model, the trainer's default one and one about 11x larger than
-// that, in one run, with the ratio.
+// count), on the s1-mini recipe's model, a small one (0.83M parameters) and one about 11x larger
+// than that, in one run, with the ratio.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -127,7 +127,7 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
   train->description(
       "Times full train steps (forward, masked loss, backward, clip, AdamW) of the C++ trainer\n"
       "and of tests/golden/bench_train.py (the same model and ops in PyTorch eager, same torch\n"
-      "package, same thread count) on the trainer's default model (small, 0.83M parameters) and\n"
+      "package, same thread count) on a small model (small, 0.83M parameters) and\n"
       "one ~11x larger (large, 9.5M), or on the s1-mini recipe's base (mini, 0.22M), then prints\n"
       "tokens/s of each and the ratio C++ / PyTorch.");
   train->footer(

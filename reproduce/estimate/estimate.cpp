@@ -86,7 +86,7 @@ const EstimateLine* Estimate::line(const std::string& key) const {
 ledger::ArchSpec arch_from_recipe(const recipe::BaseSection& b) {
   ledger::ArchSpec a;
   a.name = b.name;
-  a.vocab = b.vocab_size;
+  a.vocab = b.vocab;
   a.hidden = b.hidden;
   a.layers = b.layers;
   a.heads = b.heads;

@@ -4,32 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include "common/errors.h"  // audit::InputError for load_state
-#include "reproduce/recipe/recipe.h"  // config_of
 
 namespace audit::model {
-
-ModelConfig config_of(const recipe::BaseSection& b) {
-  ModelConfig mc;
-  mc.vocab = b.vocab_size;
-  mc.hidden = b.hidden;
-  mc.layers = b.layers;
-  mc.heads = b.heads;
-  mc.kv_heads = b.kv_heads;
-  mc.head_dim = b.head_dim;
-  mc.ffn = b.ffn;
-  mc.rope_theta = b.rope_theta;
-  mc.rms_eps = b.rms_eps;
-  mc.qkv_bias = b.qkv_bias;
-  mc.tie_embeddings = b.tie_embeddings;
-  return mc;
-}
 
 namespace F = torch::nn::functional;
 
@@ -40,6 +22,12 @@ void ModelConfig::validate() const {
   auto need = [](bool ok, const char* field, const std::string& why) {
     if (!ok) throw std::invalid_argument(std::string("model.") + field + ": " + why);
   };
+  need(arch == "qwen2", "arch",
+       "this model builds \"qwen2\"; \"" + arch + "\" is for estimate and replay");
+  need(routed_experts == 0, "routed_experts", "MoE layers are not built here yet (must be 0)");
+  need(q_lora_rank == 0 && kv_lora_rank == 0, "kv_lora_rank",
+       "MLA attention is not built here yet (ranks must be 0)");
+  need(mtp_depth == 0, "mtp_depth", "multi-token prediction is not built here yet (must be 0)");
   need(vocab > 0, "vocab", "must be positive");
   need(hidden > 0, "hidden", "must be positive");
   need(layers > 0, "layers", "must be positive");
@@ -49,6 +37,7 @@ void ModelConfig::validate() const {
   need(head_dim > 0 && head_dim % 2 == 0, "head_dim", "must be positive and even (rotary pairs)");
   need(ffn > 0, "ffn", "must be positive");
   need(rope_theta > 0, "rope_theta", "must be positive");
+  need(max_position > 0, "max_position", "must be positive");
   need(rms_eps > 0, "rms_eps", "must be positive");
 }
 
@@ -58,22 +47,6 @@ int64_t ModelConfig::parameter_count() const {
   const int64_t o = heads * head_dim * hidden, mlp = 3 * hidden * ffn, norms = 2 * hidden;
   const int64_t per_layer = q + kv + bias + o + mlp + norms;
   return vocab * hidden * (tie_embeddings ? 1 : 2) + layers * per_layer + hidden;
-}
-
-std::string ModelConfig::to_string() const {
-  std::ostringstream s;
-  s << "vocab=" << vocab << " hidden=" << hidden << " layers=" << layers << " heads=" << heads
-    << " kv_heads=" << kv_heads << " head_dim=" << head_dim << " ffn=" << ffn
-    << " rope_theta=" << rope_theta << " rms_eps=" << rms_eps << " qkv_bias=" << qkv_bias
-    << " tie_embeddings=" << tie_embeddings;
-  return s.str();
-}
-
-bool ModelConfig::operator==(const ModelConfig& o) const {
-  return vocab == o.vocab && hidden == o.hidden && layers == o.layers && heads == o.heads &&
-         kv_heads == o.kv_heads && head_dim == o.head_dim && ffn == o.ffn &&
-         rope_theta == o.rope_theta && rms_eps == o.rms_eps && qkv_bias == o.qkv_bias &&
-         tie_embeddings == o.tie_embeddings;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,39 +17,26 @@
 
 #include <torch/torch.h>
 
-namespace audit::recipe {
-struct BaseSection;
-}
+#include "reproduce/settings/settings.h"  // ModelSettings: the fields and their defaults
 
 namespace audit::model {
 
-// Every architecture default in one place; a recipe overrides fields (see STYLE.md 6).
-struct ModelConfig {
-  int64_t vocab = 272;          // vocabulary size (embedding rows and lm_head outputs)
-  int64_t hidden = 128;         // residual stream width (HF hidden_size)
-  int64_t layers = 4;           // decoder layers (HF num_hidden_layers)
-  int64_t heads = 8;            // query heads (HF num_attention_heads)
-  int64_t kv_heads = 2;         // key/value heads; heads % kv_heads == 0 (HF num_key_value_heads)
-  int64_t head_dim = 16;        // per-head width; Qwen2 uses hidden / heads
-  int64_t ffn = 384;            // SwiGLU inner width (HF intermediate_size)
-  double rope_theta = 10000.0;  // rotary base (Qwen2.5 uses 1e6 for long contexts)
-  double rms_eps = 1e-6;        // RMSNorm epsilon (HF rms_norm_eps)
-  bool qkv_bias = true;         // q/k/v projections carry a bias (Qwen2 does; o_proj never)
-  bool tie_embeddings = false;  // lm_head shares embed_tokens.weight (Qwen2.5-32B: untied)
+// The model's configuration: settings::ModelSettings (reproduce/settings/settings.h), where every
+// architecture field has its one default, shared with the recipe's [base] section. A recipe's
+// model is ModelConfig(recipe.base). This file builds the dense qwen2 architecture; validate()
+// refuses the fields of what it does not build yet (MoE, MLA, multi-token prediction).
+struct ModelConfig : settings::ModelSettings {
+  ModelConfig() = default;
+  explicit ModelConfig(const settings::ModelSettings& s) : settings::ModelSettings(s) {}
 
-  // Throws std::invalid_argument naming the field when the sizes do not fit together.
+  // Throws std::invalid_argument naming the field when the sizes do not fit together or name a
+  // part this model does not build.
   void validate() const;
   // Parameter count (embeddings and lm_head included; counted once when tied).
   int64_t parameter_count() const;
-  // "vocab=272 hidden=128 ..." for logs and checkpoint checks.
-  std::string to_string() const;
-  bool operator==(const ModelConfig& o) const;
-  bool operator!=(const ModelConfig& o) const { return !(*this == o); }
+  // "arch=qwen2 vocab=264 hidden=64 ..." (every field) for logs and checkpoint checks.
+  std::string to_string() const { return settings::to_string(*this); }
 };
-
-// The sizes of a recipe's [base] section (reproduce/recipe/recipe.h). Its arch and vocabulary are the
-// caller's to check against what it can build.
-ModelConfig config_of(const recipe::BaseSection& b);
 
 // Per-layer key/value cache for incremental decoding. Keys and values are stored already
 // rotated, [batch, kv_heads, capacity, head_dim]; `valid` marks which cached positions are real

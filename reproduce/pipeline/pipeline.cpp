@@ -48,11 +48,11 @@ model::ModelConfig model_config(const recipe::Recipe& r, const datasets::ByteTok
     throw InputError(r.path, 0, 0, "base.arch",
                      "`audit run` trains the dense qwen2 architecture; '" + b.arch +
                          "' is for estimate and replay");
-  if (b.vocab_size < tok.vocab_size())
+  if (b.vocab < tok.vocab_size())
     throw InputError(r.path, 0, 0, "base.vocab_size",
                      "must be at least " + std::to_string(tok.vocab_size()) +
                          " (bytes + template specials of the byte tokenizer)");
-  return model::config_of(b);
+  return model::ModelConfig(b);
 }
 
 train::TrainData to_train_data(const datasets::Batch& b) {
@@ -129,7 +129,6 @@ std::vector<train::StepInfo> Pipeline::train_model(model::CausalLM& m, const dat
                                                    train::TrainConfig cfg, const std::string& label,
                                                    int64_t stage_id) {
   cfg.device = device_;
-  cfg.threads = int(r_.train.threads);
   cfg.checkpoint_meta["recipe_sha256"] = r_.sha256;
   cfg.checkpoint_meta["run_id"] = std::to_string(run_id_);
   cfg.checkpoint_meta["stage"] = label;
@@ -174,20 +173,17 @@ void Pipeline::pretrain() {
   torch::manual_seed(uint64_t(r_.train.seed));
   base_ = model::CausalLM(model_config(r_, tok_));
   model::init_weights(base_, uint64_t(r_.train.seed));
-  train::TrainConfig cfg;
+  // The recipe's [train] settings (warmup, lr floor, AdamW beta1 and epsilon, clipping, seed,
+  // threads) with the pretraining's own lr, batch and steps from [base].
+  train::TrainConfig cfg(r_.train);
   cfg.lr = b.pretrain_lr;
-  cfg.min_lr = b.pretrain_lr * r_.train.min_lr_frac;
-  cfg.warmup_ratio = r_.train.warmup_frac;
-  cfg.batch_size = b.pretrain_batch;
-  cfg.micro_batch = b.pretrain_batch;
+  cfg.global_batch = b.pretrain_batch;
+  cfg.micro_batch = 0;  // = global_batch
   cfg.max_steps = b.pretrain_steps;
   cfg.epochs = std::max<int64_t>(1, (b.pretrain_steps * b.pretrain_batch + packed.blocks.rows - 1) /
                                         std::max(1, packed.blocks.rows));
-  cfg.beta1 = r_.train.beta1;
-  cfg.beta2 = 0.99;  // pretraining default; the SFT stage uses the claimed betas
+  cfg.beta2 = 0.99;  // pretraining's; the SFT stage uses the claimed betas and weight decay
   cfg.weight_decay = 0.01;
-  cfg.grad_clip = r_.train.grad_clip;
-  cfg.seed = uint64_t(r_.train.seed);
   train_model(base_, packed.blocks, cfg, "pretrain", meter.stage_id());
   meter.finish();
 }
@@ -267,19 +263,8 @@ void Pipeline::sft(int64_t seed_index) {
                                    : datasets::pad_batch(seqs, iota(seqs.size()), block,
                                                          tok_.pad_id());
   model::CausalLM m = clone_model(base_);
-  train::TrainConfig cfg;
-  cfg.lr = t.lr;
-  cfg.min_lr = t.lr * t.min_lr_frac;
-  cfg.warmup_ratio = t.warmup_frac;
-  cfg.epochs = t.epochs;
-  cfg.batch_size = t.global_batch;
-  cfg.micro_batch = t.micro_batch > 0 ? t.micro_batch : t.global_batch;
-  cfg.beta1 = t.beta1;
-  cfg.beta2 = t.beta2;
-  cfg.adam_eps = t.adam_eps;
-  cfg.weight_decay = t.weight_decay;
-  cfg.grad_clip = t.grad_clip;
-  cfg.seed = uint64_t(t.seed + seed_index);
+  train::TrainConfig cfg(t);  // the claimed schedule as it stands, one seed per repetition
+  cfg.seed = t.seed + seed_index;
   event(meter.stage_id(), "sft_config",
         {{"seed", t.seed + seed_index}, {"samples", selected_.size()}, {"rows", data.rows},
          {"packing", t.packing}, {"block", block}, {"loss_on", t.loss_on},

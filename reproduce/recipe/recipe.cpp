@@ -82,7 +82,7 @@ template <class V>
 void visit_base(V& v, BaseSection& b) {
   v.str("name", b.name);
   v.choice("arch", b.arch, {"qwen2", "deepseek_v3"});
-  v.integer("vocab_size", b.vocab_size, 1);
+  v.integer("vocab_size", b.vocab, 1);
   v.integer("hidden", b.hidden, 1);
   v.integer("layers", b.layers, 1);
   v.integer("heads", b.heads, 1);
@@ -906,7 +906,7 @@ void validate(const Recipe& r, const ParseCtx& ctx) {
         "data.seq_len_p90", "seq_len_p90 must not be below seq_len_mean");
 
   const auto& t = r.train;
-  int64_t micro = t.micro_batch == 0 ? t.global_batch : t.micro_batch;
+  const int64_t micro = t.micro_batch_or_global();
   check(micro <= t.global_batch && t.global_batch % micro == 0, "train.micro_batch",
         "micro_batch (" + std::to_string(micro) + ") must divide global_batch (" +
             std::to_string(t.global_batch) + ")",

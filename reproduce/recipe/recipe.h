@@ -1,5 +1,6 @@
 // Recipes: a training claim written down as TOML. Every default lives once, in the section
-// structs below (one comment per field); a recipe file only overrides what differs, and
+// structs below (one comment per field; the model and training ones in the settings structs they
+// extend, reproduce/settings/settings.h); a recipe file only overrides what differs, and
 // `--set section.key=value` overrides last. Loading is strict: unknown sections or keys, wrong
 // types, out-of-range values and missing required keys throw audit::InputError naming
 // file:line:column and the dotted key. The resolved recipe (every field, stable order, see
@@ -14,7 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "common/errors.h"  // audit::InputError (exit 2)
+#include "common/errors.h"      // audit::InputError (exit 2)
+#include "reproduce/settings/settings.h"  // ModelSettings, TrainSettings: [base] and [train] defaults
 
 namespace audit::recipe {
 
@@ -83,40 +85,12 @@ struct ClaimSection {
 };
 
 // [base] — the base model: architecture (parameter counts are computed from it, never typed
-// in), how it was pretrained (declared), and, for a miniature, how it is pretrained here.
-struct BaseSection {
+// in), how it was pretrained (declared), and, for a miniature, how it is pretrained here. The
+// architecture fields and their defaults are settings::ModelSettings (reproduce/settings/
+// settings.h), under the same keys (vocabulary: `vocab_size`), so the model built from a recipe
+// is its [base] as it stands; the rest are the claim's.
+struct BaseSection : settings::ModelSettings {
   std::string name;              // e.g. "Qwen2.5-32B-Instruct"
-  std::string arch = "qwen2";    // "qwen2" (dense, GQA, SwiGLU) | "deepseek_v3" (MLA + MoE)
-  int64_t vocab_size = 264;      // vocabulary size (embedding rows); 264 = byte tokenizer (256
-                                 // bytes + 8 template specials, datasets/tokenizer/tokenizer.h)
-  int64_t hidden = 64;           // model width d_model
-  int64_t layers = 2;            // transformer blocks
-  int64_t heads = 4;             // query heads
-  int64_t kv_heads = 4;          // key/value heads (GQA groups); must divide heads
-  int64_t head_dim = 16;         // per-head dim for q/k/v (qwen2); for MLA see v_head_dim etc.
-  int64_t ffn = 256;             // dense SwiGLU intermediate size (also the first dense layers')
-  double rope_theta = 10000.0;   // RoPE base
-  int64_t max_position = 2048;   // longest position the model supports
-  double rms_eps = 1e-6;         // RMSNorm epsilon
-  bool qkv_bias = true;          // q/k/v projections have a bias (Qwen2 yes, DeepSeek-V3 no)
-  bool tie_embeddings = false;   // output head shares the embedding matrix
-  // MoE (arch = "deepseek_v3"; routed_experts = 0 means dense)
-  int64_t routed_experts = 0;    // routed experts per MoE layer
-  int64_t shared_experts = 0;    // always-on shared experts per MoE layer
-  int64_t top_k = 0;             // routed experts per token
-  int64_t expert_ffn = 0;        // intermediate size of one expert
-  int64_t first_dense_layers = 0;// leading layers with a dense FFN (size ffn) instead of MoE
-  std::string score_func = "softmax";  // gate scores: "softmax" | "sigmoid" (+ bias, DeepSeek-V3)
-  double routed_scaling = 1.0;   // scale on routed expert outputs (DeepSeek-V3: 2.5)
-  int64_t expert_groups = 1;     // node-limited routing: expert groups (DeepSeek-V3: 8)
-  int64_t topk_groups = 1;       // groups a token may route to (DeepSeek-V3: 4)
-  int64_t mtp_depth = 0;         // multi-token-prediction modules (DeepSeek-V3: 1)
-  // MLA (arch = "deepseek_v3")
-  int64_t q_lora_rank = 0;       // query low-rank dim; 0 = plain q projection
-  int64_t kv_lora_rank = 0;      // compressed KV latent dim
-  int64_t qk_nope_head_dim = 0;  // per-head q/k dim without RoPE
-  int64_t qk_rope_head_dim = 0;  // per-head q/k dim with RoPE (decoupled key)
-  int64_t v_head_dim = 0;        // per-head value dim
   // Declared pretraining (for the base-model cost when it was not trained here)
   double pretrain_tokens = 0;        // tokens the base was pretrained on, as declared; 0 = unknown
   std::string pretrain_source;       // citation for pretrain_tokens
@@ -169,23 +143,13 @@ struct DataSection {
   std::string seq_len_source;          // where the length profile comes from
 };
 
-// [train] — the SFT (or RL) schedule of the claimed run.
-struct TrainSection {
-  int64_t epochs = 5;                  // passes over the selected samples (s1: 5)
+// [train] — the SFT (or RL) schedule of the claimed run. The optimizer and schedule fields and
+// their defaults are settings::TrainSettings (reproduce/settings/settings.h), under the same keys,
+// which the trainer takes as they stand; the rest describe the claimed run.
+struct TrainSection : settings::TrainSettings {
   int64_t steps = 0;                   // declared optimizer steps (s1: 315); 0 = derive
-  int64_t global_batch = 16;           // sequences per optimizer step across all devices
-  int64_t micro_batch = 0;             // sequences per forward/backward; 0 = global_batch;
-                                       // must divide global_batch (rest is grad accumulation)
-  double lr = 1e-5;                    // peak learning rate
-  double warmup_frac = 0.05;           // fraction of steps of linear warmup (0..1)
   std::string schedule = "cosine";     // "cosine" | "linear" | "constant" after warmup
-  double min_lr_frac = 0.0;            // final lr as a fraction of peak (0..1)
   std::string optimizer = "adamw";     // "adamw" (the only one so far)
-  double beta1 = 0.9;                  // AdamW beta1
-  double beta2 = 0.95;                 // AdamW beta2
-  double adam_eps = 1e-8;              // AdamW epsilon
-  double weight_decay = 1e-4;          // AdamW decoupled weight decay
-  double grad_clip = 1.0;              // global grad-norm clip; 0 = off
   int64_t block_size = 32768;          // max tokens per sequence (s1: 32768)
   std::string precision = "bf16";      // "fp32" | "bf16" | "fp8" (claimed; CPU runs fp32)
   bool packing = true;                 // pack samples into block_size sequences
@@ -193,9 +157,7 @@ struct TrainSection {
   std::string parallelism = "fsdp_full_shard";  // "none" | "ddp" | "fsdp_full_shard" |
                                        // "fsdp_shard_grad_op" | "zero1" | "zero3" | "ep_pp_dp"
   std::string loss_on = "answer";      // "answer" (trace + answer, question masked) | "all"
-  int64_t seed = 42;                   // init/shuffle seed
   int64_t checkpoint_every = 0;        // steps between checkpoints; 0 = only at the end
-  int64_t threads = 0;                 // CPU threads for torch; 0 = all cores
 };
 
 // [eval] — how base and tuned models are evaluated (ID and every OOD split).

@@ -674,8 +674,8 @@ TimingResult time_parts(const ledger::ArchSpec& a, const recipe::BaseSection& ba
 SelfCheckOptions default_self_check() {
   SelfCheckOptions o;
   auto& a = o.arch;
-  const model::ModelConfig d;  // the trainer's default model
-  a.name = "self-check (the trainer's default shapes)";
+  const model::ModelConfig d = train::bench_model_config("small");
+  a.name = "self-check (the small benchmark model)";
   a.vocab = d.vocab;
   a.hidden = d.hidden;
   a.layers = d.layers;
@@ -764,7 +764,7 @@ SelfCheckResult self_check(const SelfCheckOptions& o) {
   data.loss_mask = torch::ones({o.samples, o.seq_len}, torch::kLong);
   train::TrainConfig tc;
   tc.epochs = o.epochs;
-  tc.batch_size = o.batch;
+  tc.global_batch = o.batch;
   tc.micro_batch = o.batch;
   tc.device = o.device;
   tc.seed = o.seed;

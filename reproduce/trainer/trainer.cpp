@@ -25,7 +25,9 @@ namespace audit::train {
 namespace {
 
 constexpr char kMagic[8] = {'A', 'U', 'D', 'I', 'T', 'C', 'K', 'P'};
-constexpr uint32_t kCheckpointVersion = 1;
+// 2: the metadata's model config holds every settings::ModelSettings field (arch, max_position,
+// MoE, MLA, MTP) and its train config every settings::TrainSettings field under the recipe's keys.
+constexpr uint32_t kCheckpointVersion = 2;
 constexpr double kPi = 3.14159265358979323846;
 
 // FNV-1a, 64 bit: the checkpoint checksum and the data fingerprint (not a security measure).
@@ -54,28 +56,18 @@ uint64_t get_le(const std::string& s, size_t at, int bytes) {
   return v;
 }
 
+// Every ModelSettings field under its name (settings.h's one list).
 nlohmann::json config_to_json(const model::ModelConfig& c) {
-  return {{"vocab", c.vocab},         {"hidden", c.hidden},
-          {"layers", c.layers},       {"heads", c.heads},
-          {"kv_heads", c.kv_heads},   {"head_dim", c.head_dim},
-          {"ffn", c.ffn},             {"rope_theta", c.rope_theta},
-          {"rms_eps", c.rms_eps},     {"qkv_bias", c.qkv_bias},
-          {"tie_embeddings", c.tie_embeddings}};
+  nlohmann::json j = nlohmann::json::object();
+  settings::ModelSettings::for_each_field([&](const char* name, auto field) { j[name] = c.*field; });
+  return j;
 }
 
 model::ModelConfig config_from_json(const nlohmann::json& j) {
   model::ModelConfig c;
-  c.vocab = j.at("vocab").get<int64_t>();
-  c.hidden = j.at("hidden").get<int64_t>();
-  c.layers = j.at("layers").get<int64_t>();
-  c.heads = j.at("heads").get<int64_t>();
-  c.kv_heads = j.at("kv_heads").get<int64_t>();
-  c.head_dim = j.at("head_dim").get<int64_t>();
-  c.ffn = j.at("ffn").get<int64_t>();
-  c.rope_theta = j.at("rope_theta").get<double>();
-  c.rms_eps = j.at("rms_eps").get<double>();
-  c.qkv_bias = j.at("qkv_bias").get<bool>();
-  c.tie_embeddings = j.at("tie_embeddings").get<bool>();
+  settings::ModelSettings::for_each_field([&](const char* name, auto field) {
+    c.*field = j.at(name).get<std::decay_t<decltype(c.*field)>>();
+  });
   return c;
 }
 
@@ -180,7 +172,7 @@ torch::Tensor masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& t
 
 Trainer::Trainer(model::CausalLM model, TrainConfig cfg, TrainData data)
     : model_(std::move(model)), cfg_(std::move(cfg)), data_(std::move(data)),
-      device_(cfg_.device), rng_(cfg_.seed) {
+      device_(cfg_.device), rng_(static_cast<uint64_t>(cfg_.seed)) {
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw std::invalid_argument("trainer: " + what);
   };
@@ -197,19 +189,20 @@ Trainer::Trainer(model::CausalLM model, TrainConfig cfg, TrainData data)
   const int64_t vocab = model_->config().vocab;
   need(data_.tokens.min().item<int64_t>() >= 0 && data_.tokens.max().item<int64_t>() < vocab,
        "token ids must lie in [0, " + std::to_string(vocab) + ")");
-  need(cfg_.batch_size > 0 && cfg_.micro_batch > 0, "batch_size and micro_batch must be positive");
+  need(cfg_.global_batch > 0 && cfg_.micro_batch >= 0,
+       "global_batch must be positive and micro_batch not negative");
   need(cfg_.epochs > 0 || cfg_.max_steps > 0, "epochs or max_steps must be positive");
   data_.tokens = data_.tokens.to(torch::kCPU).contiguous();
   data_.loss_mask = data_.loss_mask.to(torch::kCPU).contiguous();
   if (data_.position_ids.defined()) data_.position_ids = data_.position_ids.to(torch::kCPU).contiguous();
 
-  if (cfg_.threads > 0) torch::set_num_threads(cfg_.threads);
+  if (cfg_.threads > 0) torch::set_num_threads(static_cast<int>(cfg_.threads));
   const int64_t n = data_.tokens.size(0);
-  steps_per_epoch_ = (n + cfg_.batch_size - 1) / cfg_.batch_size;
+  steps_per_epoch_ = (n + cfg_.global_batch - 1) / cfg_.global_batch;
   total_steps_ = cfg_.max_steps > 0 ? cfg_.max_steps : cfg_.epochs * steps_per_epoch_;
   warmup_steps_ = cfg_.warmup_steps >= 0
                       ? cfg_.warmup_steps
-                      : static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * total_steps_));
+                      : static_cast<int64_t>(std::ceil(cfg_.warmup_frac * total_steps_));
 
   model_->to(device_);
   model_->train();
@@ -293,11 +286,12 @@ double Trainer::clip_and_update(double lr) {
 }
 
 int64_t Trainer::accumulation_steps() const {
-  return (cfg_.batch_size + cfg_.micro_batch - 1) / cfg_.micro_batch;
+  const int64_t micro = cfg_.micro_batch_or_global();
+  return (cfg_.global_batch + micro - 1) / micro;
 }
 
 double Trainer::lr_at(int64_t step) const {
-  return lr_schedule(cfg_.lr, cfg_.min_lr, warmup_steps_, total_steps_, step);
+  return lr_schedule(cfg_.lr, cfg_.lr * cfg_.min_lr_frac, warmup_steps_, total_steps_, step);
 }
 
 std::vector<int64_t> Trainer::next_batch() {
@@ -308,7 +302,7 @@ std::vector<int64_t> Trainer::next_batch() {
       for (int64_t i = n - 1; i > 0; --i)
         std::swap(perm_[i], perm_[rng_() % static_cast<uint64_t>(i + 1)]);
   }
-  const int64_t take = std::min(cfg_.batch_size, n - pos_.cursor);
+  const int64_t take = std::min(cfg_.global_batch, n - pos_.cursor);
   std::vector<int64_t> batch(perm_.begin() + pos_.cursor, perm_.begin() + pos_.cursor + take);
   pos_.cursor += take;
   if (pos_.cursor == n) {
@@ -334,8 +328,9 @@ double Trainer::accumulate_gradients(const std::vector<int64_t>& samples, int64_
       (data_.loss_mask.index_select(0, index).narrow(1, 1, T - 1) != 0).sum().item<double>();
   const bool autocast = cfg_.bf16_autocast && device_.is_cuda();
   torch::Tensor total = torch::zeros({}, torch::TensorOptions().device(device_));
-  for (int64_t at = 0; at < static_cast<int64_t>(samples.size()); at += cfg_.micro_batch) {
-    const int64_t len = std::min<int64_t>(cfg_.micro_batch, samples.size() - at);
+  const int64_t micro_size = cfg_.micro_batch_or_global();
+  for (int64_t at = 0; at < static_cast<int64_t>(samples.size()); at += micro_size) {
+    const int64_t len = std::min<int64_t>(micro_size, samples.size() - at);
     auto micro = index.narrow(0, at, len);
     auto ids = data_.tokens.index_select(0, micro);
     auto mask = data_.loss_mask.index_select(0, micro);
@@ -434,14 +429,12 @@ void Trainer::save_checkpoint(const std::string& path) const {
   meta["data"] = {{"samples", data_.tokens.size(0)},
                   {"seq", data_.tokens.size(1)},
                   {"fingerprint", data_fingerprint()}};
-  meta["train"] = {{"lr", cfg_.lr},
-                   {"min_lr", cfg_.min_lr},
-                   {"warmup_steps", warmup_steps_},
+  meta["train"] = {{"warmup_steps", warmup_steps_},
                    {"total_steps", total_steps_},
-                   {"batch_size", cfg_.batch_size},
-                   {"micro_batch", cfg_.micro_batch},
-                   {"seed", cfg_.seed},
+                   {"max_steps", cfg_.max_steps},
                    {"shuffle", cfg_.shuffle}};
+  settings::TrainSettings::for_each_field(
+      [&](const char* name, auto field) { meta["train"][name] = cfg_.*field; });
   meta["meta"] = cfg_.checkpoint_meta;
   meta["torch_version"] = TORCH_VERSION;
 
@@ -504,10 +497,10 @@ void Trainer::load_checkpoint(const std::string& path) {
                             std::to_string(data_.tokens.size(1)));
     if (d.at("fingerprint").get<std::string>() != data_fingerprint())
       throw bad("data.fingerprint", "the training data differ from the checkpoint's");
-    if (raw.meta.at("train").at("batch_size").get<int64_t>() != cfg_.batch_size)
-      throw bad("train.batch_size", "checkpoint used batch size " +
-                                        std::to_string(raw.meta.at("train").at("batch_size").get<int64_t>()) +
-                                        ", this run " + std::to_string(cfg_.batch_size));
+    if (raw.meta.at("train").at("global_batch").get<int64_t>() != cfg_.global_batch)
+      throw bad("train.global_batch", "checkpoint used global batch " +
+                                          std::to_string(raw.meta.at("train").at("global_batch").get<int64_t>()) +
+                                          ", this run " + std::to_string(cfg_.global_batch));
     pos.step = raw.meta.at("step").get<int64_t>();
     pos.epoch = raw.meta.at("epoch").get<int64_t>();
     pos.cursor = raw.meta.at("cursor").get<int64_t>();
@@ -606,12 +599,17 @@ void load_checkpoint_weights(const std::string& path, model::CausalLM& model) {
 }
 
 model::ModelConfig bench_model_config(const std::string& size) {
-  model::ModelConfig c;  // the trainer's defaults
-  c.vocab = 272;
-  if (size == "small") return c;
   if (size == "mini")  // read from the shipped recipe, so the two cannot drift apart
-    return model::config_of(
-        recipe::load_recipe(resource_path("recipes/s1-mini.toml")).base);
+    return model::ModelConfig(recipe::load_recipe(resource_path("recipes/s1-mini.toml")).base);
+  model::ModelConfig c;  // "small" (the other fields at their defaults, settings.h)
+  c.vocab = 272;
+  c.hidden = 128;
+  c.layers = 4;
+  c.heads = 8;
+  c.kv_heads = 2;
+  c.head_dim = 16;
+  c.ffn = 384;
+  if (size == "small") return c;
   if (size == "large") {
     c.hidden = 320;
     c.layers = 8;
@@ -634,7 +632,7 @@ Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch,
   data.tokens = torch::randint(0, mc.vocab, {batch, seq}, gen, torch::kLong);
   data.loss_mask = torch::ones({batch, seq}, torch::kLong);
   TrainConfig cfg;
-  cfg.batch_size = cfg.micro_batch = batch;
+  cfg.global_batch = cfg.micro_batch = batch;
   cfg.max_steps = warmup_steps + timed_steps;
   cfg.warmup_steps = 0;
   cfg.lr = 1e-3;

@@ -13,7 +13,7 @@
 //                predictable from the previous segment).
 //   position_ids optional [N, T] int64; a position that does not continue the previous one
 //                starts a new segment (attention stays inside it), see model.h.
-// Each optimizer step takes the next `batch_size` samples of the epoch's permutation (the last
+// Each optimizer step takes the next `global_batch` samples of the epoch's permutation (the last
 // batch of an epoch may be smaller, as HF's Trainer does: s1's 1,000 samples at batch 16 give
 // 63 steps per epoch, 315 for 5 epochs); the loss is the mean over every target token of the
 // whole global batch, however it is split into micro-batches.
@@ -29,28 +29,22 @@
 
 #include <torch/torch.h>
 
-#include "reproduce/model/model.h"  // CausalLM, ModelConfig
+#include "reproduce/model/model.h"        // CausalLM, ModelConfig
+#include "reproduce/settings/settings.h"  // TrainSettings: the fields and their defaults
 
 namespace audit::train {
 
-// Every training default in one place (s1's values where it states them, see DESIGN.md).
-struct TrainConfig {
-  double lr = 1e-3;            // peak learning rate (s1: 1e-5 on 32B; small models need more)
-  double min_lr = 0.0;         // cosine floor (s1 / HF cosine: 0)
-  int64_t warmup_steps = -1;   // linear warmup steps; -1: ceil(warmup_ratio * total_steps)
-  double warmup_ratio = 0.05;  // s1: 5%
-  int64_t epochs = 1;          // passes over the data (s1: 5)
-  int64_t max_steps = -1;      // > 0: stop after this many steps (the schedule spans them)
-  int64_t batch_size = 16;     // global batch: samples per optimizer step (s1: 16)
-  int64_t micro_batch = 16;    // samples per forward/backward; accumulation = ceil(batch/micro)
-  double beta1 = 0.9;          // AdamW betas (s1: 0.9, 0.95)
-  double beta2 = 0.95;
-  double adam_eps = 1e-8;
-  double weight_decay = 1e-4;  // on matrices and embeddings only, not biases or norms (s1: 1e-4)
-  double grad_clip = 1.0;      // max global gradient norm; <= 0 disables clipping
-  bool shuffle = true;         // a fresh permutation of the samples each epoch
-  uint64_t seed = 0;           // seeds the data-order std::mt19937_64
-  int threads = 0;             // torch intra-op threads (torch::set_num_threads); 0: unchanged
+// The trainer's configuration: settings::TrainSettings (reproduce/settings/settings.h), where
+// every optimizer and schedule field has its one default, shared with the recipe's [train]
+// section (a recipe's schedule is TrainConfig(recipe.train)), plus what only a run here has.
+struct TrainConfig : settings::TrainSettings {
+  TrainConfig() = default;
+  explicit TrainConfig(const settings::TrainSettings& s) : settings::TrainSettings(s) {}
+
+  int64_t max_steps = -1;      // > 0: stop after this many steps (the schedule spans them);
+                               // else epochs passes over the data
+  int64_t warmup_steps = -1;   // >= 0: linear warmup steps; -1: ceil(warmup_frac * total steps)
+  bool shuffle = true;         // a fresh permutation of the samples each epoch (from seed)
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"; the model is moved there
   bool bf16_autocast = true;   // autocast forward passes to bf16 on CUDA (ignored on CPU)
   std::map<std::string, std::string> checkpoint_meta;  // stored in checkpoints (recipe hash...)
@@ -125,7 +119,8 @@ class Trainer {
   std::vector<StepInfo> train(const StepCallback& cb = {});
   bool done() const { return pos_.step >= total_steps_; }
 
-  // Forward and backward over the given samples, split into micro-batches of cfg.micro_batch;
+  // Forward and backward over the given samples, split into micro-batches of cfg.micro_batch
+  // (0: one);
   // adds to the parameters' .grad (does not zero or step). Returns the batch loss.
   // Adds the positions run through the model to *positions_run when given (trailing columns
   // after every row's last target are not run: they change neither loss nor gradients).
@@ -201,9 +196,10 @@ struct Throughput {
   double final_loss = 0;
 };
 // The benchmark models: "mini" is the base of recipes/s1-mini.toml, read from it (now hidden 64,
-// 3 layers, 4/2 heads of 16, ffn 256, vocab 264, 0.22M parameters); "small" the trainer's default ModelConfig (hidden
-// 128, 4 layers, 8/2 heads of 16, ffn 384, vocab 272, 0.83M); "large" about 11x that (hidden
-// 320, 8 layers, 10/2 heads of 32, ffn 960, 9.5M). Throws std::invalid_argument for another name.
+// 3 layers, 4/2 heads of 16, ffn 256, vocab 264, 0.22M parameters); "small" hidden 128, 4 layers,
+// 8/2 heads of 16, ffn 384, vocab 272, 0.83M (also the replay self-check's model); "large" about
+// 11x that (hidden 320, 8 layers, 10/2 heads of 32, ffn 960, 9.5M). The fields not named keep
+// their defaults (settings::ModelSettings). Throws std::invalid_argument for another name.
 model::ModelConfig bench_model_config(const std::string& size);
 
 Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch, int64_t seq,

@@ -259,15 +259,16 @@ using audit::testing::read_file;
 using audit::testing::TempDir;
 using audit::testing::write_file;
 
-// Every size of a recipe's [base] reaches the model config (the pipeline and `audit bench
-// train --model mini` build their models through config_of).
-TEST(Model, ConfigOfARecipesBaseSection) {
+// A recipe's [base] is the model config as it stands (the pipeline and `audit bench train
+// --model mini` build their models from ModelConfig(recipe.base)), and the defaults are one set.
+TEST(Model, ARecipesBaseSectionIsItsModelConfig) {
   auto r = audit::recipe::parse_recipe_text(
       "[claim]\nname = \"c\"\n[base]\nvocab_size = 300\nhidden = 48\nlayers = 5\nheads = 6\n"
-      "kv_heads = 3\nhead_dim = 8\nffn = 136\nrope_theta = 5e5\nrms_eps = 1e-5\n"
-      "qkv_bias = false\ntie_embeddings = true\n",
+      "kv_heads = 3\nhead_dim = 8\nffn = 136\nrope_theta = 5e5\nmax_position = 640\n"
+      "rms_eps = 1e-5\nqkv_bias = false\ntie_embeddings = true\n",
       "test");
-  const auto c = audit::model::config_of(r.base);
+  const ModelConfig c(r.base);
+  EXPECT_EQ(c.arch, "qwen2");
   EXPECT_EQ(c.vocab, 300);
   EXPECT_EQ(c.hidden, 48);
   EXPECT_EQ(c.layers, 5);
@@ -276,12 +277,45 @@ TEST(Model, ConfigOfARecipesBaseSection) {
   EXPECT_EQ(c.head_dim, 8);
   EXPECT_EQ(c.ffn, 136);
   EXPECT_DOUBLE_EQ(c.rope_theta, 5e5);
+  EXPECT_EQ(c.max_position, 640);
   EXPECT_DOUBLE_EQ(c.rms_eps, 1e-5);
   EXPECT_FALSE(c.qkv_bias);
   EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_NO_THROW(c.validate());
   EXPECT_EQ(audit::train::bench_model_config("mini"),
-            audit::model::config_of(
-                audit::recipe::load_recipe(std::string(audit::testing::source_dir()) + "/recipes/s1-mini.toml").base));
+            ModelConfig(audit::recipe::load_recipe(
+                            std::string(audit::testing::source_dir()) + "/recipes/s1-mini.toml")
+                            .base));
+
+  // A recipe that names no size gets the same model as code that names none, and it builds.
+  const auto plain = audit::recipe::parse_recipe_text("[claim]\nname = \"d\"\n", "d.toml");
+  EXPECT_EQ(ModelConfig(plain.base), ModelConfig{});
+  CausalLM m{ModelConfig{}};
+  int64_t n = 0;
+  for (const auto& p : m->parameters()) n += p.numel();
+  EXPECT_EQ(ModelConfig{}.parameter_count(), n);
+}
+
+// The config holds MoE, MLA and MTP fields (a DeepSeek-V3 [base] fits in it); the model refuses
+// the parts it does not build yet, naming the field.
+TEST(Model, ConfigOfAnMoEBaseIsRefusedByTheDenseModel) {
+  const auto r = audit::recipe::load_recipe(std::string(audit::testing::source_dir()) +
+                                            "/recipes/deepseek-v3.toml");
+  ModelConfig c(r.base);
+  EXPECT_EQ(c.routed_experts, 256);
+  EXPECT_EQ(c.kv_lora_rank, 512);
+  try {
+    c.validate();
+    FAIL() << "an MoE/MLA config was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("model.arch"), std::string::npos) << e.what();
+  }
+  c = tiny();
+  c.mtp_depth = 1;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+  c = tiny();
+  c.routed_experts = 4;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
 }
 
 TEST(Safetensors, RoundTripKeepsValuesDtypesAndMetadata) {

@@ -9,6 +9,7 @@
 
 #include "common/errors.h"
 #include "reproduce/model/model.h"
+#include "reproduce/recipe/recipe.h"
 #include "reproduce/trainer/trainer.h"
 #include "tests/support/support.h"
 
@@ -58,7 +59,7 @@ TrainData copy_task(int64_t n, uint64_t seed) {
 TEST(Trainer, LearnsTinyCopyTask) {
   TrainConfig cfg;
   cfg.lr = 1e-2;
-  cfg.batch_size = 16;
+  cfg.global_batch = 16;
   cfg.micro_batch = 16;
   cfg.max_steps = 150;
   cfg.warmup_steps = 10;
@@ -83,7 +84,7 @@ TEST(Trainer, ResumedRunEqualsUninterruptedBitForBit) {
   // unevenly; 2 epochs = 8 steps; interrupted after 3 steps (mid-epoch) and after 4 (epoch end).
   TrainConfig cfg;
   cfg.lr = 5e-3;
-  cfg.batch_size = 6;
+  cfg.global_batch = 6;
   cfg.micro_batch = 4;
   cfg.epochs = 2;
   cfg.seed = 11;
@@ -145,13 +146,47 @@ TEST(Trainer, LrScheduleMatchesHfCosineWithWarmup) {
   TrainConfig cfg;
   cfg.lr = 1e-5;
   cfg.epochs = 5;
-  cfg.batch_size = 16;
+  cfg.global_batch = 16;
   Trainer t(make_model(1), cfg, d);
   EXPECT_EQ(t.steps_per_epoch(), 63);
   EXPECT_EQ(t.total_steps(), 315);
   EXPECT_EQ(t.warmup_steps(), 16);
   EXPECT_DOUBLE_EQ(t.lr_at(8), 0.5e-5);
   EXPECT_DOUBLE_EQ(t.lr_at(16), 1e-5);
+}
+
+// One set of training defaults: the trainer's config is the recipe's [train] settings, with the
+// same defaults, and takes a recipe's as they stand (no field-by-field copy to get wrong).
+TEST(Trainer, ConfigIsTheRecipesTrainSettings) {
+  using audit::settings::TrainSettings;
+  const auto plain = audit::recipe::parse_recipe_text("[claim]\nname = \"d\"\n", "d.toml");
+  EXPECT_EQ(static_cast<const TrainSettings&>(TrainConfig{}),
+            static_cast<const TrainSettings&>(plain.train));
+  const auto r = audit::recipe::parse_recipe_text(
+      "[claim]\nname = \"t\"\n[train]\nepochs = 3\nglobal_batch = 8\nmicro_batch = 2\n"
+      "lr = 3e-4\nwarmup_frac = 0.1\nmin_lr_frac = 0.2\nbeta1 = 0.8\nbeta2 = 0.9\n"
+      "adam_eps = 1e-6\nweight_decay = 0.3\ngrad_clip = 0.5\nseed = 9\nthreads = 1\n",
+      "t.toml");
+  const TrainConfig cfg(r.train);
+  EXPECT_EQ(static_cast<const TrainSettings&>(cfg), static_cast<const TrainSettings&>(r.train));
+  EXPECT_EQ(cfg.global_batch, 8);
+  EXPECT_DOUBLE_EQ(cfg.min_lr_frac, 0.2);
+  EXPECT_EQ(cfg.seed, 9);
+
+  // What the trainer makes of them: warmup_frac of the steps, the lr floor as a fraction of the
+  // peak, micro-batches of micro_batch (0: the whole global batch in one).
+  TrainData d;
+  d.tokens = torch::zeros({80, 2}, torch::kLong);
+  d.loss_mask = torch::ones({80, 2}, torch::kLong);
+  Trainer t(make_model(1), cfg, d);
+  EXPECT_EQ(t.total_steps(), 30);  // 3 epochs of 10 steps
+  EXPECT_EQ(t.warmup_steps(), 3);
+  EXPECT_EQ(t.accumulation_steps(), 4);
+  EXPECT_NEAR(t.lr_at(3), 3e-4, 1e-15);
+  EXPECT_NEAR(t.lr_at(30), 0.2 * 3e-4, 1e-15);
+  TrainConfig whole = cfg;
+  whole.micro_batch = 0;
+  EXPECT_EQ(Trainer(make_model(1), whole, d).accumulation_steps(), 1);
 }
 
 TEST(Trainer, LossIgnoresTokensOutsideTheMask) {
@@ -207,7 +242,7 @@ TEST(Trainer, TrailingUntargetedColumnsAreNotRunAndChangeNothing) {
   data.loss_mask[3][1] = 1;
   ASSERT_GT(T, 8);
   TrainConfig cfg;
-  cfg.batch_size = 4;
+  cfg.global_batch = 4;
   cfg.micro_batch = 2;
   Trainer t(make_model(4), cfg, data);
   t.model()->zero_grad();
@@ -241,7 +276,7 @@ TEST(Trainer, MicroBatchesAccumulateTheSameGradient) {
   data.loss_mask[3][11] = 1;
   auto grads_with = [&](int64_t micro) {
     TrainConfig cfg;
-    cfg.batch_size = 4;
+    cfg.global_batch = 4;
     cfg.micro_batch = micro;
     Trainer t(make_model(4), cfg, data);
     EXPECT_EQ(t.accumulation_steps(), 4 / micro);
@@ -270,7 +305,7 @@ TEST(Trainer, FirstStepFollowsTheAdamWFormula) {
   cfg.weight_decay = 0.1;
   cfg.warmup_steps = 0;
   cfg.grad_clip = 0;
-  cfg.batch_size = cfg.micro_batch = 4;
+  cfg.global_batch = cfg.micro_batch = 4;
   cfg.max_steps = 2;
   Trainer t(make_model(3), cfg, copy_task(4, 2));
   std::map<std::string, torch::Tensor> before;
@@ -286,7 +321,7 @@ TEST(Trainer, FirstStepFollowsTheAdamWFormula) {
 
 TEST(Trainer, GradientClippingBoundsTheUpdateNorm) {
   TrainConfig cfg;
-  cfg.batch_size = 8;
+  cfg.global_batch = 8;
   cfg.micro_batch = 8;
   cfg.max_steps = 1;
   cfg.grad_clip = 1e-3;
@@ -300,7 +335,7 @@ TEST(Trainer, GradientClippingBoundsTheUpdateNorm) {
 
 TEST(Trainer, BadCheckpointsAreRefusedWithInputError) {
   TrainConfig cfg;
-  cfg.batch_size = 4;
+  cfg.global_batch = 4;
   cfg.micro_batch = 4;
   cfg.max_steps = 2;
   auto data = copy_task(8, 1);
@@ -326,8 +361,11 @@ TEST(Trainer, BadCheckpointsAreRefusedWithInputError) {
   expect_refused("hello", "magic");
   expect_refused("PK\x03\x04" + good.substr(4), "magic");
   std::string newer = good;
-  newer[8] = 2;
-  expect_refused(newer, "version 2");
+  newer[8] = 3;
+  expect_refused(newer, "version 3");
+  std::string older = good;  // version 1 kept a shorter model and train config
+  older[8] = 1;
+  expect_refused(older, "version 1");
   expect_refused(good.substr(0, good.size() / 2), "checksum");
   std::string flipped = good;
   flipped[good.size() / 2] ^= 0x40;
@@ -369,7 +407,7 @@ TEST(Trainer, PackedPositionIdsAreAccepted) {
   TrainData d = copy_task(8, 1);
   d.position_ids = torch::cat({torch::arange(6), torch::arange(6)}).unsqueeze(0).expand({8, 12}).contiguous();
   TrainConfig cfg;
-  cfg.batch_size = 4;
+  cfg.global_batch = 4;
   cfg.micro_batch = 2;
   cfg.max_steps = 2;
   Trainer t(make_model(1), cfg, d);
