@@ -25,7 +25,6 @@
 #include "reproduce/recipe/recipe.h"              // load_recipe
 #include "reproduce/replay/replay.h"              // inputs_from_recipe, predict
 #include "reproduce/replay_layers/replay_layers.h" // time_parts, shrink_arch, self_check
-#include "reproduce/verdicts/verdicts.h"           // store_verdicts
 #include "common/python_peer.h"
 #include "common/version.h"
 #include "common/format.h"
@@ -403,7 +402,6 @@ int do_replay(const ReplayOptions& o, const GlobalOptions& g) {
     L.put_artifact(run, stage.id, "replay", art);
     L.add_cost_item(replay_cost(s, pred, run, g.device));
     L.add_verdict(replay_verdict(s, pred, run, g.device));
-    reports::store_verdicts(L, run);  // the claim's own verdicts too, so the report reads them
     L.end_run(run, ledger::RunStatus::succeeded);
 
     print_parts(timing);

@@ -786,30 +786,31 @@ void apply_set(toml::table& root, const std::string& set) {
 
 // ---------------------------------------------------------------- cross-field checks
 
-void validate(const Recipe& r, const ParseCtx& ctx) {
-  auto at = [&](const std::string& key) {
-    auto it = ctx.locs.find(key);
-    return it != ctx.locs.end() ? it->second : Loc{ctx.file, 0, 0};
-  };
-  auto located = [&](const Loc& l) { return l.line > 0 || l.file != ctx.file; };
-  // Fails at `key`'s position, or, when `key` was not written (a default), at the first of
-  // `near` that was (e.g. a rank missing for the chosen arch points at arch).
-  auto check = [&](bool ok, const std::string& key, const std::string& msg,
-                   std::initializer_list<const char*> near = {}) {
+// Fails at a key's position, or, when the key was not written (a default), at the first of
+// `near` that was (e.g. a rank missing for the chosen arch points at arch).
+class Validator {
+ public:
+  explicit Validator(const ParseCtx& ctx) : ctx_(ctx) {}
+  void operator()(bool ok, const std::string& key, const std::string& msg,
+                  std::initializer_list<const char*> near = {}) const {
     if (ok) return;
     Loc l = at(key);
     for (const char* n : near)
       if (!located(l) && located(at(n))) l = at(n);
     fail(l, key, msg);
-  };
+  }
 
-  const auto& c = r.claim;
-  check(!c.name.empty() && c.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-                                                    "qrstuvwxyz0123456789._-") == std::string::npos,
-        "claim.name", "must be a non-empty id of letters, digits, '.', '_' or '-', got " +
-                          toml_string(c.name));
+ private:
+  Loc at(const std::string& key) const {
+    auto it = ctx_.locs.find(key);
+    return it != ctx_.locs.end() ? it->second : Loc{ctx_.file, 0, 0};
+  }
+  bool located(const Loc& l) const { return l.line > 0 || l.file != ctx_.file; }
+  const ParseCtx& ctx_;
+};
 
-  const auto& b = r.base;
+// [base]: GQA, MoE and MLA shapes that fit together, and what pretraining here needs.
+void validate_base(const BaseSection& b, const Validator& check) {
   check(b.heads % b.kv_heads == 0, "base.kv_heads",
         "kv_heads (" + std::to_string(b.kv_heads) + ") must divide heads (" +
             std::to_string(b.heads) + ")");
@@ -859,7 +860,10 @@ void validate(const Recipe& r, const ParseCtx& ctx) {
           {"base.train_here"});
   }
 
-  const auto& d = r.data;
+}
+
+// [data]: the source, the pool, the operations and the OOD splits.
+void validate_data(const DataSection& d, const Validator& check) {
   check(d.source != "jsonl" || !d.jsonl_path.empty(), "data.jsonl_path",
         "source = \"jsonl\" needs jsonl_path", {"data.source"});
   check(d.select_n <= d.pool_size, "data.select_n",
@@ -904,6 +908,19 @@ void validate(const Recipe& r, const ParseCtx& ctx) {
         {"data.operations"});
   check(!d.seq_len_mean.set || !d.seq_len_p90.set || d.seq_len_p90.low >= d.seq_len_mean.low,
         "data.seq_len_p90", "seq_len_p90 must not be below seq_len_mean");
+
+}
+
+void validate(const Recipe& r, const ParseCtx& ctx) {
+  const Validator check(ctx);
+  const auto& c = r.claim;
+  check(!c.name.empty() && c.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                                    "qrstuvwxyz0123456789._-") == std::string::npos,
+        "claim.name", "must be a non-empty id of letters, digits, '.', '_' or '-', got " +
+                          toml_string(c.name));
+
+  validate_base(r.base, check);
+  validate_data(r.data, check);
 
   const auto& t = r.train;
   const int64_t micro = t.micro_batch_or_global();
