@@ -49,10 +49,9 @@ bool is_torch_verb(const char* arg) {
 void exec_torch_binary(char** argv) {
   namespace fs = std::filesystem;
   const fs::path dir = executable_dir();
-  for (const fs::path& p : {dir / "audit-torch", dir.parent_path() / "libexec" / "audit" / "audit-torch"}) {
-    std::error_code ec;
-    if (!fs::exists(p, ec)) continue;
-    const std::string path = p.string();
+  const std::string path = (dir / "audit-torch").string();
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
     argv[0] = const_cast<char*>(path.c_str());
     ::execv(path.c_str(), argv);
     std::fprintf(stderr, "audit %s: cannot start %s: %s\n", argv[1], path.c_str(),
