@@ -93,10 +93,8 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
   const std::string bin = chromium_binary();
   if (bin.empty())
     GTEST_SKIP() << "chromium is not installed (ci/setup.sh installs Debian's chromium)";
-  const fs::path dir =
-      fs::temp_directory_path() / ("audit_report_browser_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const audit::testing::TempDir tmp("audit_report_browser");
+  const fs::path dir = tmp.path();
   Browser b{bin, dir};
 
   // The detector must see a console error when there is one (a test that cannot fail is none).
@@ -158,7 +156,6 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
                 fs::copy_options::overwrite_existing, ec);
   fs::copy_file(page, fs::path(audit::testing::build_dir()) / "report_synthetic.html",
                 fs::copy_options::overwrite_existing, ec);
-  fs::remove_all(dir);
 }
 
 }  // namespace

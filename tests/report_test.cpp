@@ -39,15 +39,23 @@ namespace {
 
 using namespace audit::reports;
 
+// tests/support's TempDir, with its path as the fs::path these tests join onto.
 struct TempDir {
+  audit::testing::TempDir dir;
   fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("audit_report_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+  explicit TempDir(const std::string& tag) : dir("audit_report_" + tag), path(dir.path()) {}
 };
+
+// A run with no rows but its start and end, and a recipe text that does not parse.
+int64_t add_bare_run(Ledger& l) {
+  audit::ledger::RunInfo ri;
+  ri.name = "bare";
+  ri.recipe_text = "this is [not toml";
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  const int64_t run = l.begin_run(ri);
+  l.end_run(run, audit::ledger::RunStatus::aborted);
+  return run;
+}
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -601,12 +609,7 @@ TEST(ReportModel, VerdictsNotStoredAreComputedForThePageOnly) {
 TEST(ReportModel, ARunWithoutRowsHasEmptyParts) {
   TempDir d("bare_model");
   Ledger l((d.path / "a.db").string());
-  audit::ledger::RunInfo ri;
-  ri.name = "bare";
-  ri.recipe_text = "this is [not toml";
-  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
-  int64_t run = l.begin_run(ri);
-  l.end_run(run, audit::ledger::RunStatus::aborted);
+  const int64_t run = add_bare_run(l);
   const ReportModel m = read_report_model(l, run);
   EXPECT_TRUE(m.cells.empty());
   EXPECT_TRUE(m.splits.empty());
@@ -847,12 +850,7 @@ TEST(HtmlReport, RegeneratedFromTheLedgerAloneIsByteIdentical) {
 TEST(HtmlReport, ARunWithoutRowsStillRendersAndSaysWhatIsMissing) {
   TempDir d("bare");
   Ledger l((d.path / "a.db").string());
-  audit::ledger::RunInfo ri;
-  ri.name = "bare";
-  ri.recipe_text = "this is [not toml";
-  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
-  int64_t run = l.begin_run(ri);
-  l.end_run(run, audit::ledger::RunStatus::aborted);
+  const int64_t run = add_bare_run(l);
   auto model = write_report(l, run, (d.path / "r.html").string());
   std::string html = slurp(d.path / "r.html");
   EXPECT_NE(html.find("No evaluation rows are recorded for this run."), std::string::npos);
