@@ -88,7 +88,7 @@ TEST(Tokenizer, TextNeverBecomesSpecial) {
   EXPECT_EQ(ids.size(), std::string("<think>Wait</think>").size());
   std::vector<TokenId> mixed = {tok.think_id(), 'h', 'i', tok.end_think_id()};
   EXPECT_EQ(tok.decode(mixed), "<think>hi</think>");
-  EXPECT_EQ(tok.decode(mixed, false), "hi");
+  EXPECT_EQ(tok.decode(mixed, /*skip_special=*/true), "hi");
   EXPECT_THROW(tok.decode({264}), std::out_of_range);
   EXPECT_THROW(tok.decode({-1}), std::out_of_range);
   EXPECT_EQ(tok.decode(tok.wait_tokens()), "Wait");

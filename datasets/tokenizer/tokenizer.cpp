@@ -18,7 +18,7 @@ std::vector<TokenId> ByteTokenizer::encode(std::string_view text) const {
   return ids;
 }
 
-std::string ByteTokenizer::decode(const std::vector<TokenId>& ids, bool render_specials) const {
+std::string ByteTokenizer::decode(const std::vector<TokenId>& ids, bool skip_special) const {
   std::string s;
   s.reserve(ids.size());
   for (TokenId id : ids) {
@@ -27,7 +27,7 @@ std::string ByteTokenizer::decode(const std::vector<TokenId>& ids, bool render_s
                               " outside the vocabulary [0, " + std::to_string(vocab_size()) + ")");
     if (id < kNumBytes)
       s.push_back(static_cast<char>(static_cast<unsigned char>(id)));
-    else if (render_specials)
+    else if (!skip_special)
       s += special_names()[static_cast<std::size_t>(id - kNumBytes)];
   }
   return s;
@@ -38,6 +38,14 @@ TokenId ByteTokenizer::special(std::string_view name) const {
   for (std::size_t i = 0; i < names.size(); ++i)
     if (names[i] == name) return static_cast<TokenId>(kNumBytes + i);
   throw std::invalid_argument("unknown special token '" + std::string(name) + "'");
+}
+
+TokenId ByteTokenizer::token_to_id(std::string_view token) const {
+  const auto& names = special_names();
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (names[i] == token) return static_cast<TokenId>(kNumBytes + i);
+  if (token.size() == 1) return static_cast<TokenId>(static_cast<unsigned char>(token[0]));
+  return -1;
 }
 
 std::string ByteTokenizer::token_name(TokenId id) const {

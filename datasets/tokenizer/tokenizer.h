@@ -1,3 +1,7 @@
+// Tokenizers. `Tokenizer` is what every consumer (chat formats, packing, evaluation, `audit
+// tokenize`) sees; `ByteTokenizer` below is the s1 miniature's, and `HfTokenizer`
+// (datasets/hf_tokenizer/hf_tokenizer.h) reads a Hugging Face tokenizer.json.
+//
 // The byte-level tokenizer of the s1 miniature: ids 0..255 are the bytes of the text, ids 256..263
 // are the special tokens of the chat template (see packing.h for the template itself):
 //
@@ -33,18 +37,40 @@ enum class Special : TokenId {
   end_answer,    // </answer>
 };
 
-class ByteTokenizer {
+// The interface every tokenizer implements.
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  // Embedding rows the model needs: every id encode() or a template can produce is below this.
+  virtual int64_t vocab_size() const = 0;
+  // Text -> ids. Plain text only: no BOS/EOS or template tokens are added. Whether special-token
+  // spellings in the text become their ids is the tokenizer's rule (Hugging Face: added tokens
+  // are matched in the text; the byte tokenizer: never).
+  virtual std::vector<TokenId> encode(std::string_view text) const = 0;
+  // Ids -> text; special tokens are dropped when skip_special is true. Throws std::out_of_range
+  // for an id outside the vocabulary.
+  virtual std::string decode(const std::vector<TokenId>& ids, bool skip_special = false) const = 0;
+  // The id of a token spelled exactly `token` (a special like "<|im_end|>" or a vocabulary
+  // entry), or -1 when there is none.
+  virtual TokenId token_to_id(std::string_view token) const = 0;
+  // {"kind": ..., "vocab_size": ..., ...} for the ledger and `audit model inspect`.
+  virtual nlohmann::json describe() const = 0;
+};
+
+class ByteTokenizer final : public Tokenizer {
  public:
   static constexpr int kNumBytes = 256;
   static constexpr int kNumSpecials = 8;
 
-  int vocab_size() const { return kNumBytes + kNumSpecials; }  // 264
+  int64_t vocab_size() const override { return kNumBytes + kNumSpecials; }  // 264
 
   // Text -> byte ids (0..255). Never yields a special id.
-  std::vector<TokenId> encode(std::string_view text) const;
-  // Ids -> text; specials are written as their names ("<think>"), or dropped when
-  // render_specials is false. Throws std::out_of_range for an id outside [0, vocab_size()).
-  std::string decode(const std::vector<TokenId>& ids, bool render_specials = true) const;
+  std::vector<TokenId> encode(std::string_view text) const override;
+  // Ids -> text; specials are written as their names ("<think>"), or dropped when skip_special.
+  // Throws std::out_of_range for an id outside [0, vocab_size()).
+  std::string decode(const std::vector<TokenId>& ids, bool skip_special = false) const override;
+  // A special's id by name, a single byte's id for a one-character string, else -1.
+  TokenId token_to_id(std::string_view token) const override;
 
   // Id of a special by name, e.g. special("</think>"). Throws std::invalid_argument if unknown.
   TokenId special(std::string_view name) const;
@@ -68,7 +94,7 @@ class ByteTokenizer {
   std::vector<TokenId> wait_tokens() const { return encode(kWait); }
 
   // {"kind":"byte","vocab_size":264,"specials":{"<pad>":256,...}} for the ledger.
-  nlohmann::json describe() const;
+  nlohmann::json describe() const override;
 };
 
 }  // namespace audit::datasets

@@ -81,7 +81,9 @@ void visit_claim(V& v, ClaimSection& c) {
 template <class V>
 void visit_base(V& v, BaseSection& b) {
   v.str("name", b.name);
-  v.choice("arch", b.arch, {"qwen2", "deepseek_v3"});
+  v.str("checkpoint", b.checkpoint);
+  v.str("config", b.config);
+  v.choice("arch", b.arch, {"qwen2", "llama", "mistral", "deepseek_v3", "qwen2_moe", "mixtral"});
   v.integer("vocab_size", b.vocab, 1);
   v.integer("hidden", b.hidden, 1);
   v.integer("layers", b.layers, 1);
@@ -94,10 +96,17 @@ void visit_base(V& v, BaseSection& b) {
   v.real("rms_eps", b.rms_eps, 1e-12, 1.0);
   v.boolean("qkv_bias", b.qkv_bias);
   v.boolean("tie_embeddings", b.tie_embeddings);
+  v.choice("rope_scaling", b.rope_scaling, {"", "llama3"});
+  v.real("rope_factor", b.rope_factor, 1e-9);
+  v.real("rope_low_freq_factor", b.rope_low_freq_factor, 1e-9);
+  v.real("rope_high_freq_factor", b.rope_high_freq_factor, 1e-9);
+  v.integer("rope_original_max_position", b.rope_original_max_position, 0);
+  v.integer("sliding_window", b.sliding_window, 0);
   v.integer("routed_experts", b.routed_experts, 0);
   v.integer("shared_experts", b.shared_experts, 0);
   v.integer("top_k", b.top_k, 0);
   v.integer("expert_ffn", b.expert_ffn, 0);
+  v.integer("shared_expert_ffn", b.shared_expert_ffn, 0);
   v.integer("first_dense_layers", b.first_dense_layers, 0);
   v.choice("score_func", b.score_func, {"softmax", "sigmoid"});
   v.real("routed_scaling", b.routed_scaling, 1e-9);

@@ -91,6 +91,14 @@ struct ClaimSection {
 // is its [base] as it stands; the rest are the claim's.
 struct BaseSection : settings::ModelSettings {
   std::string name;              // e.g. "Qwen2.5-32B-Instruct"
+  // A Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json), relative
+  // to the recipe file: the architecture comes from its config.json and the weights are loaded
+  // instead of initialised. "" = none (the shapes above, random init or pretraining here).
+  std::string checkpoint;
+  // A Hugging Face config.json (relative to the recipe) to read the architecture from instead of
+  // typing the shapes; with checkpoint set, defaults to checkpoint/config.json. Shapes typed in
+  // the recipe must agree with it.
+  std::string config;
   // Declared pretraining (for the base-model cost when it was not trained here)
   double pretrain_tokens = 0;        // tokens the base was pretrained on, as declared; 0 = unknown
   std::string pretrain_source;       // citation for pretrain_tokens

@@ -18,8 +18,9 @@ namespace audit::settings {
 // (MLA attention, MoE FFN, multi-token prediction). The defaults are a tiny dense Qwen2 over the
 // byte tokenizer; the MoE, MLA and MTP fields are zero (off) unless arch = "deepseek_v3".
 struct ModelSettings {
-  std::string arch = "qwen2";    // "qwen2" (dense, GQA, SwiGLU) | "deepseek_v3" (MLA + MoE)
-                                 // (HF model_type)
+  std::string arch = "qwen2";    // HF model_type. Built and trained: "qwen2" (q/k/v bias),
+                                 // "llama", "mistral" (dense, GQA, SwiGLU). Counted only (estimate,
+                                 // replay): "deepseek_v3" (MLA + MoE), "qwen2_moe", "mixtral"
   int64_t vocab = 264;           // vocabulary size: embedding rows and lm_head outputs; 264 = the
                                  // byte tokenizer (256 bytes + 8 template specials,
                                  // datasets/tokenizer/tokenizer.h) (recipe key and HF vocab_size)
@@ -39,11 +40,23 @@ struct ModelSettings {
   bool qkv_bias = true;          // q/k/v projections carry a bias; o_proj never does (Qwen2 yes,
                                  // DeepSeek-V3 no; HF attention_bias)
   bool tie_embeddings = false;   // lm_head shares the embedding matrix (HF tie_word_embeddings)
+  // Rotary scaling (HF rope_scaling); "" = none. "llama3": Llama 3.1's frequency-dependent
+  // scaling of inv_freq by rope_factor between the low and high frequency factors.
+  std::string rope_scaling = "";       // HF rope_scaling.rope_type (or .type)
+  double rope_factor = 1.0;            // HF rope_scaling.factor
+  double rope_low_freq_factor = 1.0;   // HF rope_scaling.low_freq_factor
+  double rope_high_freq_factor = 4.0;  // HF rope_scaling.high_freq_factor
+  int64_t rope_original_max_position = 0;  // HF rope_scaling.original_max_position_embeddings
+  int64_t sliding_window = 0;    // attention window in tokens; 0 = full causal attention
+                                 // (HF sliding_window, when use_sliding_window is not false)
   // MoE (arch = "deepseek_v3"; routed_experts = 0 means every layer has a dense FFN)
   int64_t routed_experts = 0;    // routed experts per MoE layer (HF n_routed_experts)
   int64_t shared_experts = 0;    // always-on shared experts per MoE layer (HF n_shared_experts)
   int64_t top_k = 0;             // routed experts per token (HF num_experts_per_tok)
-  int64_t expert_ffn = 0;        // inner width of one expert (HF moe_intermediate_size)
+  int64_t expert_ffn = 0;        // inner width of one expert (HF moe_intermediate_size;
+                                 // mixtral: intermediate_size)
+  int64_t shared_expert_ffn = 0; // inner width of the shared expert(s) together; 0 = shared_experts
+                                 // * expert_ffn (qwen2_moe: shared_expert_intermediate_size)
   int64_t first_dense_layers = 0;// leading layers with a dense FFN of width ffn instead of MoE
                                  // (HF first_k_dense_replace)
   std::string score_func = "softmax";  // gate scores: "softmax" | "sigmoid" (+ a per-expert
@@ -123,10 +136,17 @@ void ModelSettings::for_each_field(F&& f) {
   f("rms_eps", &M::rms_eps);
   f("qkv_bias", &M::qkv_bias);
   f("tie_embeddings", &M::tie_embeddings);
+  f("rope_scaling", &M::rope_scaling);
+  f("rope_factor", &M::rope_factor);
+  f("rope_low_freq_factor", &M::rope_low_freq_factor);
+  f("rope_high_freq_factor", &M::rope_high_freq_factor);
+  f("rope_original_max_position", &M::rope_original_max_position);
+  f("sliding_window", &M::sliding_window);
   f("routed_experts", &M::routed_experts);
   f("shared_experts", &M::shared_experts);
   f("top_k", &M::top_k);
   f("expert_ffn", &M::expert_ffn);
+  f("shared_expert_ffn", &M::shared_expert_ffn);
   f("first_dense_layers", &M::first_dense_layers);
   f("score_func", &M::score_func);
   f("routed_scaling", &M::routed_scaling);
