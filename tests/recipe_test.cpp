@@ -80,7 +80,7 @@ TEST(RecipeErrors, AtLeastTwelveFixtures) { EXPECT_GE(fixture_names().size(), 12
 
 TEST(RecipeErrors, InputErrorCarriesFileLineColumnAndKey) {
   try {
-    parse_recipe_text("[claim]\nname = \"x\"\n[train]\nepochs = 0\n", "t.toml");
+    parse_recipe_text("[claim]\nname = \"x\"\n[train]\nepochs = -1\n", "t.toml");
     FAIL() << "no error";
   } catch (const InputError& e) {
     EXPECT_EQ(e.file, "t.toml");

@@ -9,7 +9,7 @@
 
 namespace audit::eval {
 
-EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
+EvalOutcome evaluate(model::CausalLM& model, const datasets::ChatFormat& format,
                      const std::vector<datasets::Example>& examples, const EvalSettings& s,
                      const std::function<void(int64_t, int64_t)>& progress) {
   EvalOutcome out;
@@ -18,14 +18,14 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
   g.max_new_tokens = s.max_new_tokens;
   g.temperature = s.temperature;
   g.seed = s.seed;
-  g.stop_ids = {tok.eos_id()};
-  g.pad_id = tok.pad_id();
+  for (auto id : format.stop_ids()) g.stop_ids.push_back(id);
+  g.pad_id = format.pad_id();
   g.batch_size = s.batch_size;
-  g.budget.end_think_id = tok.end_think_id();
+  g.budget.end_think_id = format.end_think_id();
   g.budget.max_thinking_tokens = s.think_budget;
   g.budget.num_waits = s.waits;
-  for (auto id : tok.wait_tokens()) g.budget.wait_ids.push_back(id);
-  g.budget.answer_prefix_ids = {tok.answer_id()};
+  for (auto id : format.wait_ids()) g.budget.wait_ids.push_back(id);
+  for (auto id : format.answer_prefix()) g.budget.answer_prefix_ids.push_back(id);
 
   for (const auto& k : datasets::trace_error_kinds()) out.trace_errors[k] = 0;
   const int64_t chunk = std::max<int64_t>(s.batch_size * 4, 1);
@@ -34,14 +34,14 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
     int64_t end = std::min(out.n, begin + chunk);
     std::vector<std::vector<int64_t>> prompts;
     for (int64_t i = begin; i < end; ++i) {
-      auto p = datasets::format_prompt(tok, examples[size_t(i)].question);
+      auto p = format.prompt(examples[size_t(i)].question);
       prompts.emplace_back(p.begin(), p.end());
     }
     auto gens = generate::generate(model, prompts, g);
     for (int64_t i = begin; i < end; ++i) {
       const auto& gen = gens[size_t(i - begin)];
       std::vector<datasets::TokenId> ids(gen.tokens.begin(), gen.tokens.end());
-      auto parsed = datasets::parse_completion(tok, ids);
+      auto parsed = format.parse(ids);
       bool ok = parsed.has_answer && datasets::check_answer(examples[size_t(i)], parsed.answer);
       out.correct_flags.push_back(ok);
       out.correct += ok ? 1 : 0;
@@ -50,7 +50,7 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
       ++out.trace_errors[datasets::first_trace_error(examples[size_t(i)].question, parsed.thinking,
                                                      parsed.answer)
                              .kind];
-      if (s.keep_completions) out.completions.push_back(tok.decode(ids));
+      if (s.keep_completions) out.completions.push_back(format.tokenizer().decode(ids));
     }
     if (progress) progress(end, out.n);
   }

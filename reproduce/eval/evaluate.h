@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "datasets/tasks/tasks.h"
-#include "datasets/tokenizer/tokenizer.h"
+#include "datasets/chat_format/chat_format.h"
 #include "reproduce/model/generate.h"
 #include "reproduce/model/model.h"
 
@@ -40,9 +40,9 @@ struct EvalOutcome {
   std::map<std::string, int64_t> trace_errors;
 };
 
-// Decodes every example's prompt and checks its answer exactly. progress(done, total) is called
-// after each batch.
-EvalOutcome evaluate(model::CausalLM& model, const datasets::ByteTokenizer& tok,
+// Decodes every example's prompt in the chat format (the miniature's bytes or a real tokenizer's
+// chat template) and checks its answer exactly. progress(done, total) is called after each batch.
+EvalOutcome evaluate(model::CausalLM& model, const datasets::ChatFormat& format,
                      const std::vector<datasets::Example>& examples, const EvalSettings& s,
                      const std::function<void(int64_t, int64_t)>& progress = {});
 

@@ -1,5 +1,5 @@
-// The s1 miniature, end to end, for real: a base model pretrained here on direct answers, a
-// teacher (the exact solver, priced per token as an API bill) writing traces for a question
+// The s1 miniature, end to end, for real: a base model pretrained here on direct answers (or a
+// Hugging Face checkpoint loaded with its tokenizer and chat template), a teacher (the exact solver, priced per token as an API bill) writing traces for a question
 // pool, s1's three filters (quality, difficulty by base-model inference, diversity), SFT with
 // the claimed schedule over several seeds, and evaluation of base and tuned models in and out of
 // distribution with budget forcing. Every stage is metered into the ledger; every number the
@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -19,6 +20,8 @@
 #include "datasets/packing/packing.h"
 #include "datasets/select/select.h"
 #include "datasets/tasks/splits.h"
+#include "datasets/chat_format/chat_format.h"
+#include "datasets/hf_tokenizer/hf_tokenizer.h"
 #include "datasets/tokenizer/tokenizer.h"
 #include "ledger/costs/cost_model.h"
 #include "ledger/store/event_keys.h"
@@ -30,6 +33,7 @@
 #include "common/format.h"
 #include "common/progress.h"
 #include "reproduce/recipe/recipe.h"
+#include "reproduce/model/checkpoint.h"
 #include "reproduce/model/generate.h"
 #include "reproduce/model/model.h"
 #include "reproduce/trainer/trainer.h"
@@ -42,17 +46,56 @@ using nlohmann::json;
 namespace audit::pipeline {
 namespace {
 
-model::ModelConfig model_config(const recipe::Recipe& r, const datasets::ByteTokenizer& tok) {
+// The base model's source, checked before a run is opened: the recipe's shapes over the byte
+// tokenizer (pretrained here), or a checkpoint directory with its tokenizer and chat template.
+struct BaseSource {
+  fs::path checkpoint;  // empty: pretrain here
+  std::unique_ptr<datasets::ChatFormat> format;
+};
+
+BaseSource resolve_base(const recipe::Recipe& r) {
   const auto& b = r.base;
-  if (b.arch != "qwen2")
+  BaseSource src;
+  if (b.arch != "qwen2" && b.arch != "llama" && b.arch != "mistral")
     throw InputError(r.path, 0, 0, "base.arch",
-                     "`audit run` trains the dense qwen2 architecture; '" + b.arch +
-                         "' is for estimate and replay");
-  if (b.vocab < tok.vocab_size())
+                     "`audit run` trains the dense qwen2, llama and mistral architectures; '" +
+                         b.arch + "' is for estimate and replay");
+  if (b.checkpoint.empty()) {
+    if (!b.train_here)
+      throw InputError(r.path, 0, 0, "base.train_here",
+                       "train_here = false needs base.checkpoint (a Hugging Face checkpoint "
+                       "directory to load the base model from)");
+    src.format = datasets::byte_format();
+  } else {
+    if (b.train_here)
+      throw InputError(r.path, 0, 0, "base.train_here",
+                       "base.checkpoint is loaded, not pretrained here: set train_here = false");
+    src.checkpoint = fs::path(r.path).parent_path() / b.checkpoint;
+    const std::string dir = src.checkpoint.string();
+    hf::open_checkpoint(dir);  // every shard, tensor name, dtype and shape against config.json
+    std::shared_ptr<const datasets::Tokenizer> tok = datasets::HfTokenizer::load(dir);
+    auto tc = datasets::read_tokenizer_config(dir);
+    if (tc.template_name.empty()) {
+      std::string names;
+      for (const auto& n : datasets::chat_template_names()) names += (names.empty() ? "" : ", ") + n;
+      throw InputError(tc.path.empty() ? dir + "/tokenizer_config.json" : tc.path, 0, 0,
+                       "chat_template",
+                       tc.chat_template.empty()
+                           ? "missing: `audit run` prompts the model through its chat template"
+                           : "not a template audit renders (it renders " + names + ")");
+    }
+    try {
+      src.format = datasets::template_format(tok, tc, tc.template_name);
+    } catch (const std::invalid_argument& e) {
+      throw InputError(tc.path, 0, 0, "chat_template", e.what());
+    }
+  }
+  const int64_t needed = src.format->tokenizer().vocab_size();
+  if (b.vocab < needed)
     throw InputError(r.path, 0, 0, "base.vocab_size",
-                     "must be at least " + std::to_string(tok.vocab_size()) +
-                         " (bytes + template specials of the byte tokenizer)");
-  return model::ModelConfig(b);
+                     "is " + std::to_string(b.vocab) + " but the tokenizer has " +
+                         std::to_string(needed) + " ids");
+  return src;
 }
 
 train::TrainData to_train_data(const datasets::Batch& b) {
@@ -84,8 +127,9 @@ model::CausalLM clone_model(model::CausalLM& src) {
 
 class Pipeline {
  public:
-  Pipeline(const RunOptions& o, recipe::Recipe r)
-      : o_(o), r_(std::move(r)), L_(o.ledger), device_(o.device) {}
+  Pipeline(const RunOptions& o, recipe::Recipe r, BaseSource base)
+      : o_(o), r_(std::move(r)), L_(o.ledger), device_(o.device),
+        checkpoint_(std::move(base.checkpoint)), fmt_(std::move(base.format)) {}
 
   int64_t run();
 
@@ -103,6 +147,7 @@ class Pipeline {
                                            train::TrainConfig cfg, const std::string& label,
                                            int64_t stage_id);
   void pretrain();
+  void load_base();
   void distill();
   void select();
   void sft(int64_t seed_index);
@@ -115,7 +160,8 @@ class Pipeline {
   std::string device_;
   int64_t run_id_ = 0;
   fs::path work_;
-  datasets::ByteTokenizer tok_;
+  fs::path checkpoint_;                           // the base checkpoint; empty = pretrain
+  std::unique_ptr<datasets::ChatFormat> fmt_;     // tokenizer and template of the base
   datasets::Splits splits_;
   std::vector<datasets::Example> pool_;     // with teacher traces after distill
   std::vector<datasets::Example> selected_;
@@ -165,13 +211,13 @@ std::vector<train::StepInfo> Pipeline::train_model(model::CausalLM& m, const dat
 void Pipeline::pretrain() {
   ledger::StageMeter meter(L_, run_id_, "pretrain", meter_opts());
   const auto& b = r_.base;
-  auto docs = datasets::format_examples(tok_, splits_.pretrain, datasets::LossOn::all);
+  auto docs = fmt_->documents(splits_.pretrain, datasets::LossOn::all);
   auto packed = datasets::pack_sequences(docs, iota(docs.size()), int(b.pretrain_seq_len),
-                                         tok_.pad_id());
+                                         fmt_->pad_id());
   event(meter.stage_id(), "pretrain_data",
         {{"examples", splits_.pretrain.size()}, {"packing", packed.stats}});
   torch::manual_seed(uint64_t(r_.train.seed));
-  base_ = model::CausalLM(model_config(r_, tok_));
+  base_ = model::CausalLM(model::ModelConfig(r_.base));
   model::init_weights(base_, uint64_t(r_.train.seed));
   // The recipe's [train] settings (warmup, lr floor, AdamW beta1 and epsilon, clipping, seed,
   // threads) with the pretraining's own lr, batch and steps from [base].
@@ -188,6 +234,24 @@ void Pipeline::pretrain() {
   meter.finish();
 }
 
+// The base model from its checkpoint (memory-mapped, converted once to fp32, straight to the
+// device); the stage's meter makes the loading time part of the run's measured cost.
+void Pipeline::load_base() {
+  ledger::StageMeter meter(L_, run_id_, "load_base", meter_opts());
+  const auto t0 = std::chrono::steady_clock::now();
+  base_ = model::load_model(checkpoint_.string(), torch::Device(device_), torch::kFloat32);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  event(meter.stage_id(), "base_checkpoint",
+        {{"dir", checkpoint_.string()}, {"model", base_->config().to_string()},
+         {"parameters", base_->config().parameter_count()}, {"load_seconds", secs},
+         {"format", fmt_->describe()}});
+  if (!o_.quiet)
+    std::fprintf(stderr, "[load_base] %s: %s parameters in %s\n", checkpoint_.string().c_str(),
+                 text::num(double(base_->config().parameter_count())).c_str(),
+                 text::duration(secs).c_str());
+  meter.finish();
+}
+
 void Pipeline::distill() {
   ledger::StageMeter meter(L_, run_id_, "distill", meter_opts());
   Progress progress("distill", int64_t(splits_.pool.size()), o_.quiet);
@@ -197,7 +261,8 @@ void Pipeline::distill() {
     auto sol = datasets::solve(pool_[i].question);  // the teacher: the exact solver
     pool_[i].trace = sol.trace;
     pool_[i].answer = sol.answer;
-    trace_tokens += double(tok_.encode(sol.trace).size() + tok_.encode(sol.answer).size());
+    trace_tokens += double(fmt_->tokenizer().encode(sol.trace).size() +
+                           fmt_->tokenizer().encode(sol.answer).size());
     if (i % 500 == 0 || i + 1 == pool_.size()) progress.update(int64_t(i + 1));
   }
   event(meter.stage_id(), "teacher_tokens",
@@ -222,7 +287,7 @@ void Pipeline::select() {
     eval::EvalSettings es;
     es.max_new_tokens = r_.eval.max_new_tokens;
     Progress progress("select: base inference", int64_t(pool_.size()), o_.quiet);
-    auto out = eval::evaluate(base_, tok_, pool_, es,
+    auto out = eval::evaluate(base_, *fmt_, pool_, es,
                                 [&](int64_t d, int64_t) { progress.update(d); });
     base_correct = out.correct_flags;
     inference_tokens_ += out.generated_tokens;
@@ -256,12 +321,12 @@ void Pipeline::sft(int64_t seed_index) {
   ledger::StageMeter meter(L_, run_id_, label, meter_opts());
   const auto& t = r_.train;
   auto loss_on = datasets::parse_loss_on(t.loss_on);
-  auto seqs = datasets::format_examples(tok_, selected_, loss_on);
+  auto seqs = fmt_->documents(selected_, loss_on);
   int block = int(std::min<int64_t>(t.block_size, r_.base.max_position));
   datasets::Batch data = t.packing ? datasets::pack_sequences(seqs, iota(seqs.size()), block,
-                                                              tok_.pad_id()).blocks
+                                                              fmt_->pad_id()).blocks
                                    : datasets::pad_batch(seqs, iota(seqs.size()), block,
-                                                         tok_.pad_id());
+                                                         fmt_->pad_id());
   model::CausalLM m = clone_model(base_);
   train::TrainConfig cfg(t);  // the claimed schedule as it stands, one seed per repetition
   cfg.seed = t.seed + seed_index;
@@ -307,7 +372,7 @@ void Pipeline::eval() {
   es.temperature = e.greedy ? 0.0 : e.temperature;
   // The base model is evaluated once: it was pretrained once, and greedy decoding is
   // deterministic, so repeating it per seed would only copy the same row.
-  for (const auto& [name, set] : sets) record("base", 0, name, -1, "arith", eval::evaluate(base_, tok_, *set, es));
+  for (const auto& [name, set] : sets) record("base", 0, name, -1, "arith", eval::evaluate(base_, *fmt_, *set, es));
   // Where each tuned model's traces first go wrong, per seed and split (datasets::first_trace_error).
   json trace_errors = json::object();
   for (size_t s = 0; s < tuned_.size(); ++s) {
@@ -316,7 +381,7 @@ void Pipeline::eval() {
     for (const auto& [name, set] : sets) {
       auto es_s = es;
       es_s.keep_completions = s == 0;
-      auto out = eval::evaluate(tuned_[s], tok_, *set, es_s);
+      auto out = eval::evaluate(tuned_[s], *fmt_, *set, es_s);
       if (s == 0) {
         // Every completion of the first seed, so that any error analysis can be redone from
         // the ledger alone.
@@ -334,13 +399,13 @@ void Pipeline::eval() {
     for (int64_t b : e.think_budgets) {
       auto es_b = es;
       es_b.think_budget = b;
-      record("tuned", seed, "id_test", b, "budget_forcing", eval::evaluate(tuned_[s], tok_, splits_.id_test, es_b));
+      record("tuned", seed, "id_test", b, "budget_forcing", eval::evaluate(tuned_[s], *fmt_, splits_.id_test, es_b));
     }
     if (e.wait_extensions > 0) {
       auto es_w = es;
       es_w.waits = e.wait_extensions;
       record("tuned", seed, "id_test", -1, "wait_x" + std::to_string(e.wait_extensions),
-             eval::evaluate(tuned_[s], tok_, splits_.id_test, es_w));
+             eval::evaluate(tuned_[s], *fmt_, splits_.id_test, es_w));
     }
   }
   event(meter.stage_id(), "inference_tokens", {{"generated_tokens", inference_tokens_}});
@@ -429,7 +494,7 @@ int64_t Pipeline::run() {
     if (r_.train.threads > 0) torch::set_num_threads(int(r_.train.threads));
     event(0, "environment",
           {{"torch_threads", torch::get_num_threads()}, {"device", device_},
-           {"tokenizer", tok_.describe()}, {"version", version()}});
+           {"format", fmt_->describe()}, {"version", version()}});
     datasets::SplitConfig sc;
     sc.seed = uint64_t(r_.data.seed);
     sc.train_ops = r_.data.operations;
@@ -448,14 +513,15 @@ int64_t Pipeline::run() {
     splits_ = datasets::make_splits(sc);
     datasets::check_disjoint(splits_.all());
     L_.put_artifact(run_id_, 0, "splits", datasets::summary(splits_));
-    if (!r_.base.train_here)
-      throw InputError(r_.path, 0, 0, "base.train_here",
-                       "`audit run` on this version pretrains its base model; loading a base "
-                       "checkpoint is not built yet");
-    pretrain();
+    if (checkpoint_.empty())
+      pretrain();
+    else
+      load_base();
     distill();
     select();
-    for (int64_t s = 0; s < r_.eval.seeds; ++s) sft(s);
+    // epochs = 0: no SFT stage; the base model is evaluated as it was loaded.
+    if (r_.train.epochs > 0)
+      for (int64_t s = 0; s < r_.eval.seeds; ++s) sft(s);
     eval();
     costs();
     // The verdicts are stored when the run ends (the report only reads them).
@@ -487,7 +553,8 @@ int64_t run(const RunOptions& o) {
     throw InputError(r.path, 0, 0, "data.source",
                      "`audit run` on this version re-executes the synthetic s1 miniature; JSONL "
                      "user data loads (datasets/jsonl/jsonl.h) but its training path is not built yet");
-  Pipeline p(o, std::move(r));
+  auto base = resolve_base(r);
+  Pipeline p(o, std::move(r), std::move(base));
   return p.run();
 }
 

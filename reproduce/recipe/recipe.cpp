@@ -160,7 +160,7 @@ void visit_data(V& v, DataSection& d) {
 
 template <class V>
 void visit_train(V& v, TrainSection& t) {
-  v.integer("epochs", t.epochs, 1, 100000);
+  v.integer("epochs", t.epochs, 0, 100000);
   v.integer("steps", t.steps, 0);
   v.integer("global_batch", t.global_batch, 1);
   v.integer("micro_batch", t.micro_batch, 0);

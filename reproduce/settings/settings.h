@@ -90,7 +90,8 @@ struct ModelSettings {
 // it states them (DESIGN.md): 5 epochs, global batch 16, lr 1e-5, 5% warmup, AdamW (0.9, 0.95),
 // weight decay 1e-4, gradient clipping at 1.0.
 struct TrainSettings {
-  int64_t epochs = 5;            // passes over the training samples (s1: 5)
+  int64_t epochs = 5;            // passes over the training samples (s1: 5); 0 in a recipe = no
+                                 // SFT stage (`audit run` evaluates the base model as loaded)
   int64_t global_batch = 16;     // sequences per optimizer step across all devices (s1: 16)
   int64_t micro_batch = 0;       // sequences per forward/backward; 0 = global_batch; the rest of
                                  // the global batch is gradient accumulation
