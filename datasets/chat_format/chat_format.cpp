@@ -94,8 +94,10 @@ class TemplateFormat final : public ChatFormat {
   Sequence document(std::string_view q, std::string_view trace, std::string_view answer,
                     LossOn loss_on) const override {
     const std::string head = prompt_text(q);
+    // The assistant turn as s1 writes it: thinking, then "Answer: {answer}".
     std::string full = render_chat(
-        name_, {{"user", std::string(q), ""}, {"assistant", std::string(answer), std::string(trace)}},
+        name_, {{"user", std::string(q), ""},
+                s1_assistant_message({std::string(trace)}, std::string(answer))},
         false, cfg_);
     if (full.compare(0, head.size(), head) != 0)
       throw std::logic_error("chat template " + name_ +
@@ -131,7 +133,9 @@ class TemplateFormat final : public ChatFormat {
       const std::string rest = tok_->decode({c.begin() + std::ptrdiff_t(k), c.begin() + std::ptrdiff_t(e)});
       if (rest.compare(0, answer_marker_text_.size(), answer_marker_text_) == 0) {
         p.has_answer = true;
-        p.answer = rest.substr(answer_marker_text_.size());
+        p.answer = python_strip(rest.substr(answer_marker_text_.size()));
+        // s1's answers read "Answer: {answer}".
+        if (p.answer.rfind("Answer:", 0) == 0) p.answer = python_strip(p.answer.substr(7));
       }
     }
     return p;

@@ -9,8 +9,9 @@
 //  - template_format(): a Hugging Face tokenizer with its chat template (datasets/chat_template)
 //    and s1's thinking markers. For ChatML (Qwen2.5, s1's base):
 //      prompt      <|im_start|>system\n...<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n
-//                  <|im_start|>assistant\n<|im_start|>think\n
-//      completion  {trace}\n<|im_start|>answer\n{answer}<|im_end|>
+//                  <|im_start|>assistant\n<|im_start|>think
+//      completion  \n{trace}\n<|im_start|>answer\nAnswer: {answer}<|im_end|>
+//    (s1's text, data/tokenization.py; parse() strips the "Answer:").
 //    The end of thinking is the first token of the answer marker (<|im_start|> for ChatML): that
 //    is the token budget forcing suppresses (s1 stops its thinking phase on it) or forces, and
 //    the rest of the marker ("answer\n") is the forced answer prefix. The stop tokens are the
