@@ -18,6 +18,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/python_peer.h"
+
 extern char** environ;
 
 namespace audit::testing {
@@ -198,6 +200,32 @@ CommandResult run_command(const std::string& shell_command) {
 
 CommandResult run_audit(const std::string& args) {
   return run_command("'" + audit_binary() + "' " + args);
+}
+
+std::string python() { return audit::default_python(); }
+
+std::string python_fixture(const std::string& name, const std::string& make) {
+  const fs::path dir = fs::path(build_dir()) / "test-fixtures" / name;
+  std::error_code ec;
+  if (fs::exists(dir / ".made", ec)) return dir.string();
+  fs::create_directories(dir.parent_path(), ec);
+  const fs::path tmp = dir.string() + ".tmp." + std::to_string(::getpid());
+  remove_tree(tmp.string());
+  fs::create_directories(tmp, ec);
+  std::string cmd = make;
+  const std::string quoted = "'" + tmp.string() + "'";
+  for (size_t at; (at = cmd.find("{OUT}")) != std::string::npos;) cmd.replace(at, 5, quoted);
+  const auto made = run_command(cmd);
+  if (made.exit_code != 0) {
+    remove_tree(tmp.string());
+    ADD_FAILURE() << "fixture " << name << ": `" << cmd << "` exited " << made.exit_code << "\n"
+                  << made.output;
+    return "";
+  }
+  write_file((tmp / ".made").string(), made.output);
+  fs::rename(tmp, dir, ec);  // a concurrent maker may have won: its fixture is as good
+  if (ec) remove_tree(tmp.string());
+  return dir.string();
 }
 
 bool has_torch_part() {

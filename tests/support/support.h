@@ -61,6 +61,17 @@ CommandResult run_command(const std::string& shell_command);
 // run_command("'<audit_binary()>' " + args).
 CommandResult run_audit(const std::string& args);
 
+// The project venv's Python (audit::default_python(): $AUDIT_PYTHON, else the venv set-up makes).
+std::string python();
+// A fixture made by a Python script at test time (tiny models, tokenizers: nothing is committed
+// or downloaded), cached in <build>/test-fixtures/NAME so that the tests of one build make it once.
+// `make` is a shell command that writes the fixture into the folder given as {OUT} (substituted,
+// quoted); it runs into a fresh temporary folder that is renamed into place when the command
+// succeeds, so concurrent tests (ctest -j) never see a half-made fixture. The cache key is NAME:
+// put the script's parameters in it. Fails the calling test (ADD_FAILURE, returns "") with the
+// command's output when it exits non-zero.
+std::string python_fixture(const std::string& name, const std::string& make);
+
 // Whether this build has the LibTorch part (audit-torch beside audit); tests of run, replay and
 // bench skip with a reason when it does not (a build with -DAUDIT_TORCH=OFF).
 bool has_torch_part();
