@@ -346,7 +346,12 @@ TEST(ChatTemplate, ReadsTokenizerConfig) {
   EXPECT_EQ(c.template_name, "llama3.1");
   EXPECT_EQ(c.model_max_length, std::numeric_limits<std::int64_t>::max());
 
-  // No file: an empty config; a chat_template.jinja beside it is read.
+  // A chat_template.jinja beside the config takes priority over the config's template.
+  audit::testing::write_file(dir.file("chat_template.jinja"),
+                             audit::testing::read_file(template_file("qwen2_instruct")));
+  EXPECT_EQ(read_tokenizer_config(dir.path()).template_name, "chatml");
+
+  // No file: an empty config; a chat_template.jinja alone is read.
   audit::testing::TempDir empty("chat_template");
   c = read_tokenizer_config(empty.path());
   EXPECT_EQ(c.path, "");

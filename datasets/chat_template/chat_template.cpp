@@ -461,8 +461,9 @@ TokenizerConfig read_tokenizer_config(const std::string& dir) {
     out.chat_template = template_field(cfg, file);
     out.model_max_length = length_field(cfg, file);
   }
+  // As transformers loads it: a chat_template.jinja beside the config takes priority over it.
   const std::string jinja_file = dir + "/chat_template.jinja";
-  if (out.chat_template.empty() && file_exists(jinja_file)) out.chat_template = read_whole(jinja_file);
+  if (file_exists(jinja_file)) out.chat_template = read_whole(jinja_file);
   out.template_name = detect_chat_template(out.chat_template);
   return out;
 }

@@ -56,9 +56,9 @@ struct TokenizerConfig {
   // Special tokens, "" when absent or null; both the string and the {"content": ...} forms.
   std::string bos_token, eos_token, pad_token, unk_token;
   bool add_bos_token = false, add_eos_token = false;  // as given; false when absent
-  // The Jinja source: the string, or the entry named "default" of the list-of-named-templates
-  // form; when the file has none, DIR/chat_template.jinja (where newer transformers saves it) if
-  // that exists; else "".
+  // The Jinja source: DIR/chat_template.jinja when it exists (newer transformers saves the
+  // template there, and it takes priority when loading), else the config's string, or the entry
+  // named "default" of its list-of-named-templates form; else "".
   std::string chat_template;
   std::string template_name;     // detect_chat_template(chat_template)
   std::int64_t model_max_length = 0;  // 0 when absent; INT64_MAX for the "no limit" 1e30 value
