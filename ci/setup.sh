@@ -9,7 +9,7 @@ TORCH_VERSION=2.11.0
 
 pkgs=(build-essential cmake ninja-build ccache git pkg-config python3-venv
       libsqlite3-dev sqlite3 libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
-      libgtest-dev libgmock-dev libbenchmark-dev chromium)
+      libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libicu-dev chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

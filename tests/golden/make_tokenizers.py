@@ -18,6 +18,12 @@ each in the shape the real model ships, as OUTDIR/NAME/tokenizer.json:
   gpt2     plain ByteLevel(use_regex=true), <|endoftext|> and added tokens with lstrip/rstrip/
            single_word flags
 
+and variants of those files (same vocabulary and merges, other options):
+
+  gpt2_prefix    ByteLevel(add_prefix_space=true)
+  mistral_split  Metaspace prepend_scheme always, split true (pre-tokenizer and decoder)
+  llama_legacy   the older Metaspace form {"add_prefix_space": true} with no normalizer
+
 and OUTDIR/NAME/expected.jsonl: for each case text (every corpus line, multi-line documents made
 of consecutive lines, and special-token texts) {"text", "ids" (add_special_tokens=False),
 "ids_special" (True), "decoded", "decoded_skip"} as `tokenizers` computes them. Each
@@ -229,17 +235,49 @@ def main():
             json.dump({"bos_token": specials[0] if name != "llama2" else "<s>",
                        "eos_token": specials[-1], "model_max_length": 4096}, f)
 
-        tok = Tokenizer.from_file(path)  # the expectations are those of the file as saved
-        extra = [t.content for t in tok.get_added_tokens_decoder().values()]
-        with open(os.path.join(d, "expected.jsonl"), "w", encoding="utf-8") as f:
-            for text in cases(lines, random.Random(7), extra):
-                ids = tok.encode(text, add_special_tokens=False).ids
-                rec = {"text": text, "ids": ids,
-                       "ids_special": tok.encode(text, add_special_tokens=True).ids,
-                       "decoded": tok.decode(ids, skip_special_tokens=False),
-                       "decoded_skip": tok.decode(ids, skip_special_tokens=True)}
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        expect(d, lines)
+
+    def variant(src, name, fn):
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(out, src, "tokenizer.json"), encoding="utf-8") as f:
+            j = json.load(f)
+        fn(j)
+        with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+            json.dump(j, f, ensure_ascii=False, indent=2)
+        expect(d, lines)
+        made[name] = None
+
+    def prefix(j):
+        j["pre_tokenizer"]["add_prefix_space"] = True
+
+    def split(j):
+        for k in ("pre_tokenizer", "decoder"):
+            j[k]["prepend_scheme"], j[k]["split"] = "always", True
+
+    def legacy(j):
+        j["normalizer"] = None
+        j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "add_prefix_space": True}
+        j["decoder"] = {"type": "Metaspace", "replacement": "▁", "add_prefix_space": True}
+
+    variant("gpt2", "gpt2_prefix", prefix)
+    variant("mistral", "mistral_split", split)
+    variant("llama2", "llama_legacy", legacy)
     print(json.dumps({"out": out, "tokenizers": sorted(made)}))
+
+
+def expect(d, lines):
+    """Writes d/expected.jsonl from d/tokenizer.json as tokenizers reads it back."""
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    extra = [t.content for t in tok.get_added_tokens_decoder().values()]
+    with open(os.path.join(d, "expected.jsonl"), "w", encoding="utf-8") as f:
+        for text in cases(lines, random.Random(7), extra):
+            ids = tok.encode(text, add_special_tokens=False).ids
+            rec = {"text": text, "ids": ids,
+                   "ids_special": tok.encode(text, add_special_tokens=True).ids,
+                   "decoded": tok.decode(ids, skip_special_tokens=False),
+                   "decoded_skip": tok.decode(ids, skip_special_tokens=True)}
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
