@@ -610,6 +610,10 @@ struct Impl {
   bool has_decoder = false;
   std::vector<Decoder> decoders;
   std::unique_ptr<Regex> word_char;  // Rust regex's Unicode \w, for single_word
+  // The pre-tokenizer is one regex split into isolated pieces (Qwen2, Llama 3: Split Isolated
+  // then ByteLevel without regex; GPT-2: ByteLevel with its regex): encode() then runs the
+  // model on the pieces in place, without copying them.
+  const Regex* fast_split = nullptr;
 
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<TokenId>> cache;
@@ -629,6 +633,7 @@ struct Impl {
   void pre_tokenize(std::vector<Piece>& pieces) const;
   void bpe(std::string_view word, std::vector<TokenId>& out) const;
   void merge_word(std::string_view word, std::vector<TokenId>& out) const;
+  void encode_piece(std::string_view piece, bool at_origin, std::vector<TokenId>& out) const;
   void encode(std::string_view text, std::vector<TokenId>& out) const;
 };
 
@@ -1160,11 +1165,30 @@ void Impl::bpe(std::string_view word, std::vector<TokenId>& out) const {
   }
 }
 
+// The pre-tokenizer and the model on one piece of normalized text.
+void Impl::encode_piece(std::string_view piece, bool at_origin, std::vector<TokenId>& out) const {
+  if (fast_split != nullptr) {
+    thread_local std::vector<Span> matches;
+    fast_split->find_all(piece, matches);
+    size_t prev = 0;
+    for (auto [a, b] : matches) {
+      if (prev < a) bpe(piece.substr(prev, a - prev), out);
+      if (a < b) bpe(piece.substr(a, b - a), out);
+      prev = b;
+    }
+    if (prev < piece.size()) bpe(piece.substr(prev), out);
+    return;
+  }
+  std::vector<Piece> pieces;
+  pieces.push_back({std::string(piece), at_origin});
+  pre_tokenize(pieces);
+  for (const auto& p : pieces) bpe(p.text, out);
+}
+
 // tokenizers' Tokenizer::encode_single_sequence: AddedVocabulary::extract_and_normalize, then
 // the pre-tokenizer, then the model on every piece.
 void Impl::encode(std::string_view text, std::vector<TokenId>& out) const {
   std::vector<std::pair<int, Span>> outer, inner;
-  std::vector<Piece> pieces;
   added_splits(text, raw_trie, outer);
   for (const auto& [tok, span] : outer) {
     if (tok >= 0) {
@@ -1172,23 +1196,26 @@ void Impl::encode(std::string_view text, std::vector<TokenId>& out) const {
       continue;
     }
     if (span.first == span.second) continue;
-    const std::string norm = normalize(std::string(text.substr(span.first, span.second - span.first)));
+    const std::string_view raw = text.substr(span.first, span.second - span.first);
+    if (normalizers.empty() && normalized_trie.empty()) {
+      encode_piece(raw, span.first == 0, out);
+      continue;
+    }
+    const std::string norm = normalize(std::string(raw));
     if (norm.empty()) continue;
     if (normalized_trie.empty()) {
-      inner.assign(1, {-1, {0, norm.size()}});
-    } else {
-      added_splits(norm, normalized_trie, inner);
+      encode_piece(norm, span.first == 0, out);
+      continue;
     }
+    added_splits(norm, normalized_trie, inner);
     for (const auto& [tok2, sp] : inner) {
       if (tok2 >= 0) {
         out.push_back(added[static_cast<size_t>(tok2)].id);
         continue;
       }
       if (sp.first == sp.second) continue;
-      pieces.clear();
-      pieces.push_back({norm.substr(sp.first, sp.second - sp.first), span.first == 0 && sp.first == 0});
-      pre_tokenize(pieces);
-      for (const auto& p : pieces) bpe(p.text, out);
+      encode_piece(std::string_view(norm).substr(sp.first, sp.second - sp.first),
+                   span.first == 0 && sp.first == 0, out);
     }
   }
 }
@@ -1293,6 +1320,17 @@ std::unique_ptr<HfTokenizer> HfTokenizer::load(const std::string& path) {
       auto it = m.vocab.find(hf_detail::byte_map().byte_to_char[b]);
       if (it != m.vocab.end()) m.byte_unit[b] = it->second;
     }
+  }
+
+  // One isolated regex split and nothing else: the in-place path of encode().
+  {
+    const auto& p = m.pre_tokenizers;
+    if (p.size() == 2 && p[0].kind == hf_detail::PreTokenizer::kSplit && p[0].pattern.regex &&
+        p[0].behavior == hf_detail::Behavior::kIsolated && !p[0].invert &&
+        p[1].kind == hf_detail::PreTokenizer::kByteLevel && !p[1].add_prefix_space && !p[1].gpt2)
+      m.fast_split = p[0].pattern.regex.get();
+    if (p.size() == 1 && p[0].kind == hf_detail::PreTokenizer::kByteLevel && !p[0].add_prefix_space && p[0].gpt2)
+      m.fast_split = p[0].gpt2.get();
   }
 
   // Added tokens: the tries, split by whether they match the normalized text.
