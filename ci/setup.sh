@@ -13,7 +13,7 @@ HF_PINS=(transformers==5.24.0 tokenizers==0.23.3 safetensors==0.8.0 jinja2==3.1.
 
 pkgs=(build-essential cmake ninja-build ccache git pkg-config python3-venv
       libsqlite3-dev sqlite3 libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev chromium)
+      libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libicu-dev chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

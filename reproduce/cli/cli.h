@@ -34,6 +34,7 @@ void add_verdicts_command(CLI::App& app, GlobalOptions& g);
 void add_dashboard_command(CLI::App& app, GlobalOptions& g);
 void add_ledger_command(CLI::App& app, GlobalOptions& g);
 void add_check_command(CLI::App& app, GlobalOptions& g);
+void add_tokenize_command(CLI::App& app, GlobalOptions& g);
 // The verbs that need LibTorch (reproduce/cli_torch), linked into `audit-torch` only:
 void add_run_command(CLI::App& app, GlobalOptions& g);
 void add_replay_command(CLI::App& app, GlobalOptions& g);

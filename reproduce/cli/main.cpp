@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   audit::cli::add_dashboard_command(app, g);
   audit::cli::add_ledger_command(app, g);
   audit::cli::add_check_command(app, g);
+  audit::cli::add_tokenize_command(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
