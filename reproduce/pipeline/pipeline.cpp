@@ -33,6 +33,7 @@
 #include "common/format.h"
 #include "common/progress.h"
 #include "reproduce/recipe/recipe.h"
+#include "reproduce/hf_checkpoint/checkpoint_dir.h"
 #include "reproduce/model/checkpoint.h"
 #include "reproduce/model/generate.h"
 #include "reproduce/model/model.h"
@@ -335,6 +336,13 @@ void Pipeline::sft(int64_t seed_index) {
          {"packing", t.packing}, {"block", block}, {"loss_on", t.loss_on},
          {"supervised_tokens", data.supervised_tokens()}});
   train_model(m, data, cfg, label, meter.stage_id());
+  // The tuned model as a Hugging Face checkpoint folder (config.json, model.safetensors and the
+  // base's tokenizer files), which transformers loads as it is.
+  if (seed_index == 0 && !work_.empty()) {
+    const fs::path out = work_ / (label + "-hf");
+    model::save_checkpoint(m, out.string(), checkpoint_.string());
+    event(meter.stage_id(), "model_saved", {{"dir", out.string()}, {"format", "huggingface"}});
+  }
   tuned_.push_back(m);
   meter.finish();
 }
