@@ -33,7 +33,7 @@ inline std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// Runs `command` (a peer script), and returns the last JSON object it printed. Throws
+// Runs `command` (a peer script), and returns the last JSON object it printed on a line of its own. Throws
 // std::runtime_error naming `what`, the command and its output when it cannot start, exits
 // non-zero or prints no JSON.
 inline nlohmann::json run_python_json(const std::string& command, const std::string& what) {
@@ -46,9 +46,20 @@ inline nlohmann::json run_python_json(const std::string& command, const std::str
   if (rc != 0)
     throw std::runtime_error(what + " failed (exit " + std::to_string(rc) + "): " + command +
                              "\n" + out);
-  const auto last = out.find_last_of('{');
-  if (last == std::string::npos) throw std::runtime_error("no JSON from " + command + ": " + out);
-  return nlohmann::json::parse(out.substr(last));
+  // The last line that is a JSON object (a peer prints progress before it; the object itself
+  // may nest).
+  size_t end = out.size();
+  while (end > 0) {
+    size_t begin = out.rfind('\n', end - 1);
+    begin = begin == std::string::npos ? 0 : begin + 1;
+    const std::string line = out.substr(begin, end - begin);
+    if (!line.empty() && line.front() == '{') {
+      auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object()) return j;
+    }
+    end = begin == 0 ? 0 : begin - 1;
+  }
+  throw std::runtime_error("no JSON from " + command + ": " + out);
 }
 
 }  // namespace audit
