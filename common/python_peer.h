@@ -33,9 +33,9 @@ inline std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// Runs `command` (a peer script), and returns the last JSON object it printed on a line of its own. Throws
-// std::runtime_error naming `what`, the command and its output when it cannot start, exits
-// non-zero or prints no JSON.
+// Runs `command` (a peer script), and returns the last JSON object it printed on a line of its
+// own. Throws std::runtime_error naming `what`, the command and its output when it cannot start,
+// exits non-zero or prints no JSON.
 inline nlohmann::json run_python_json(const std::string& command, const std::string& what) {
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
   if (!pipe) throw std::runtime_error("cannot start " + command);
