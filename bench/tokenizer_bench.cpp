@@ -32,6 +32,9 @@ struct Fixtures {
   size_t bytes = 0;
   std::string error;          // why the fixtures could not be made
   std::map<std::string, nlohmann::json> peer;  // tokenizers' timing per fixture
+  ~Fixtures() {  // the temporary folder goes with the process
+    if (!dir.empty()) std::system(("rm -rf " + shell_quote(dir)).c_str());
+  }
 };
 
 Fixtures& fixtures() {

@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -151,6 +152,28 @@ TEST_F(HfTokenizerTest, KindsVocabularyAndSpecials) {
   EXPECT_EQ(llama2->decode(ids2), "\xF0\x9F\xA6\x84");
   const auto llama3 = HfTokenizer::load(fixture("llama3"));
   EXPECT_EQ(llama3->encode_with_specials("x").front(), llama3->token_to_id("<|begin_of_text|>"));
+}
+
+// encode() is const and may run on several threads at once (the word cache is shared).
+TEST_F(HfTokenizerTest, ConcurrentEncodeMatchesSerial) {
+  const auto tok = HfTokenizer::load(fixture("qwen2"));
+  std::vector<std::string> lines;
+  std::istringstream in(testing::read_file(dir_->path() + "/corpus.txt"));
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  const auto fresh = HfTokenizer::load(fixture("qwen2"));  // its own cache, one thread
+  std::vector<std::vector<TokenId>> serial;
+  for (const auto& l : lines) serial.push_back(fresh->encode(l));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (size_t i = 0; i < lines.size(); ++i) {
+        const size_t k = (i * 7 + static_cast<size_t>(t) * 131) % lines.size();
+        if (tok->encode(lines[k]) != serial[k]) ++mismatches[static_cast<size_t>(t)];
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 // Rewrites a fixture's tokenizer.json with `edit` into a folder of its own, and returns the

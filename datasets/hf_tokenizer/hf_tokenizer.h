@@ -17,7 +17,11 @@
 //                  normalized pieces (normalized: true), leftmost-longest, with single_word,
 //                  lstrip and rstrip, exactly as `tokenizers`' AddedVocabulary
 // Split patterns run on PCRE2 (UTF + UCP, JIT-compiled), which agrees with the Oniguruma that
-// `tokenizers` uses on \p{L}, \p{N}, \s, (?i:...) and (?!\S) up to the Unicode version each ships.
+// `tokenizers` uses on \p{L}, \p{N}, \s, (?i:...) and (?!\S) up to the Unicode version each ships:
+// Debian 12's PCRE2 10.42 knows Unicode 14, tokenizers 0.23's Oniguruma Unicode 15, so a letter or
+// digit new in Unicode 15 (Kawi U+11F04, Kawi digits U+11F50.., Cyrillic Extended-D U+1E030..)
+// lands in another pre-token than tokenizers puts it in, and the ids can differ on such text
+// (`audit tokenize --compare` shows it).
 //
 // Refused with audit::InputError naming the file and the key (exit 2):
 //   model.type other than BPE (WordPiece, WordLevel, Unigram); model.dropout other than null/0;
