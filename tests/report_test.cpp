@@ -348,11 +348,20 @@ TEST(Verdicts, IdVsOodIsNotJudgedWhenTheTunedModelScoresNearZeroInDistribution) 
     auto v = compute_verdicts(l, run);
     return *find_claim(v, "generalization: ID vs OOD");
   };
-  // 2 of 600 in distribution: Wilson upper bound 1.2%, below the 10% floor.
+  // 2 of 600 in distribution: Wilson interval 0.1%-1.2%, not above the 10% floor.
   auto low = judged({1, 0, 1});
   EXPECT_EQ(low.verdict, kNotReproducible);
-  EXPECT_NE(low.reason.find("below 10.0% even in distribution"), std::string::npos) << low.reason;
+  EXPECT_NE(low.reason.find("not established above 10.0% even in distribution"), std::string::npos)
+      << low.reason;
   l.end_run(run, audit::ledger::RunStatus::succeeded);
+
+  // 0 of 6 (a tiny eval): the interval reaches 39%, but nothing shows an accuracy to hold.
+  Ledger l0((d.path / "c.db").string());
+  int64_t run0 = l0.begin_run(ri);
+  audit::testing::add_seed_evals(l0, run0, "tuned", "id", -1, {0}, "arith", 6);
+  audit::testing::add_seed_evals(l0, run0, "tuned", "ood_long", -1, {0}, "arith", 6);
+  EXPECT_EQ(find_claim(compute_verdicts(l0, run0), "generalization: ID vs OOD")->verdict,
+            kNotReproducible);
 
   // Above the floor the usual rule applies (here: OOD falls below ID).
   Ledger l2((d.path / "b.db").string());

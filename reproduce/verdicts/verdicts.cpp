@@ -374,12 +374,13 @@ ledger::Verdict id_vs_ood_verdict(const VerdictRows& in) {
     return v;
   }
   v.measured = "ID " + cell_text(*id);
-  if (id->ci.high < kMinIdAccuracyForGap) {
-    // Near zero in distribution, every OOD interval overlaps the ID one, and "it holds out of
-    // distribution" would be true of a model that learned nothing.
+  if (id->ci.low < kMinIdAccuracyForGap) {
+    // Near zero in distribution (or too few questions to tell), every OOD interval overlaps the
+    // ID one, and "it holds out of distribution" would be true of a model that learned nothing.
     v.verdict = kNotReproducible;
-    v.reason = "the tuned model scores below " + percent(kMinIdAccuracyForGap) +
-               " even in distribution (upper bound " + percent(id->ci.high) +
+    v.reason = "the tuned model's accuracy is not established above " +
+               percent(kMinIdAccuracyForGap) + " even in distribution (95% interval " +
+               percent(id->ci.low) + "–" + percent(id->ci.high) +
                "): there is no accuracy to hold or lose out of distribution";
     return v;
   }

@@ -60,7 +60,7 @@ CostItem line(int64_t run, const std::string& cat, const std::string& what, doub
 
 void add_seed_evals(Ledger& l, int64_t run, const std::string& model, const std::string& split,
                     int64_t budget, std::initializer_list<int64_t> correct,
-                    const std::string& suite) {
+                    const std::string& suite, int64_t n) {
   int64_t seed = 1;
   for (int64_t c : correct) {
     EvalResult e;
@@ -71,10 +71,10 @@ void add_seed_evals(Ledger& l, int64_t run, const std::string& model, const std:
     e.ood = split != "id";
     e.seed = seed++;
     e.budget = budget;
-    e.n = 200;
+    e.n = n;
     e.correct = c;
-    e.score = double(c) / 200.0;
-    auto w = stats::wilson(c, 200);
+    e.score = double(c) / double(n);
+    auto w = stats::wilson(c, n);
     e.ci_low = w.low;
     e.ci_high = w.high;
     l.add_eval(e);

@@ -23,9 +23,10 @@ std::string synthetic_recipe(bool hostile, double claimed_usd);
 // curves, selection counts, trace errors and decontamination. No verdicts are stored.
 int64_t add_synthetic_run(ledger::Ledger& l, bool hostile, double claimed_usd);
 
-// One eval row per seed (seeds 1, 2, ...), each of 200 questions with `correct` right.
+// One eval row per seed (seeds 1, 2, ...), each of n questions with `correct` right.
 void add_seed_evals(ledger::Ledger& l, int64_t run, const std::string& model,
                     const std::string& split, int64_t budget,
-                    std::initializer_list<int64_t> correct, const std::string& suite);
+                    std::initializer_list<int64_t> correct, const std::string& suite,
+                    int64_t n = 200);
 
 }  // namespace audit::testing
