@@ -226,7 +226,7 @@ void save_checkpoint(CausalLM& m, const std::string& dir, const SaveOptions& opt
   if (shards.size() == 1) {
     std::vector<std::pair<std::string, torch::Tensor>> ts;
     for (auto& [name, t] : shards[0]) ts.emplace_back(name, t.detach().to(torch::kCPU, dtype));
-    safetensors::save(join(dir, "model.safetensors"), ts, meta);
+    safetensors::save_ordered(join(dir, "model.safetensors"), ts, meta);
   } else {
     nlohmann::json weight_map = nlohmann::json::object();
     char name[64];
@@ -237,7 +237,7 @@ void save_checkpoint(CausalLM& m, const std::string& dir, const SaveOptions& opt
         ts.emplace_back(n, t.detach().to(torch::kCPU, dtype));
         weight_map[n] = name;
       }
-      safetensors::save(join(dir, name), ts, meta);
+      safetensors::save_ordered(join(dir, name), ts, meta);
     }
     nlohmann::json index = {{"metadata", {{"total_size", total}, {"total_parameters", numel}}},
                             {"weight_map", weight_map}};

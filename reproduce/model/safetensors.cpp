@@ -97,12 +97,13 @@ std::map<std::string, torch::Tensor> load(const std::string& path) { return File
 
 void save(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
           const std::map<std::string, std::string>& metadata) {
-  save(path, std::vector<std::pair<std::string, torch::Tensor>>(tensors.begin(), tensors.end()),
-       metadata);
+  save_ordered(path,
+               std::vector<std::pair<std::string, torch::Tensor>>(tensors.begin(), tensors.end()),
+               metadata);
 }
 
-void save(const std::string& path,
-          const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_ordered(const std::string& path,
+                  const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
           const std::map<std::string, std::string>& metadata) {
   if (!little_endian_host()) throw std::runtime_error("safetensors needs a little-endian host");
   nlohmann::json header = nlohmann::json::object();

@@ -44,7 +44,7 @@ std::map<std::string, torch::Tensor> load(const std::string& path);
 void save(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
           const std::map<std::string, std::string>& metadata = {});
 // The same for tensors given in order (a shard of a checkpoint, written in the order given).
-void save(const std::string& path,
+void save_ordered(const std::string& path,
           const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
           const std::map<std::string, std::string>& metadata = {});
 
