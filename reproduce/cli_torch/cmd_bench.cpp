@@ -187,8 +187,8 @@ int bench_forward(const BenchForwardOptions& o) {
       << " --threads " << threads << " --attn eager,sdpa";
   const auto py = run_python_json(cmd.str(), "transformers forward benchmark");
   const double t_ours = median(ours);
-  const double t_eager = py.at("eager").at("median_s").get<double>();
-  const double t_sdpa = py.at("sdpa").at("median_s").get<double>();
+  const double t_eager = py.at("eager_median_s").get<double>();
+  const double t_sdpa = py.at("sdpa_median_s").get<double>();
   std::printf("%-28s %10s %12s\n", "implementation", "seconds", "ours faster");
   std::printf("%-28s %10.3f %11.2fx\n", "audit (C++)", t_ours, 1.0);
   std::printf("%-28s %10.3f %11.2fx\n", "transformers eager", t_eager, t_eager / t_ours);

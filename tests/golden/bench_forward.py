@@ -8,7 +8,8 @@ then times full forward passes (all positions' logits, no KV cache, torch.no_gra
 on the same weights. Timing is the median of --repeats passes after --warmup untimed ones.
 
 Prints one JSON object: {"params", "threads", "seq", "batch", "torch", "transformers",
-"<attn>": {"median_s", "samples"} for each attention implementation}.
+"<attn>_median_s", "<attn>_samples" for each attention implementation} (flat: the C++ side
+reads the last JSON object printed).
 """
 import argparse
 import json
@@ -59,7 +60,8 @@ def main():
                 if i >= a.warmup:
                     samples.append(dt)
         assert logits.shape == (a.batch, a.seq, a.vocab)
-        out[attn] = {"median_s": statistics.median(samples), "samples": samples}
+        out[attn + "_median_s"] = statistics.median(samples)
+        out[attn + "_samples"] = samples
     print(json.dumps(out))
 
 
