@@ -43,3 +43,26 @@ TEST(Cli, RunHelpIsAnsweredByAuditTorch) {
 }
 
 }  // namespace
+
+namespace {
+
+// `audit model` is a torch-free parent: `inspect` runs in `audit`, `compare` (LibTorch) is handed
+// to audit-torch; `audit model --help` lists both.
+TEST(Cli, ModelCompareIsHandedToAuditTorchAndInspectIsNot) {
+  const audit::testing::TempDir tmp("audit_cli");
+  const fs::path dir = tmp.path();
+  fs::copy_file(audit::testing::audit_binary(), dir / "audit", fs::copy_options::overwrite_existing);
+  auto r = run_command("'" + (dir / "audit").string() + "' model compare x y");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("needs the LibTorch part of audit, audit-torch"), std::string::npos)
+      << r.output;
+  r = run_command("'" + (dir / "audit").string() + "' model inspect " + tmp.file("none"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("not a checkpoint directory"), std::string::npos) << r.output;
+  r = audit::testing::run_audit("model --help");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("inspect"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("compare"), std::string::npos) << r.output;
+}
+
+}  // namespace

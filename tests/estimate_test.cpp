@@ -260,3 +260,38 @@ TEST(EstimateCli, MissingRecipeExitsTwo) {
   ASSERT_NE(r.exit_code, -1) << "did not exit\n" << r.output;
   EXPECT_EQ(r.exit_code, 2);
 }
+
+// Parameter counts of the llama, mistral, qwen2_moe and mixtral archs from a recipe's [base],
+// against the published totals (each model's config.json shapes; figures from their model cards
+// and checked against the sum of their checkpoints' tensors).
+TEST(Estimate, ParameterCountsOfTheHfArchs) {
+  auto count = [](const std::string& base) {
+    const auto r = audit::recipe::parse_recipe_text("[claim]\nname = \"c\"\n[base]\n" + base, "a.toml");
+    return L::count_parameters(R::arch_from_recipe(r.base));
+  };
+  // Llama-3-8B: 8,030,261,248 (untied, no q/k/v bias: the llama default).
+  EXPECT_EQ(count("arch = \"llama\"\nvocab_size = 128256\nhidden = 4096\nlayers = 32\nheads = 32\n"
+                  "kv_heads = 8\nhead_dim = 128\nffn = 14336\n")
+                .total,
+            8030261248LL);
+  // Mistral-7B-v0.1: 7,241,732,096.
+  EXPECT_EQ(count("arch = \"mistral\"\nvocab_size = 32000\nhidden = 4096\nlayers = 32\n"
+                  "heads = 32\nkv_heads = 8\nhead_dim = 128\nffn = 14336\nsliding_window = 4096\n")
+                .total,
+            7241732096LL);
+  // Qwen1.5-MoE-A2.7B: 14,315,784,192 total, 2.69B active (q/k/v bias, a shared expert of width
+  // 5632 with its sigmoid gate, 60 routed experts of width 1408, top 4).
+  const auto q = count(
+      "arch = \"qwen2_moe\"\nvocab_size = 151936\nhidden = 2048\nlayers = 24\nheads = 16\n"
+      "kv_heads = 16\nhead_dim = 128\nffn = 5632\nrouted_experts = 60\ntop_k = 4\n"
+      "expert_ffn = 1408\nshared_experts = 1\nshared_expert_ffn = 5632\n");
+  EXPECT_EQ(q.total, 14315784192LL);
+  EXPECT_EQ(q.active, 14315784192LL - 24LL * 56 * 3 * 2048 * 1408);  // 2,689,173,504
+  // Mixtral-8x7B: 46,702,792,704 total, 12.9B active (top 2 of 8, no shared expert).
+  const auto m = count(
+      "arch = \"mixtral\"\nvocab_size = 32000\nhidden = 4096\nlayers = 32\nheads = 32\n"
+      "kv_heads = 8\nhead_dim = 128\nffn = 14336\nrouted_experts = 8\ntop_k = 2\n"
+      "expert_ffn = 14336\n");
+  EXPECT_EQ(m.total, 46702792704LL);
+  EXPECT_EQ(m.active, 12879925248LL);
+}

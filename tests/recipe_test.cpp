@@ -2,6 +2,8 @@
 // tests/fixtures/recipes/ is refused with the message its first line expects (file:line:column and
 // key), --set syntax and override order, every shipped recipe loads with its published numbers,
 // the resolved TOML round-trips to the same SHA-256, and `audit check` exit codes.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <string>
@@ -459,4 +461,97 @@ TEST(AuditCheck, ExitCodesAndOutput) {
   EXPECT_EQ(run("check " + s1 + " --set train.lrr=1 > " + out + " 2> " + err), 2);
   EXPECT_NE(read_file(err).find("--set: 'train.lrr'"), std::string::npos) << read_file(err);
   EXPECT_EQ(run("check /nonexistent.toml > " + out + " 2> " + err), 2);
+}
+
+// ------------------------------------------------------------------ [base] from a config.json
+
+namespace {
+
+// A Qwen2.5-0.5B-shaped config.json in transformers 4's layout.
+const char* kQwenConfig = R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+  "vocab_size": 151936, "hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
+  "num_key_value_heads": 2, "intermediate_size": 4864, "max_position_embeddings": 32768,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": true,
+  "torch_dtype": "bfloat16", "use_sliding_window": false, "hidden_act": "silu"})";
+
+}  // namespace
+
+TEST(RecipeHfConfig, BaseConfigReadsTheArchitectureRelativeToTheRecipe) {
+  const audit::testing::TempDir tmp("recipe_hf");
+  ASSERT_EQ(::mkdir(tmp.file("ckpt").c_str(), 0755), 0);
+  audit::testing::write_file(tmp.file("ckpt/config.json"), kQwenConfig);
+  const std::string recipe = tmp.file("r.toml");
+  for (const std::string key : {"config = \"ckpt/config.json\"", "checkpoint = \"ckpt\""}) {
+    SCOPED_TRACE(key);
+    audit::testing::write_file(recipe, std::string(kMinimal) + "[base]\n" + key +
+                                           "\nhidden = 896\nvocab_size = 151936\n");
+    const Recipe r = load_recipe(recipe);
+    EXPECT_EQ(r.base.arch, "qwen2");
+    EXPECT_EQ(r.base.hidden, 896);
+    EXPECT_EQ(r.base.layers, 24);
+    EXPECT_EQ(r.base.heads, 14);
+    EXPECT_EQ(r.base.kv_heads, 2);
+    EXPECT_EQ(r.base.head_dim, 64);
+    EXPECT_EQ(r.base.ffn, 4864);
+    EXPECT_TRUE(r.base.tie_embeddings);
+    EXPECT_TRUE(r.base.qkv_bias);
+    EXPECT_DOUBLE_EQ(r.base.rope_theta, 1e6);
+    // The resolved recipe carries the shapes, so its hash changes with the config.
+    EXPECT_NE(r.resolved_toml.find("layers = 24"), std::string::npos) << r.resolved_toml;
+  }
+}
+
+TEST(RecipeHfConfig, ShapesContradictingConfigJsonAreRefusedNamingBothValues) {
+  const audit::testing::TempDir tmp("recipe_hf");
+  audit::testing::write_file(tmp.file("config.json"), kQwenConfig);
+  const std::string recipe = tmp.file("r.toml");
+  audit::testing::write_file(recipe, std::string(kMinimal) +
+                                         "[base]\nconfig = \"config.json\"\nhidden = 64\n");
+  std::string m = error_of([&] { load_recipe(recipe); });
+  EXPECT_NE(m.find("r.toml:5:"), std::string::npos) << m;
+  EXPECT_NE(m.find("base.hidden = 64 but " + tmp.file("config.json") + " hidden_size = 896"),
+            std::string::npos)
+      << m;
+  // --set counts as typed too; arch and booleans are compared as well.
+  audit::testing::write_file(recipe, std::string(kMinimal) + "[base]\nconfig = \"config.json\"\n");
+  m = error_of([&] { load_recipe(recipe, {"base.arch=\"llama\""}); });
+  EXPECT_NE(m.find("base.arch = \"llama\" but"), std::string::npos) << m;
+  EXPECT_NE(m.find("model_type = \"qwen2\""), std::string::npos) << m;
+  m = error_of([&] { load_recipe(recipe, {"base.tie_embeddings=false"}); });
+  EXPECT_NE(m.find("tie_word_embeddings = true"), std::string::npos) << m;
+  // Missing files name the key.
+  audit::testing::write_file(recipe, std::string(kMinimal) + "[base]\nconfig = \"nope.json\"\n");
+  m = error_of([&] { load_recipe(recipe); });
+  EXPECT_NE(m.find("'base.config'"), std::string::npos) << m;
+  EXPECT_NE(m.find("nope.json not found"), std::string::npos) << m;
+  audit::testing::write_file(recipe, std::string(kMinimal) + "[base]\ncheckpoint = \"nodir\"\n");
+  m = error_of([&] { load_recipe(recipe); });
+  EXPECT_NE(m.find("'base.checkpoint'"), std::string::npos) << m;
+  // A bad config.json is refused naming it and its key.
+  audit::testing::write_file(tmp.file("config.json"), R"({"model_type": "gpt2"})");
+  audit::testing::write_file(recipe, std::string(kMinimal) + "[base]\nconfig = \"config.json\"\n");
+  m = error_of([&] { load_recipe(recipe); });
+  EXPECT_NE(m.find("config.json: 'model_type': unknown model_type"), std::string::npos) << m;
+}
+
+TEST(RecipeHfConfig, QkvBiasIsOnlyForQwen2AndMoeArchsAreAccepted) {
+  auto r = parse_recipe_text(std::string(kMinimal) + "[base]\narch = \"llama\"\n", "l.toml");
+  EXPECT_FALSE(r.base.qkv_bias);  // the default (true, Qwen2's) does not apply to llama
+  std::string m = error_of([] {
+    parse_recipe_text(std::string(kMinimal) + "[base]\narch = \"mistral\"\nqkv_bias = true\n",
+                      "m.toml");
+  });
+  EXPECT_NE(m.find("'base.qkv_bias'"), std::string::npos) << m;
+  r = parse_recipe_text(std::string(kMinimal) +
+                            "[base]\narch = \"qwen2_moe\"\nrouted_experts = 8\ntop_k = 2\n"
+                            "expert_ffn = 32\nshared_experts = 1\nshared_expert_ffn = 128\n",
+                        "q.toml");
+  EXPECT_TRUE(r.base.qkv_bias);
+  m = error_of([] {
+    parse_recipe_text(std::string(kMinimal) +
+                          "[base]\narch = \"mixtral\"\nrouted_experts = 8\ntop_k = 2\n"
+                          "expert_ffn = 32\nshared_experts = 1\n",
+                      "x.toml");
+  });
+  EXPECT_NE(m.find("mixtral has no shared experts"), std::string::npos) << m;
 }

@@ -203,6 +203,7 @@ void validate(const ArchSpec& a) {
     require(a.top_k >= 1 && a.top_k <= a.routed_experts, "top_k",
             "must lie in [1, routed_experts]");
     require(a.shared_experts >= 0, "shared_experts", "must be >= 0");
+    require(a.shared_expert_ffn >= 0, "shared_expert_ffn", "must be >= 0");
     require(a.first_dense_layers >= 0 && a.first_dense_layers <= a.layers, "first_dense_layers",
             "must lie in [0, layers]");
     require(a.first_dense_layers == 0 || a.ffn > 0, "ffn", "dense layers need ffn > 0");
@@ -219,6 +220,12 @@ ParamCount count_parameters(const ArchSpec& a) {
   const int64_t dense_layers = a.is_moe() ? a.first_dense_layers : a.layers;
   const int64_t moe_layers = a.layers - dense_layers;
   const int64_t expert = a.is_moe() ? swiglu(h, a.expert_ffn) : 0;
+  const int64_t shared_width =
+      a.shared_expert_ffn > 0 ? a.shared_expert_ffn : a.shared_experts * a.expert_ffn;
+  const int64_t shared_per_layer =
+      a.is_moe() && a.shared_experts > 0
+          ? swiglu(h, shared_width) + (a.shared_expert_gate ? h : 0)
+          : 0;
   const int64_t router_per_layer =
       a.is_moe() ? a.routed_experts * h + (a.router_bias ? a.routed_experts : 0) : 0;
 
@@ -227,7 +234,7 @@ ParamCount count_parameters(const ArchSpec& a) {
   p.attention = a.layers * attention_per_layer(a);
   p.dense_ffn = dense_layers * swiglu(h, a.ffn);
   p.routed_experts = moe_layers * a.routed_experts * expert;
-  p.shared_experts = moe_layers * a.shared_experts * expert;
+  p.shared_experts = moe_layers * shared_per_layer;
   p.router = moe_layers * router_per_layer;
   p.norms = a.layers * 2 * h + h;
   p.total = p.embedding + p.lm_head + p.attention + p.dense_ffn + p.routed_experts +
@@ -239,10 +246,10 @@ ParamCount count_parameters(const ArchSpec& a) {
     // the model is MoE), its output norm; embedding and output head are shared with the model.
     const int64_t block_attn = attention_per_layer(a) + 2 * h;
     const int64_t block_ffn_total =
-        a.is_moe() ? (a.routed_experts + a.shared_experts) * expert + router_per_layer
+        a.is_moe() ? a.routed_experts * expert + shared_per_layer + router_per_layer
                    : swiglu(h, a.ffn);
     const int64_t block_ffn_active =
-        a.is_moe() ? (a.top_k + a.shared_experts) * expert + router_per_layer : swiglu(h, a.ffn);
+        a.is_moe() ? a.top_k * expert + shared_per_layer + router_per_layer : swiglu(h, a.ffn);
     const int64_t glue = 2 * h + 2 * h * h + h;
     p.mtp_total = a.mtp_depth * (glue + block_attn + block_ffn_total);
     p.mtp_active = a.mtp_depth * (glue + block_attn + block_ffn_active);
@@ -261,7 +268,9 @@ ParamCount count_parameters(const ArchSpec& a) {
   if (a.is_moe()) {
     c += "; " + std::to_string(dense_layers) + " dense SwiGLU layers + " +
          std::to_string(moe_layers) + " MoE layers (" + std::to_string(a.routed_experts) +
-         " routed + " + std::to_string(a.shared_experts) + " shared SwiGLU experts, router" +
+         " routed + " + std::to_string(a.shared_experts) + " shared SwiGLU experts" +
+         (a.shared_expert_ffn > 0 ? " of width " + std::to_string(a.shared_expert_ffn) : "") +
+         (a.shared_expert_gate ? " with a sigmoid gate" : "") + ", router" +
          (a.router_bias ? " with score-correction bias" : "") + ")";
     c += "; active = all but the routed experts a token skips (top-" + std::to_string(a.top_k) +
          " of " + std::to_string(a.routed_experts) + "), embedding and head counted";

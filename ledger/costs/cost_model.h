@@ -40,6 +40,9 @@ struct ArchSpec {
   int64_t shared_experts = 0;     // always-on experts per MoE layer
   int64_t top_k = 0;              // routed experts per token
   int64_t expert_ffn = 0;         // intermediate size of one (routed or shared) expert
+  int64_t shared_expert_ffn = 0;  // width of the shared expert(s) together; 0 = shared_experts *
+                                  // expert_ffn (Qwen2-MoE: shared_expert_intermediate_size)
+  bool shared_expert_gate = false;// a hidden -> 1 sigmoid gate on the shared expert (Qwen2-MoE)
   int64_t first_dense_layers = 0; // leading layers with a dense FFN of size ffn
   bool router_bias = false;       // per-expert score-correction bias (DeepSeek-V3 sigmoid gate)
   // MLA: kv_lora_rank > 0 means multi-head latent attention.

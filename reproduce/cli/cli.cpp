@@ -46,6 +46,15 @@ bool is_torch_verb(const char* arg) {
   return false;
 }
 
+bool needs_torch(int argc, char** argv) {
+  if (argc < 2) return false;
+  if (is_torch_verb(argv[1])) return true;
+  if (argc < 3) return false;
+  for (const auto& s : kTorchSubcommands)
+    if (std::strcmp(argv[1], s.verb) == 0 && std::strcmp(argv[2], s.name) == 0) return true;
+  return false;
+}
+
 void exec_torch_binary(char** argv) {
   namespace fs = std::filesystem;
   const fs::path dir = executable_dir();
@@ -70,6 +79,15 @@ void add_torch_verb_forwarders(CLI::App& app) {
     auto* cmd = app.add_subcommand(v.name, v.summary);
     cmd->allow_extras();
     cmd->set_help_flag();  // `audit run --help` is answered by audit-torch
+  }
+}
+
+void add_torch_subcommand_forwarders(CLI::App& verb) {
+  for (const auto& s : kTorchSubcommands) {
+    if (verb.get_name() != s.verb) continue;
+    auto* cmd = verb.add_subcommand(s.name, s.summary);
+    cmd->allow_extras();
+    cmd->set_help_flag();  // answered by audit-torch
   }
 }
 

@@ -34,6 +34,9 @@ void add_verdicts_command(CLI::App& app, GlobalOptions& g);
 void add_dashboard_command(CLI::App& app, GlobalOptions& g);
 void add_ledger_command(CLI::App& app, GlobalOptions& g);
 void add_check_command(CLI::App& app, GlobalOptions& g);
+// `audit model` (cmd_model.cpp): a parent whose torch-free subcommand is `inspect`; returns the
+// parent so that audit-torch can add its LibTorch subcommands (`compare`) under it.
+CLI::App* add_model_command(CLI::App& app, GlobalOptions& g);
 // The verbs that need LibTorch (reproduce/cli_torch), linked into `audit-torch` only:
 void add_run_command(CLI::App& app, GlobalOptions& g);
 void add_replay_command(CLI::App& app, GlobalOptions& g);
@@ -50,9 +53,23 @@ inline constexpr TorchVerb kTorchVerbs[] = {
     {"replay", "Time the claimed model's layers on this hardware and extrapolate (LibTorch)"},
     {"bench", "Benchmarks: the trainer against PyTorch eager (LibTorch)"},
 };
+// Subcommands of a torch-free parent verb that need LibTorch (`audit model compare`).
+struct TorchSubcommand {
+  const char* verb;
+  const char* name;
+  const char* summary;
+};
+inline constexpr TorchSubcommand kTorchSubcommands[] = {
+    {"model", "compare", "Compare a checkpoint's logits with transformers' (LibTorch)"},
+};
 bool is_torch_verb(const char* arg);
+// True when argv names a LibTorch verb, or a LibTorch subcommand of a torch-free verb
+// (argv[1] = "model", argv[2] = "compare"); options before the subcommand are not looked past.
+bool needs_torch(int argc, char** argv);
 // Lists the LibTorch verbs as subcommands that hand over to audit-torch.
 void add_torch_verb_forwarders(CLI::App& app);
+// Lists the LibTorch subcommands of `verb` (already added to app) the same way.
+void add_torch_subcommand_forwarders(CLI::App& verb);
 // Replaces this process with audit-torch (same arguments). On failure prints why and exits 2.
 [[noreturn]] void exec_torch_binary(char** argv);
 

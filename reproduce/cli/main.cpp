@@ -7,7 +7,7 @@
 int main(int argc, char** argv) {
 #ifndef AUDIT_TORCH_VERBS
   // The torch-free binary: verbs that train, replay or benchmark run in audit-torch.
-  if (argc > 1 && audit::cli::is_torch_verb(argv[1])) audit::cli::exec_torch_binary(argv);
+  if (audit::cli::needs_torch(argc, argv)) audit::cli::exec_torch_binary(argv);
 #endif
   CLI::App app{
       "audit: re-execute a low-cost training claim for real, meter every GPU- and CPU-second\n"
@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
   audit::cli::add_dashboard_command(app, g);
   audit::cli::add_ledger_command(app, g);
   audit::cli::add_check_command(app, g);
+  [[maybe_unused]] CLI::App* model = audit::cli::add_model_command(app, g);
+#ifndef AUDIT_TORCH_VERBS
+  audit::cli::add_torch_subcommand_forwarders(*model);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

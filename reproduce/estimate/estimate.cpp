@@ -99,6 +99,8 @@ ledger::ArchSpec arch_from_recipe(const recipe::BaseSection& b) {
   a.shared_experts = b.shared_experts;
   a.top_k = b.top_k;
   a.expert_ffn = b.expert_ffn;
+  a.shared_expert_ffn = b.shared_expert_ffn;
+  a.shared_expert_gate = b.arch == "qwen2_moe" && b.shared_experts > 0;
   a.first_dense_layers = b.first_dense_layers;
   a.router_bias = b.routed_experts > 0 && b.score_func == "sigmoid";
   a.q_lora_rank = b.q_lora_rank;

@@ -18,8 +18,11 @@
 
 #include <toml++/toml.h>
 
+#include <sys/stat.h>
+
 #include "datasets/tasks/tasks.h"  // the task family's operation and format names
 #include "common/sha256.h"
+#include "reproduce/hf_checkpoint/hf_config.h"  // read_config: [base] from a config.json
 
 namespace audit::recipe {
 namespace {
@@ -858,9 +861,22 @@ void validate_base(const BaseSection& b, const Validator& check) {
     check(b.q_lora_rank == 0 && b.kv_lora_rank == 0, "base.kv_lora_rank",
           "MLA ranks are only for arch \"deepseek_v3\"",
           {"base.q_lora_rank"});
-    check(b.routed_experts == 0, "base.routed_experts",
-          "MoE is only for arch \"deepseek_v3\" (qwen2 is dense)", {"base.arch"});
+    const bool moe_arch = b.arch == "qwen2_moe" || b.arch == "mixtral";
+    check(b.routed_experts == 0 || moe_arch, "base.routed_experts",
+          "MoE is only for arch \"deepseek_v3\", \"qwen2_moe\" or \"mixtral\" (" + b.arch +
+              " is dense)",
+          {"base.arch"});
+    check(!moe_arch || b.routed_experts > 0, "base.routed_experts",
+          "arch \"" + b.arch + "\" needs routed_experts > 0", {"base.arch"});
   }
+  check(b.arch != "mixtral" || b.shared_experts == 0, "base.shared_experts",
+        "mixtral has no shared experts", {"base.arch"});
+  check(b.shared_expert_ffn == 0 || b.shared_experts > 0, "base.shared_expert_ffn",
+        "shared_expert_ffn needs shared_experts > 0", {"base.shared_experts"});
+  check(!b.qkv_bias || b.arch == "qwen2" || b.arch == "qwen2_moe", "base.qkv_bias",
+        "q/k/v biases are only for arch \"qwen2\" and \"qwen2_moe\" (" + b.arch +
+            " has none)",
+        {"base.arch"});
   if (b.train_here) {
     check(b.pretrain_steps > 0, "base.pretrain_steps", "train_here = true needs pretrain_steps > 0",
           {"base.train_here"});
@@ -920,6 +936,80 @@ void validate_data(const DataSection& d, const Validator& check) {
 
 }
 
+// ---------------------------------------------------------------- [base] from a config.json
+
+// A path of the recipe, relative to the recipe file's folder (as written when absolute).
+std::string recipe_relative(const std::string& recipe, const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  const auto slash = recipe.find_last_of('/');
+  return slash == std::string::npos ? p : recipe.substr(0, slash + 1) + p;
+}
+
+bool path_is(const std::string& p, bool dir) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+}
+
+// The config.json key of a [base] field, for messages.
+std::string hf_key(const std::string& field, const std::string& arch) {
+  static const std::map<std::string, std::string> keys = {
+      {"arch", "model_type"}, {"vocab", "vocab_size"}, {"hidden", "hidden_size"},
+      {"layers", "num_hidden_layers"}, {"heads", "num_attention_heads"},
+      {"kv_heads", "num_key_value_heads"}, {"ffn", "intermediate_size"},
+      {"max_position", "max_position_embeddings"}, {"rms_eps", "rms_norm_eps"},
+      {"qkv_bias", "attention_bias"}, {"tie_embeddings", "tie_word_embeddings"},
+      {"rope_scaling", "rope_scaling.rope_type"}, {"rope_factor", "rope_scaling.factor"},
+      {"rope_low_freq_factor", "rope_scaling.low_freq_factor"},
+      {"rope_high_freq_factor", "rope_scaling.high_freq_factor"},
+      {"rope_original_max_position", "rope_scaling.original_max_position_embeddings"},
+      {"shared_experts", "n_shared_experts"}, {"top_k", "num_experts_per_tok"},
+      {"expert_ffn", "moe_intermediate_size"},
+      {"shared_expert_ffn", "shared_expert_intermediate_size"},
+      {"first_dense_layers", "first_k_dense_replace"}, {"score_func", "scoring_func"},
+      {"routed_scaling", "routed_scaling_factor"}, {"expert_groups", "n_group"},
+      {"topk_groups", "topk_group"}, {"mtp_depth", "num_nextn_predict_layers"}};
+  if (field == "routed_experts")
+    return arch == "qwen2_moe" ? "num_experts"
+           : arch == "mixtral" ? "num_local_experts" : "n_routed_experts";
+  auto it = keys.find(field);
+  return it != keys.end() ? it->second : field;
+}
+
+std::string show(const std::string& v) { return toml_string(v); }
+std::string show(int64_t v) { return std::to_string(v); }
+std::string show(double v) { return toml_double(v); }
+std::string show(bool v) { return v ? "true" : "false"; }
+
+// base.config / base.checkpoint: the architecture comes from the config.json; every shape key
+// typed in the recipe (or by --set) must agree with it.
+void apply_hf_config(BaseSection& b, const ParseCtx& ctx) {
+  if (b.config.empty() && b.checkpoint.empty()) return;
+  const std::string key = b.config.empty() ? "base.checkpoint" : "base.config";
+  auto loc = ctx.locs.find(key);
+  const Loc at = loc != ctx.locs.end() ? loc->second : Loc{ctx.file, 0, 0};
+  std::string path;
+  if (!b.config.empty()) {
+    path = recipe_relative(ctx.file, b.config);
+    if (!path_is(path, false)) fail(at, key, "config file " + path + " not found");
+  } else {
+    const std::string dir = recipe_relative(ctx.file, b.checkpoint);
+    if (!path_is(dir, true)) fail(at, key, "checkpoint directory " + dir + " not found");
+    path = dir + "/config.json";
+    if (!path_is(path, false)) fail(at, key, "checkpoint " + dir + " has no config.json");
+  }
+  const hf::HfConfig c = hf::read_config(path);
+  settings::ModelSettings::for_each_field([&](const char* name, auto field) {
+    const std::string field_name = name;
+    const std::string recipe_key = "base." + (field_name == "vocab" ? "vocab_size" : field_name);
+    auto typed = ctx.locs.find(recipe_key);
+    if (typed == ctx.locs.end() || b.*field == c.model.*field) return;
+    fail(typed->second, recipe_key,
+         recipe_key + " = " + show(b.*field) + " but " + path + " " +
+             hf_key(field_name, c.model.arch) + " = " + show(c.model.*field));
+  });
+  static_cast<settings::ModelSettings&>(b) = c.model;
+}
+
 void validate(const Recipe& r, const ParseCtx& ctx) {
   const Validator check(ctx);
   const auto& c = r.claim;
@@ -960,6 +1050,10 @@ Recipe parse_table(toml::table& root, const std::string& name, const std::vector
   Reader reader(ctx, &root, "", Loc{name, 0, 0}, true);
   visit_recipe(reader, r);
   reader.finish();
+  // qkv_bias defaults to true (Qwen2); the other archs have no q/k/v-only bias.
+  if (r.base.arch != "qwen2" && r.base.arch != "qwen2_moe" && !ctx.locs.count("base.qkv_bias"))
+    r.base.qkv_bias = false;
+  apply_hf_config(r.base, ctx);
   validate(r, ctx);
   r.path = name;
   r.sets = sets;
