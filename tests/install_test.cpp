@@ -19,7 +19,8 @@ TEST(Install, InstalledBinariesRunFromAnyFolderAndAfterTheyMove) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* f : {"bin/audit", "share/audit/recipes/s1.toml", "share/audit/recipes/s1-mini.toml",
                         "share/audit/peers/bench_train.py", "share/audit/peers/bench_layer.py",
-                        "share/audit/peers/make_golden.py", "share/doc/audit/architecture.md"})
+                        "share/audit/peers/qwen2_eager.py", "share/audit/peers/hf_forward_peer.py",
+                        "share/audit/peers/bench_forward.py", "share/doc/audit/architecture.md"})
     EXPECT_EQ(run_command("test -f " + q(prefix + "/" + f)).exit_code, 0) << f << " not installed";
 
   // Moved, and run from another folder: nothing may point back at the build or the sources.

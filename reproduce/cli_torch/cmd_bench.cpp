@@ -2,7 +2,11 @@
 // the same model in PyTorch eager (tests/golden/bench_train.py, same torch package, same thread
 // count), on the s1-mini recipe's model, a small one (0.83M parameters) and one about 11x larger
 // than that, in one run, with the ratio.
+// `audit bench forward`: one forward pass (all logits) of our model against transformers'
+// Qwen2ForCausalLM with eager and with sdpa attention (tests/golden/bench_forward.py), random
+// weights of Qwen2.5-0.5B's shapes by default, same thread count, in one run.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -114,6 +118,100 @@ int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
   return 0;
 }
 
+struct BenchForwardOptions {
+  std::string model = "0.5b";  // 0.5b: Qwen2.5-0.5B's shapes; tiny: a few-layer model for tests
+  int threads = 0;
+  int warmup = 1;
+  int repeats = 5;
+  int64_t batch = 1;
+  int64_t seq = 512;
+  std::string python;
+  std::string json_out;
+};
+
+model::ModelConfig forward_bench_config(const std::string& name) {
+  model::ModelConfig c;
+  if (name == "0.5b") {  // Qwen2.5-0.5B: 494M parameters, tied embeddings
+    c.vocab = 151936;
+    c.hidden = 896;
+    c.layers = 24;
+    c.heads = 14;
+    c.kv_heads = 2;
+    c.head_dim = 64;
+    c.ffn = 4864;
+    c.tie_embeddings = true;
+  } else {  // tiny
+    c.vocab = 1000;
+    c.hidden = 64;
+    c.layers = 2;
+    c.heads = 4;
+    c.kv_heads = 2;
+    c.head_dim = 16;
+    c.ffn = 128;
+    c.tie_embeddings = true;
+  }
+  c.rope_theta = 1e6;
+  c.max_position = 32768;
+  return c;
+}
+
+int bench_forward(const BenchForwardOptions& o) {
+  const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
+  torch::set_num_threads(threads);
+  const auto c = forward_bench_config(o.model);
+  std::printf("audit bench forward: one forward pass (all logits, fp32, CPU, no grad), %s shapes\n"
+              "(%.0fM parameters), batch %lld x seq %lld, %d warmup + %d timed passes (median),\n"
+              "%d thread(s). transformers: %s\n\n",
+              o.model.c_str(), c.parameter_count() / 1e6, static_cast<long long>(o.batch),
+              static_cast<long long>(o.seq), o.warmup, o.repeats, threads, o.python.c_str());
+  std::vector<double> ours;
+  {
+    torch::NoGradGuard no_grad;
+    model::CausalLM m(c);
+    model::init_weights(m, 0);
+    m->eval();
+    auto ids = torch::randint(0, c.vocab, {o.batch, o.seq}, torch::kLong);
+    for (int i = 0; i < o.warmup + o.repeats; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto logits = m->forward(ids);
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (i >= o.warmup) ours.push_back(dt);
+    }
+  }  // freed before transformers builds its copy
+  std::ostringstream cmd;
+  cmd << shell_quote(o.python) << ' ' << shell_quote(resource_path("peers/bench_forward.py"))
+      << " --vocab " << c.vocab << " --hidden " << c.hidden << " --layers " << c.layers
+      << " --heads " << c.heads << " --kv-heads " << c.kv_heads << " --head-dim " << c.head_dim
+      << " --ffn " << c.ffn << " --rope-theta " << c.rope_theta << " --batch " << o.batch
+      << " --seq " << o.seq << " --warmup " << o.warmup << " --repeats " << o.repeats
+      << " --threads " << threads << " --attn eager,sdpa";
+  const auto py = run_python_json(cmd.str(), "transformers forward benchmark");
+  const double t_ours = median(ours);
+  const double t_eager = py.at("eager_median_s").get<double>();
+  const double t_sdpa = py.at("sdpa_median_s").get<double>();
+  std::printf("%-28s %10s %12s\n", "implementation", "seconds", "ours faster");
+  std::printf("%-28s %10.3f %11.2fx\n", "audit (C++)", t_ours, 1.0);
+  std::printf("%-28s %10.3f %11.2fx\n", "transformers eager", t_eager, t_eager / t_ours);
+  std::printf("%-28s %10.3f %11.2fx\n", "transformers sdpa", t_sdpa, t_sdpa / t_ours);
+  if (!o.json_out.empty()) {
+    std::ofstream f(o.json_out);
+    if (!f) throw std::runtime_error("cannot write " + o.json_out);
+    f << nlohmann::json{{"model", o.model},
+                        {"config", c.to_string()},
+                        {"params", c.parameter_count()},
+                        {"threads", threads},
+                        {"batch", o.batch},
+                        {"seq", o.seq},
+                        {"ours_s", ours},
+                        {"transformers", py},
+                        {"ratio_vs_eager", t_eager / t_ours},
+                        {"ratio_vs_sdpa", t_sdpa / t_ours}}
+             .dump(2)
+      << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app, GlobalOptions& g) {
@@ -152,6 +250,31 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
   train->add_option("--json", o->json_out, "Also write the figures as JSON to this file");
   add_device_option(*train, g);
   train->callback([o, &g] { run_and_exit("bench train", [&] { return bench_train(*o, g); }); });
+
+  auto f = std::make_shared<BenchForwardOptions>();
+  f->python = default_python();
+  auto* fwd = bench->add_subcommand(
+      "forward", "Forward-pass time: our model vs transformers (eager and sdpa), 0.5B shapes");
+  fwd->description(
+      "Times one forward pass (all positions' logits, fp32, CPU, no grad) of our model and of\n"
+      "transformers' Qwen2ForCausalLM (tests/golden/bench_forward.py) with eager and with sdpa\n"
+      "attention, on random weights of Qwen2.5-0.5B's shapes (hidden 896, 24 layers, 14 heads,\n"
+      "2 kv heads, head_dim 64, ffn 4864, vocab 151936, tied), same thread count, one run.\n"
+      "Prints the median seconds of each and how many times faster ours is.");
+  fwd->footer("Example: audit bench forward --threads 2 --seq 512 --repeats 5");
+  fwd->add_option("--model", f->model, "Shapes: 0.5b (Qwen2.5-0.5B) or tiny (for tests)")
+      ->check(CLI::IsMember({"0.5b", "tiny"}))
+      ->capture_default_str();
+  fwd->add_option("--threads", f->threads, "Intra-op threads for both sides (0: torch default)")
+      ->capture_default_str();
+  fwd->add_option("--warmup", f->warmup, "Untimed passes first")->capture_default_str();
+  fwd->add_option("--repeats", f->repeats, "Timed passes (median)")->check(CLI::PositiveNumber)->capture_default_str();
+  fwd->add_option("--batch", f->batch, "Sequences")->check(CLI::PositiveNumber)->capture_default_str();
+  fwd->add_option("--seq", f->seq, "Tokens per sequence")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  fwd->add_option("--python", f->python, "Python with transformers (default $AUDIT_PYTHON or the venv)")
+      ->capture_default_str();
+  fwd->add_option("--json", f->json_out, "Also write the figures as JSON to this file");
+  fwd->callback([f] { run_and_exit("bench forward", [&] { return bench_forward(*f); }); });
   bench->callback([bench, o, &g] {
     if (bench->get_subcommands().empty())
       run_and_exit("bench", [&] { return bench_train(*o, g); });

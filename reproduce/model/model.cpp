@@ -1,5 +1,6 @@
-// The Qwen2-style decoder (see model.h): one file for the architecture, intermediates named as
-// in HF's modeling_qwen2.py so that a dump can be compared with a PyTorch hook dump.
+// The dense qwen2/llama/mistral decoder (see model.h): one file for the architecture,
+// intermediates named as in HF's modeling_qwen2.py / modeling_llama.py / modeling_mistral.py so
+// that a dump can be compared with a PyTorch hook dump.
 #include "reproduce/model/model.h"
 
 #include <algorithm>
@@ -22,8 +23,12 @@ void ModelConfig::validate() const {
   auto need = [](bool ok, const char* field, const std::string& why) {
     if (!ok) throw std::invalid_argument(std::string("model.") + field + ": " + why);
   };
-  need(arch == "qwen2", "arch",
-       "this model builds \"qwen2\"; \"" + arch + "\" is for estimate and replay");
+  const bool counted_only = arch == "deepseek_v3" || arch == "qwen2_moe" || arch == "mixtral";
+  need(!counted_only, "arch",
+       "\"" + arch + "\" (MoE/MLA) is read for counting, estimate and replay only; this model "
+       "builds \"qwen2\", \"llama\" and \"mistral\"");
+  need(arch == "qwen2" || arch == "llama" || arch == "mistral", "arch",
+       "unknown architecture \"" + arch + "\" (built: qwen2, llama, mistral)");
   need(routed_experts == 0, "routed_experts", "MoE layers are not built here yet (must be 0)");
   need(q_lora_rank == 0 && kv_lora_rank == 0, "kv_lora_rank",
        "MLA attention is not built here yet (ranks must be 0)");
@@ -39,6 +44,15 @@ void ModelConfig::validate() const {
   need(rope_theta > 0, "rope_theta", "must be positive");
   need(max_position > 0, "max_position", "must be positive");
   need(rms_eps > 0, "rms_eps", "must be positive");
+  need(rope_scaling.empty() || rope_scaling == "default" || rope_scaling == "llama3",
+       "rope_scaling", "\"" + rope_scaling + "\" is not built (built: none, \"llama3\")");
+  if (rope_scaling == "llama3") {
+    need(rope_factor > 0, "rope_factor", "must be positive for llama3 rope scaling");
+    need(rope_low_freq_factor > 0 && rope_high_freq_factor > rope_low_freq_factor,
+         "rope_high_freq_factor", "llama3 rope scaling needs 0 < low_freq_factor < high_freq_factor");
+    need(rope_original_max_position >= 0, "rope_original_max_position", "must not be negative");
+  }
+  need(sliding_window >= 0, "sliding_window", "must be 0 (off) or a positive window");
 }
 
 int64_t ModelConfig::parameter_count() const {
@@ -177,10 +191,44 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return weight * normed;
 }
 
-RotaryEmbeddingImpl::RotaryEmbeddingImpl(int64_t head_dim, double theta) {
-  // inv_freq[i] = 1 / theta^(2i / head_dim), in fp32 exactly as HF computes it.
+namespace {
+// inv_freq[i] = 1 / theta^(2i / head_dim), in fp32 exactly as HF computes it.
+torch::Tensor default_inv_freq(int64_t head_dim, double theta) {
   auto exponents = torch::arange(0, head_dim, 2, torch::kLong).to(torch::kFloat) / head_dim;
-  inv_freq = register_buffer("inv_freq", 1.0 / torch::pow(theta, exponents));
+  return 1.0 / torch::pow(theta, exponents);
+}
+
+// Llama 3.1's scaling, op for op as transformers' _compute_llama3_parameters (same fp32 ops in
+// the same order; Python's `scalar / tensor` is reciprocal() * scalar): wavelengths longer than
+// original/low_freq_factor are divided by factor, shorter than original/high_freq_factor kept,
+// and those between interpolated smoothly.
+torch::Tensor llama3_inv_freq(const torch::Tensor& inv_freq, const ModelConfig& c) {
+  const double factor = c.rope_factor, low = c.rope_low_freq_factor, high = c.rope_high_freq_factor;
+  const double old_context_len = static_cast<double>(
+      c.rope_original_max_position > 0 ? c.rope_original_max_position : c.max_position);
+  const double low_freq_wavelen = old_context_len / low, high_freq_wavelen = old_context_len / high;
+  auto wavelen = inv_freq.reciprocal() * (2 * M_PI);
+  auto inv_freq_llama = torch::where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq);
+  auto smooth_factor = (wavelen.reciprocal() * old_context_len - low) / (high - low);
+  auto smoothed_inv_freq =
+      (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama;
+  auto is_medium_freq = (wavelen < high_freq_wavelen).logical_not() &
+                        (wavelen > low_freq_wavelen).logical_not();
+  return torch::where(is_medium_freq, smoothed_inv_freq, inv_freq_llama);
+}
+}  // namespace
+
+RotaryEmbeddingImpl::RotaryEmbeddingImpl(int64_t head_dim, double theta) {
+  inv_freq = register_buffer("inv_freq", default_inv_freq(head_dim, theta));
+}
+
+RotaryEmbeddingImpl::RotaryEmbeddingImpl(const ModelConfig& c) {
+  auto inv = default_inv_freq(c.head_dim, c.rope_theta);
+  if (c.rope_scaling == "llama3")
+    inv = llama3_inv_freq(inv, c);
+  else if (!c.rope_scaling.empty() && c.rope_scaling != "default")
+    throw std::invalid_argument("model.rope_scaling: \"" + c.rope_scaling + "\" is not built");
+  inv_freq = register_buffer("inv_freq", inv);
 }
 
 std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::forward(
@@ -266,8 +314,12 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   return linear(down_proj, gate * up);
 }
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c)
-    : self_attn(c), mlp(c), input_layernorm(c.hidden, c.rms_eps),
+std::shared_ptr<FeedForwardImpl> make_feed_forward(const ModelConfig& c, int64_t /*layer*/) {
+  return std::make_shared<MLPImpl>(c);
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t layer)
+    : self_attn(c), mlp(make_feed_forward(c, layer)), input_layernorm(c.hidden, c.rms_eps),
       post_attention_layernorm(c.hidden, c.rms_eps) {
   register_module("self_attn", self_attn);
   register_module("mlp", mlp);
@@ -283,14 +335,14 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
   auto attn_out = self_attn(attn_norm, cos, sin, mask, cache_k, cache_v, start);
   auto residual = x + attn_out;
   auto ffn_norm = post_attention_layernorm(residual);
-  auto ffn_out = mlp(ffn_norm);
+  auto ffn_out = mlp->forward(ffn_norm);
   return residual + ffn_out;
 }
 
 DecoderImpl::DecoderImpl(const ModelConfig& c)
     : embed_tokens(c.vocab, c.hidden), layers(), norm(c.hidden, c.rms_eps),
-      rotary_emb(c.head_dim, c.rope_theta) {
-  for (int64_t i = 0; i < c.layers; ++i) layers->push_back(DecoderLayer(c));
+      rotary_emb(c) {
+  for (int64_t i = 0; i < c.layers; ++i) layers->push_back(DecoderLayer(c, i));
   register_module("embed_tokens", embed_tokens);
   register_module("layers", layers);
   register_module("norm", norm);
@@ -320,10 +372,20 @@ torch::Tensor packed_causal_mask(const torch::Tensor& position_ids) {
   return (same_segment & causal).unsqueeze(1);                              // [B, 1, T, T]
 }
 
+torch::Tensor causal_window_mask(int64_t q_start, int64_t Tq, int64_t Tk, int64_t window,
+                                 const torch::TensorOptions& opts) {
+  auto o = opts.dtype(torch::kLong);
+  auto q = torch::arange(q_start, q_start + Tq, o).view({Tq, 1});
+  auto k = torch::arange(0, Tk, o).view({1, Tk});
+  auto visible = k <= q;
+  if (window > 0) visible = visible & (k > q - window);
+  return visible.view({1, 1, Tq, Tk});
+}
+
 torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids,
                                           const torch::Tensor& position_ids) {
   TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [batch, seq], got ", input_ids.sizes());
-  const int64_t T = input_ids.size(1);
+  const int64_t T = input_ids.size(1), window = cfg.sliding_window;
   AttentionMask mask;
   torch::Tensor positions = position_ids;
   if (!positions.defined()) {
@@ -339,6 +401,10 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids,
                        .all()
                        .item<bool>();
     if (!contiguous) mask = AttentionMask{false, packed_causal_mask(positions)};
+  }
+  if (window > 0 && T > window) {  // sliding window (mistral): only when it cuts something
+    auto win = causal_window_mask(0, T, T, window, input_ids.options());
+    mask = AttentionMask{false, mask.mask.defined() ? (mask.mask & win) : win};
   }
   auto [cos, sin] = model->rotary_emb(positions);
   auto x = model->embed_tokens(input_ids);
@@ -375,23 +441,29 @@ torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& input_ids,
               cache.capacity);
   TORCH_CHECK(cache.valid.size(0) == B, "KV cache batch ", cache.valid.size(0), " != ", B);
   cache.valid.narrow(1, start, T).copy_(new_valid);
-  const int64_t Tk = start + T;
+  const int64_t Tk = start + T, window = cfg.sliding_window;
   const bool padded = !cache.valid.narrow(1, 0, Tk).all().item<bool>();
+  const bool windowed = window > 0 && Tk > window;  // some query loses keys to the window
   AttentionMask mask;
-  if (!padded && start == 0) {
+  if (!padded && !windowed && start == 0) {
     mask.is_causal = true;  // prefill without padding: square causal
-  } else if (!padded && T == 1) {
+  } else if (!padded && !windowed && T == 1) {
     mask.is_causal = false;  // one new token sees every cached position
   } else {
-    // Query i sits at absolute position start + i; it may see key j <= start + i that is a real
-    // token, and always itself (so a padding query never has an all-masked row: no NaN).
-    auto opts = input_ids.options().dtype(torch::kLong);
-    auto qpos = torch::arange(start, Tk, opts).view({T, 1});
-    auto kpos = torch::arange(0, Tk, opts).view({1, Tk});
-    auto causal = (kpos <= qpos).view({1, 1, T, Tk});
-    auto self = (kpos == qpos).view({1, 1, T, Tk});
-    auto key_ok = cache.valid.narrow(1, 0, Tk).view({B, 1, 1, Tk});
-    mask = AttentionMask{false, causal & (key_ok | self)};
+    // Query i sits at cache index start + i; it may see key j <= start + i (and, with a sliding
+    // window, j > start + i - window) that is a real token, and always itself (so a padding query
+    // never has an all-masked row: no NaN). Padding is only ever on the left and every later
+    // token is real, so a window over cache indices is a window over real tokens.
+    auto visible = causal_window_mask(start, T, Tk, window, input_ids.options());
+    if (padded) {
+      auto opts = input_ids.options().dtype(torch::kLong);
+      auto qpos = torch::arange(start, Tk, opts).view({T, 1});
+      auto kpos = torch::arange(0, Tk, opts).view({1, Tk});
+      auto self = (kpos == qpos).view({1, 1, T, Tk});
+      auto key_ok = cache.valid.narrow(1, 0, Tk).view({B, 1, 1, Tk});
+      visible = visible & (key_ok | self);
+    }
+    mask = AttentionMask{false, visible};
   }
   auto [cos, sin] = model->rotary_emb(position_ids);
   auto x = model->embed_tokens(input_ids);

@@ -1,13 +1,16 @@
-// The Qwen2-style decoder-only transformer in the LibTorch C++ frontend: RMSNorm, rotary position
-// embeddings, grouped-query attention through torch::scaled_dot_product_attention, SwiGLU MLP,
-// q/k/v bias, untied (or optionally tied) embeddings and lm_head.
+// The dense decoder-only transformers of Hugging Face's qwen2, llama and mistral in the LibTorch
+// C++ frontend: RMSNorm, rotary position embeddings (plain, or with Llama 3.1's "llama3"
+// frequency scaling), grouped-query attention through torch::scaled_dot_product_attention with an
+// optional sliding window (mistral; qwen2 when configured), SwiGLU MLP, optional q/k/v bias
+// (qwen2), untied or tied embeddings and lm_head. The three share one graph; ModelConfig's fields
+// (qkv_bias, rope_scaling, sliding_window, tie_embeddings) are what tells them apart.
 //
-// Module names are chosen so that named_parameters() yields exactly the Hugging Face Qwen2 names
+// Module names are chosen so that named_parameters() yields exactly the Hugging Face names
 // (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ..., model.norm.weight,
-// lm_head.weight); load_state() takes tensors by those names, so a real HF checkpoint read with
-// reproduce/model/safetensors.h loads without a name map. The golden test
-// (tests/golden/make_golden.py) checks logits, loss and every gradient against an independent
-// PyTorch implementation.
+// lm_head.weight); load_state() takes tensors by those names, so a real HF checkpoint loads
+// without a name map. tests/torch/hf_parity_test.cpp checks logits, loss and every gradient
+// against transformers itself (tests/golden/hf_forward_peer.py) on tiny random models of each
+// architecture.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +26,10 @@ namespace audit::model {
 
 // The model's configuration: settings::ModelSettings (reproduce/settings/settings.h), where every
 // architecture field has its one default, shared with the recipe's [base] section. A recipe's
-// model is ModelConfig(recipe.base). This file builds the dense qwen2 architecture; validate()
-// refuses the fields of what it does not build yet (MoE, MLA, multi-token prediction).
+// model is ModelConfig(recipe.base). This file builds the dense qwen2, llama and mistral
+// architectures; validate() refuses the fields of what it does not build yet (MoE, MLA,
+// multi-token prediction) and the architectures that are only counted (deepseek_v3, qwen2_moe,
+// mixtral).
 struct ModelConfig : settings::ModelSettings {
   ModelConfig() = default;
   explicit ModelConfig(const settings::ModelSettings& s) : settings::ModelSettings(s) {}
@@ -61,7 +66,10 @@ TORCH_MODULE(RMSNorm);
 // Rotary embedding tables: inv_freq is a buffer (moves with .to(device)), not a parameter,
 // matching HF's non-persistent model.rotary_emb.inv_freq.
 struct RotaryEmbeddingImpl : torch::nn::Module {
-  RotaryEmbeddingImpl(int64_t head_dim, double theta);
+  RotaryEmbeddingImpl(int64_t head_dim, double theta);  // plain RoPE
+  // From the config: head_dim, rope_theta, and rope_scaling "" or "llama3" (anything else throws
+  // std::invalid_argument; validate() refuses it first).
+  explicit RotaryEmbeddingImpl(const ModelConfig& c);
   // position_ids [B, T] (int64; B may be 1 to broadcast) -> cos, sin_signed [B, 1, T, head_dim]
   // in fp32, where sin_signed is HF's sin table with its first half negated (rotate_half's sign).
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& position_ids);
@@ -87,21 +95,31 @@ struct AttentionImpl : torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
-struct MLPImpl : torch::nn::Module {
+// The feed-forward seam: what a decoder layer calls on its post-attention norm. The dense SwiGLU
+// MLP is the one implementation built now; an MoE layer (router, routed and shared experts) is
+// meant to be a second one, which make_feed_forward would choose per layer.
+struct FeedForwardImpl : torch::nn::Module {
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+};
+
+struct MLPImpl : FeedForwardImpl {
   explicit MLPImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+  torch::Tensor forward(const torch::Tensor& x) override;  // down(silu(gate(x)) * up(x))
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(MLP);
 
+// The feed-forward block of layer `layer` (registered under HF's name "mlp"): the dense MLP.
+std::shared_ptr<FeedForwardImpl> make_feed_forward(const ModelConfig& c, int64_t layer);
+
 struct DecoderLayerImpl : torch::nn::Module {
-  explicit DecoderLayerImpl(const ModelConfig& c);
+  explicit DecoderLayerImpl(const ModelConfig& c, int64_t layer = 0);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const AttentionMask& mask, torch::Tensor* cache_k = nullptr,
                         torch::Tensor* cache_v = nullptr, int64_t start = 0);
   // Registered in HF's order so named_parameters() lists names exactly as its state_dict does.
   Attention self_attn{nullptr};
-  MLP mlp{nullptr};
+  std::shared_ptr<FeedForwardImpl> mlp;
   RMSNorm input_layernorm{nullptr};
   RMSNorm post_attention_layernorm{nullptr};
 };
@@ -170,5 +188,12 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
 
 // Block-diagonal causal mask for packed sequences, [B, 1, T, T] bool, from position_ids [B, T].
 torch::Tensor packed_causal_mask(const torch::Tensor& position_ids);
+
+// The causal mask of queries at sequence indices [q_start, q_start + Tq) over keys [0, Tk),
+// [1, 1, Tq, Tk] bool: key j is visible to query i when j <= i and, with window > 0, also
+// j > i - window (HF's sliding_window_overlay: a query sees at most `window` keys, itself
+// included).
+torch::Tensor causal_window_mask(int64_t q_start, int64_t Tq, int64_t Tk, int64_t window,
+                                 const torch::TensorOptions& opts);
 
 }  // namespace audit::model

@@ -3,7 +3,7 @@
 --compare-eager`.
 
 It times the same work as the dense-layer timing of reproduce/replay_layers/replay_layers.cpp: k
-Qwen2DecoderLayer modules (tests/golden/make_golden.py, SDPA attention with GQA in the kernel,
+Qwen2DecoderLayer modules (tests/golden/qwen2_eager.py, SDPA attention with GQA in the kernel,
 fused F.rms_norm as the C++ model uses at::rms_norm) over a random fp32 input [batch, seq,
 hidden], loss = mean(out.float()^2), backward; bf16 autocast on CUDA, fp32 on CPU. Gradients are
 reset before every step; the optimizer is not timed here (the C++ side times it apart).
@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_golden import (Qwen2Config, Qwen2DecoderLayer, Qwen2RotaryEmbedding,  # noqa: E402
+from qwen2_eager import (Qwen2Config, Qwen2DecoderLayer, Qwen2RotaryEmbedding,  # noqa: E402
                          use_fused_norms)
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_golden import Qwen2Config, Qwen2ForCausalLM, use_fused_norms  # noqa: E402
+from qwen2_eager import Qwen2Config, Qwen2ForCausalLM, use_fused_norms  # noqa: E402
 
 
 def main():

@@ -1,5 +1,5 @@
 // Generation tests: the KV-cache path against the no-cache reference (greedy and sampled, batched
-// with left padding), seeded sampling, and budget forcing (cap, "Wait" extensions) on a model
+// with left padding, with and without a sliding window), seeded sampling, and budget forcing (cap, "Wait" extensions) on a model
 // whose next token is programmed exactly.
 #include <string>
 #include <vector>
@@ -24,9 +24,15 @@ using audit::model::ModelConfig;
 using Ids = std::vector<int64_t>;
 
 // A random model with peaked logits (init std 0.5), so greedy choices are not near-ties that
-// rounding differences between the two paths could flip.
-CausalLM random_model(uint64_t seed) {
+// rounding differences between the two paths could flip. window > 0: a mistral model with that
+// sliding window (no q/k/v bias).
+CausalLM random_model(uint64_t seed, int64_t window = 0) {
   ModelConfig c;
+  if (window > 0) {
+    c.arch = "mistral";
+    c.qkv_bias = false;
+    c.sliding_window = window;
+  }
   c.vocab = 32;
   c.hidden = 32;
   c.layers = 2;
@@ -42,8 +48,8 @@ CausalLM random_model(uint64_t seed) {
 
 const std::vector<Ids> kPrompts = {{1, 5, 9, 3}, {2}, {7, 7, 8, 30, 12, 4, 4}, {11, 6}, {3, 1, 4, 1, 5}};
 
-TEST(Generate, CachedLogitsEqualFullForward) {
-  auto m = random_model(1);
+void expect_cached_logits_equal_full_forward(int64_t window) {
+  auto m = random_model(1, window);
   torch::NoGradGuard no_grad;
   auto seq = torch::tensor(Ids{1, 5, 9, 3, 17, 22, 8, 0, 31}, torch::kLong).unsqueeze(0);
   auto full = m->forward(seq);  // [1, 9, V]
@@ -62,6 +68,13 @@ TEST(Generate, CachedLogitsEqualFullForward) {
     const double diff = (steps[i][0] - ref).abs().max().item<double>();
     EXPECT_LE(diff, 1e-5 * ref.abs().max().item<double>()) << "position " << at[i];
   }
+}
+
+TEST(Generate, CachedLogitsEqualFullForward) { expect_cached_logits_equal_full_forward(0); }
+
+// Window 3 over 9 tokens: the prefill, the 2-token step and the single steps all cut keys.
+TEST(Generate, CachedLogitsEqualFullForwardWithSlidingWindow) {
+  expect_cached_logits_equal_full_forward(3);
 }
 
 void expect_same(const std::vector<Generation>& a, const std::vector<Generation>& b) {
@@ -85,6 +98,29 @@ TEST(Generate, CachedGreedyEqualsUncachedReference) {
   }
   // The outputs are not degenerate: prompts lead to different continuations.
   EXPECT_NE(ref[0].tokens, ref[2].tokens);
+}
+
+// The window (4) is shorter than prompt + continuation: the cache path must drop the same keys as
+// the full forward, also in left-padded batches. And the window matters: the same weights
+// without it continue differently.
+TEST(Generate, CachedGreedyEqualsUncachedReferenceWithSlidingWindow) {
+  auto m = random_model(2, 4);
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 24;
+  auto ref = audit::generate::generate_reference(m, kPrompts, cfg);
+  for (int64_t batch : {1, 2, 5}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    cfg.batch_size = batch;
+    expect_same(audit::generate::generate(m, kPrompts, cfg), ref);
+  }
+  ModelConfig full = m->cfg;
+  full.sliding_window = 0;
+  CausalLM unwindowed(full);
+  audit::model::load_state(unwindowed, audit::model::state(m), "test");
+  auto other = audit::generate::generate_reference(unwindowed, kPrompts, cfg);
+  bool differs = false;
+  for (size_t i = 0; i < ref.size(); ++i) differs = differs || ref[i].tokens != other[i].tokens;
+  EXPECT_TRUE(differs) << "the sliding window changed no generation";
 }
 
 TEST(Generate, SamplingIsSeededPerPrompt) {

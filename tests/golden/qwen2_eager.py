@@ -1,35 +1,19 @@
 #!/usr/bin/env python3
-"""Golden fixture for the C++ Qwen2 model (STYLE.md 2).
+"""The Qwen2 decoder in plain PyTorch eager, for the benchmarks' Python side (bench_train.py,
+bench_layer.py): the same model and ops as the C++ one, so that a throughput ratio compares the
+two frameworks on the same work.
 
-A clean, independent PyTorch implementation of the Qwen2 decoder, written the way Hugging Face's
-modeling_qwen2.py is (eager attention with repeat_kv and an additive mask, rotate_half rotary
-embeddings, fp32 RMSNorm, SwiGLU), run in float64 on fixed-seed weights. It writes, per model
-configuration, one safetensors file holding:
-  - the weights by HF name (float32), exactly the reference state_dict;
-  - for each case (plain causal; packed with position_ids restarts): input_ids, loss_mask,
-    position_ids (packed only), the expected logits, the loss and every named gradient.
-The C++ test (tests/torch/model_test.cpp) loads the weights into audit::model::CausalLM, runs
-forward and backward in float32 and compares tensor by tensor.
-
-Loss convention (shared with reproduce/trainer/trainer.h): loss_mask[b, t] = 1 means token t is a
-target; its prediction comes from position t - 1. Loss = mean cross-entropy over those targets,
-computed here HF-style with labels = -100 outside the mask.
-
-Usage: make_golden.py --out DIR   (writes DIR/qwen2_untied.safetensors, DIR/qwen2_tied.safetensors)
-The safetensors writer is a few lines below; no safetensors package is needed.
+Written the way Hugging Face's modeling_qwen2.py is (eager attention with repeat_kv and an
+additive mask, rotate_half rotary embeddings, fp32 RMSNorm, SwiGLU); use_fused_norms swaps in
+F.rms_norm as the C++ model uses at::rms_norm. It is NOT the correctness reference: the model's
+parity is checked against transformers itself (tests/torch/hf_parity_test.cpp through
+hf_forward_peer.py).
 """
-import argparse
-import json
-import math
-import os
-import struct
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-
+from dataclasses import dataclass
 @dataclass
 class Qwen2Config:
     vocab: int = 64
@@ -233,109 +217,3 @@ class Qwen2ForCausalLM(nn.Module):
     def forward(self, input_ids, position_ids=None):
         return self.lm_head(self.model(input_ids, position_ids))
 
-
-def masked_loss(logits, input_ids, loss_mask):
-    """HF-style: labels -100 outside the mask, shift by one, mean CE over the remaining targets."""
-    labels = input_ids.masked_fill(loss_mask == 0, -100)
-    shift_logits = logits[:, :-1, :].reshape(-1, logits.shape[-1])
-    shift_labels = labels[:, 1:].reshape(-1)
-    return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
-
-
-# --- a tiny safetensors writer: 8-byte LE header length, JSON header, raw LE data ---------------
-_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.int32: "I32",
-           torch.bool: "BOOL", torch.uint8: "U8", torch.bfloat16: "BF16", torch.float16: "F16"}
-
-
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)  # atomic: parallel tests never see a half-written file
-
-
-def seeded_weights(model, seed):
-    """Fixed-seed weights, larger than the 0.02 init so every path (biases, norm scales) matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.15 * torch.randn(p.shape, generator=g))
-
-
-def make_cases(c: Qwen2Config, seed):
-    g = torch.Generator().manual_seed(seed + 1)
-    B, T = 2, 16
-    input_ids = torch.randint(0, c.vocab, (B, T), generator=g)
-    # Loss on "answer" tokens only: row 0 from t = 5, row 1 from t = 9 but not the last two.
-    loss_mask = torch.zeros(B, T, dtype=torch.int64)
-    loss_mask[0, 5:] = 1
-    loss_mask[1, 9:T - 2] = 1
-    # Packed: row 0 holds segments of 6 and 10 tokens, row 1 segments of 4, 7 and 5.
-    position_ids = torch.cat([torch.cat([torch.arange(6), torch.arange(10)])[None],
-                              torch.cat([torch.arange(4), torch.arange(7), torch.arange(5)])[None]])
-    return {"plain": (input_ids, loss_mask, None), "packed": (input_ids, loss_mask, position_ids)}
-
-
-def build_fixture(c: Qwen2Config, seed, path):
-    model32 = Qwen2ForCausalLM(c)
-    seeded_weights(model32, seed)
-    state32 = {k: v.detach().clone() for k, v in model32.state_dict().items()}
-    if c.tie_embeddings:
-        state32.pop("lm_head.weight")  # HF omits the tied head from safetensors files
-    out = dict(state32)
-    model = Qwen2ForCausalLM(c).double()
-    model.load_state_dict({k: v.double() for k, v in model32.state_dict().items()})
-    for case, (input_ids, loss_mask, position_ids) in make_cases(c, seed).items():
-        model.zero_grad(set_to_none=True)
-        logits = model(input_ids, position_ids)
-        loss = masked_loss(logits, input_ids, loss_mask)
-        loss.backward()
-        out[f"case.{case}.input_ids"] = input_ids
-        out[f"case.{case}.loss_mask"] = loss_mask
-        if position_ids is not None:
-            out[f"case.{case}.position_ids"] = position_ids
-        out[f"case.{case}.logits"] = logits.detach().float()
-        out[f"case.{case}.loss"] = loss.detach().float()
-        for name, p in model.named_parameters():
-            out[f"case.{case}.grad.{name}"] = p.grad.detach().float()
-    names = [[k, list(v.shape)] for k, v in state32.items()]
-    meta = {"config": json.dumps(asdict(c)), "state_dict": json.dumps(names),
-            "torch_version": torch.__version__, "seed": str(seed),
-            "reference": "tests/golden/make_golden.py (HF-style eager Qwen2, float64)"}
-    write_safetensors(path, out, meta)
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="directory for the fixture files")
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    torch.set_num_threads(1)
-    build_fixture(Qwen2Config(), 1234, os.path.join(args.out, "qwen2_untied.safetensors"))
-    build_fixture(Qwen2Config(vocab=48, hidden=24, layers=1, heads=3, kv_heads=1, head_dim=8,
-                              ffn=40, rope_theta=1e6, tie_embeddings=True, qkv_bias=True),
-                  99, os.path.join(args.out, "qwen2_tied.safetensors"))
-
-
-if __name__ == "__main__":
-    main()
