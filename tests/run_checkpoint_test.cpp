@@ -122,7 +122,8 @@ TEST(RunCheckpoint, BadSetUpsExitTwoBeforeARunIsOpened) {
                              R"({"chat_template": "{{ messages[0]['content'] }}", "eos_token": "<|im_end|>"})");
   const std::vector<Case> cases = {
       {"", "base.train_here"},                                               // no checkpoint
-      {" --set base.checkpoint=" + ckpt + " --set base.train_here=true", "base.train_here"},
+      {" --set base.checkpoint=" + ckpt + " --set base.train_here=true --set base.pretrain_steps=1"
+       " --set base.pretrain_examples=10", "base.train_here"},
       {" --set base.checkpoint=" + dir.file("missing"), "missing"},
       {" --set base.checkpoint=" + odd, "chat_template"},
   };

@@ -77,7 +77,7 @@ class HfTokenizer final : public Tokenizer {
   // "Ġthe"); "" for an id that names no token.
   std::string id_to_token(TokenId id) const;
   // Whether the id is an added token marked special.
-  bool is_special(TokenId id) const;
+  bool is_special(TokenId id) const override;
   // "byte_level_bpe" (a ByteLevel pre-tokenizer) or "sentencepiece_bpe" (anything else).
   std::string kind() const;
   // The tokenizer.json read.

@@ -53,6 +53,8 @@ class Tokenizer {
   // The id of a token spelled exactly `token` (a special like "<|im_end|>" or a vocabulary
   // entry), or -1 when there is none.
   virtual TokenId token_to_id(std::string_view token) const = 0;
+  // Whether id is a special token (a template marker, BOS/EOS, padding): what decode skips.
+  virtual bool is_special(TokenId id) const = 0;
   // {"kind": ..., "vocab_size": ..., ...} for the ledger and `audit model inspect`.
   virtual nlohmann::json describe() const = 0;
 };
@@ -75,7 +77,7 @@ class ByteTokenizer final : public Tokenizer {
   // Id of a special by name, e.g. special("</think>"). Throws std::invalid_argument if unknown.
   TokenId special(std::string_view name) const;
   static TokenId id(Special s) { return static_cast<TokenId>(s); }
-  bool is_special(TokenId id) const { return id >= kNumBytes && id < vocab_size(); }
+  bool is_special(TokenId id) const override { return id >= kNumBytes && id < vocab_size(); }
   // "<think>" for a special, the byte as a 1-char string otherwise.
   std::string token_name(TokenId id) const;
   // Names of the specials in id order (index i is id 256 + i).

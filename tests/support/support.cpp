@@ -18,6 +18,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "common/python_peer.h"
 
 extern char** environ;
