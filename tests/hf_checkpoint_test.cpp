@@ -60,19 +60,19 @@ std::string safetensors_bytes(const json& header, const std::string& data) {
 // The checkpoints made once for the suite by transformers (the manifest: name -> entry).
 class HfCheckpoints : public ::testing::Test {
  protected:
+  // Made once per build folder (tests/support python_fixture): the manifest is what the script
+  // printed, its folders renamed to where the fixture now lies.
   static void SetUpTestSuite() {
-    dir_ = new TempDir("hf_checkpoints");
-    const std::string cmd = audit::shell_quote(audit::default_python()) + " " +
-                            audit::shell_quote(audit::testing::source_dir() +
-                                               "/tests/golden/make_hf_checkpoints.py") +
-                            " " + audit::shell_quote(dir_->path()) + " 2>/dev/null";
-    const auto r = audit::testing::run_command(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
-    for (const auto& e : json::parse(r.output)) (*manifest_)[e["name"]] = e;
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
+    const std::string dir = audit::testing::python_fixture(
+        "hf_checkpoints", audit::shell_quote(audit::default_python()) + " " +
+                              audit::shell_quote(audit::testing::source_dir() +
+                                                 "/tests/golden/make_hf_checkpoints.py") +
+                              " {OUT} 2>/dev/null");
+    ASSERT_FALSE(dir.empty());
+    for (auto e : json::parse(audit::testing::read_file(dir + "/.made"))) {
+      e["dir"] = dir + "/" + e["name"].get<std::string>();
+      (*manifest_)[e["name"]] = e;
+    }
   }
   static const json& entry(const std::string& name) { return manifest_->at(name); }
   static std::string path(const std::string& name) { return entry(name)["dir"]; }
@@ -85,10 +85,8 @@ class HfCheckpoints : public ::testing::Test {
     return to;
   }
 
-  static TempDir* dir_;
   static json* manifest_;
 };
-TempDir* HfCheckpoints::dir_ = nullptr;
 json* HfCheckpoints::manifest_ = new json(json::object());
 
 // ------------------------------------------------------------------------- config.json

@@ -32,42 +32,23 @@ using testing::TempDir;
 const char* const kFixtures[] = {"qwen2",   "llama3",      "llama2",        "mistral",
                                  "gpt2",    "gpt2_prefix", "mistral_split", "llama_legacy"};
 
-// The fixtures, made once for the whole suite (training takes a few seconds).
+// The fixtures, made once per build folder (tests/support python_fixture; training takes a few
+// seconds).
 class HfTokenizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const std::string py = shell_quote(default_python());
-    if (testing::run_command(py + " -c 'import tokenizers' 2>&1").exit_code != 0) {
-      skip_reason_ = "the venv's Python (" + default_python() +
-                     ") has no `tokenizers`: run ci/setup.sh";
-      return;
-    }
-    dir_ = new TempDir("audit_hf_tok");
-    const auto r = testing::run_command(py + " " + shell_quote(testing::source_dir() +
-                                                               "/tests/golden/make_tokenizers.py") +
-                                        " " + shell_quote(dir_->path()) + " 2>&1");
-    made_ = r.exit_code == 0;
-    make_output_ = r.output;
+    dir_ = testing::python_fixture(
+        "tokenizers", shell_quote(default_python()) + " " +
+                          shell_quote(testing::source_dir() + "/tests/golden/make_tokenizers.py") +
+                          " {OUT} > /dev/null");
   }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
-    ASSERT_TRUE(made_) << "make_tokenizers.py failed:\n" << make_output_;
-  }
-  static std::string fixture(const std::string& name) { return dir_->path() + "/" + name; }
+  void SetUp() override { ASSERT_FALSE(dir_.empty()) << "make_tokenizers.py failed"; }
+  static std::string fixture(const std::string& name) { return dir_ + "/" + name; }
   static json read_json(const std::string& path) { return json::parse(testing::read_file(path)); }
 
-  static TempDir* dir_;
-  static bool made_;
-  static std::string make_output_, skip_reason_;
+  static std::string dir_;
 };
-TempDir* HfTokenizerTest::dir_ = nullptr;
-bool HfTokenizerTest::made_ = false;
-std::string HfTokenizerTest::make_output_;
-std::string HfTokenizerTest::skip_reason_;
+std::string HfTokenizerTest::dir_;
 
 TEST_F(HfTokenizerTest, IdsAndDecodeMatchTokenizersOnEveryCase) {
   for (const char* name : kFixtures) {
@@ -158,7 +139,7 @@ TEST_F(HfTokenizerTest, KindsVocabularyAndSpecials) {
 TEST_F(HfTokenizerTest, ConcurrentEncodeMatchesSerial) {
   const auto tok = HfTokenizer::load(fixture("qwen2"));
   std::vector<std::string> lines;
-  std::istringstream in(testing::read_file(dir_->path() + "/corpus.txt"));
+  std::istringstream in(testing::read_file(dir_ + "/corpus.txt"));
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   const auto fresh = HfTokenizer::load(fixture("qwen2"));  // its own cache, one thread
   std::vector<std::vector<TokenId>> serial;
@@ -329,7 +310,7 @@ TEST_F(HfTokenizerTest, TokenizeCommand) {
   EXPECT_EQ(line["ids"].get<std::vector<TokenId>>(), tok->encode("Hello world<|im_end|>"));
 
   // A file, line by line, compared with tokenizers; --specials adds Llama 2's BOS.
-  const std::string corpus = testing::read_file(dir_->path() + "/corpus.txt");
+  const std::string corpus = testing::read_file(dir_ + "/corpus.txt");
   std::string head;
   std::istringstream in(corpus);
   std::string l;

@@ -24,25 +24,23 @@ namespace st = audit::safetensors;
 
 class Checkpoints : public ::testing::Test {
  protected:
+  // Made once per build folder (tests/support python_fixture): the manifest is what the script
+  // printed, its folders renamed to where the fixture now lies.
   static void SetUpTestSuite() {
-    dir_ = new TempDir("hf_checkpoints");
-    const std::string cmd = audit::shell_quote(audit::default_python()) + " " +
-                            audit::shell_quote(audit::testing::source_dir() +
-                                               "/tests/golden/make_hf_checkpoints.py") +
-                            " " + audit::shell_quote(dir_->path()) + " --arch qwen2 2>/dev/null";
-    const auto r = audit::testing::run_command(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
-    for (const auto& e : json::parse(r.output)) (*manifest_)[e["name"]] = e;
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
+    const std::string dir = audit::testing::python_fixture(
+        "hf_checkpoints", audit::shell_quote(audit::default_python()) + " " +
+                              audit::shell_quote(audit::testing::source_dir() +
+                                                 "/tests/golden/make_hf_checkpoints.py") +
+                              " {OUT} 2>/dev/null");
+    ASSERT_FALSE(dir.empty());
+    for (auto e : json::parse(audit::testing::read_file(dir + "/.made"))) {
+      e["dir"] = dir + "/" + e["name"].get<std::string>();
+      (*manifest_)[e["name"]] = e;
+    }
   }
   static std::string path(const std::string& name) { return manifest_->at(name)["dir"]; }
-  static TempDir* dir_;
   static json* manifest_;
 };
-TempDir* Checkpoints::dir_ = nullptr;
 json* Checkpoints::manifest_ = new json(json::object());
 
 // Every parameter equals the stored tensor converted to the model's dtype, bit for bit.
