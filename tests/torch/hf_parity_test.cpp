@@ -256,8 +256,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, HfParity, ::testing::ValuesIn(case_names()),
                            return n;
                          });
 
-// The harness can fail: a sliding window that is off (or one token too wide) changes mistral's
-// logits far beyond the tolerance, and so does llama3 rope scaling left out.
+// The harness can fail: a sliding window one token too wide, or llama3 rope scaling left out,
+// puts the logits beyond the tolerance (the tiny random fixtures have small logits, so rope's
+// effect over 24 tokens is a few 1e-4; the inv_freq comparison above catches it exactly).
 TEST(HfParityHarness, AWrongWindowOrRopeIsCaught) {
   for (const std::string name : {"mistral-fp32", "llama-rope3-bf16-sharded"}) {
     SCOPED_TRACE(name);
@@ -276,7 +277,7 @@ TEST(HfParityHarness, AWrongWindowOrRopeIsCaught) {
     audit::model::load_state(bad, audit::model::state(good), c.dir);
     torch::NoGradGuard no_grad;
     auto ids = st::File(c.reference).read("input_ids");
-    EXPECT_GT(max_abs_diff(bad->forward(ids), st::File(c.reference).read("logits")), 100 * kLogitTol);
+    EXPECT_GT(max_abs_diff(bad->forward(ids), st::File(c.reference).read("logits")), 2 * kLogitTol);
   }
 }
 
