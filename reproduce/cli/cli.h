@@ -42,6 +42,9 @@ CLI::App* add_model_command(CLI::App& app, GlobalOptions& g);
 void add_run_command(CLI::App& app, GlobalOptions& g);
 void add_replay_command(CLI::App& app, GlobalOptions& g);
 void add_bench_command(CLI::App& app, GlobalOptions& g);
+// `audit model compare` (cmd_model_compare.cpp), added under the `model` parent that
+// add_model_command returns: our logits against transformers' on the same ids.
+void add_model_compare_command(CLI::App& model, GlobalOptions& g);
 
 // The torch-free `audit` binary does not load LibTorch (it starts in milliseconds). It lists
 // the LibTorch verbs in --help and hands them, with every argument, to `audit-torch` beside it.

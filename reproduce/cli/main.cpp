@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
   [[maybe_unused]] CLI::App* model = audit::cli::add_model_command(app, g);
 #ifndef AUDIT_TORCH_VERBS
   audit::cli::add_torch_subcommand_forwarders(*model);
+#else
+  audit::cli::add_model_compare_command(*model, g);
 #endif
   try {
     app.parse(argc, argv);
