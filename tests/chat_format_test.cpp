@@ -18,8 +18,9 @@ namespace {
 std::string tokenizers_dir() {
   const std::string src = audit::testing::source_dir();
   return audit::testing::python_fixture(
-      "tokenizers", "'" + audit::testing::python() + "' '" + src +
-                        "/tests/golden/make_tokenizers.py' {OUT} > /dev/null");
+      "tokenizers",
+      "'" + audit::testing::python() + "' '" + src + "/tests/golden/make_tokenizers.py' {OUT} > /dev/null",
+      {src + "/tests/golden/make_tokenizers.py"});
 }
 
 TokenizerConfig qwen25_config() {

@@ -37,10 +37,9 @@ const char* const kFixtures[] = {"qwen2",   "llama3",      "llama2",        "mis
 class HfTokenizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    const std::string script = testing::source_dir() + "/tests/golden/make_tokenizers.py";
     dir_ = testing::python_fixture(
-        "tokenizers", shell_quote(default_python()) + " " +
-                          shell_quote(testing::source_dir() + "/tests/golden/make_tokenizers.py") +
-                          " {OUT} > /dev/null");
+        "tokenizers", "'" + default_python() + "' '" + script + "' {OUT} > /dev/null", {script});
   }
   void SetUp() override { ASSERT_FALSE(dir_.empty()) << "make_tokenizers.py failed"; }
   static std::string fixture(const std::string& name) { return dir_ + "/" + name; }

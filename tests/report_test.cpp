@@ -437,8 +437,11 @@ TEST(RunEndVerdicts, AFailedRunEndsWithItsVerdictsStored) {
   TempDir d("failed_run");
   const std::string db = (d.path / "audit.db").string();
   const std::string recipe = audit::testing::source_dir() + "/recipes/s1-mini.toml";
-  auto r = cli("run " + recipe + " --quiet --ledger " + db + " --set base.train_here=false");
-  EXPECT_EQ(r.exit_code, 2) << r.output;
+  // The work folder cannot be made (a file is in the way): the run fails after it was opened.
+  const std::string blocked = (d.path / "blocked").string();
+  audit::testing::write_file(blocked, "a file, not a folder");
+  auto r = cli("run " + recipe + " --quiet --ledger " + db + " --work-dir " + blocked + "/work");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
   Ledger l(db, audit::ledger::OpenMode::read_only);
   const int64_t run = l.latest_run();
   ASSERT_GT(run, 0) << r.output;

@@ -21,10 +21,12 @@ std::string checkpoint(const std::string& arch) {
   const std::string src = audit::testing::source_dir();
   const std::string tmpl = src + "/tests/fixtures/chat_templates/" +
                            (arch == "qwen2" ? "qwen2.5_instruct.jinja" : "llama3_instruct.jinja");
+  const std::string script = src + "/tests/golden/make_run_checkpoint.py";
   return audit::testing::python_fixture(
-      "run_checkpoint_" + arch, "'" + audit::testing::python() + "' '" + src +
-                                    "/tests/golden/make_run_checkpoint.py' {OUT} --arch " + arch +
-                                    " --template '" + tmpl + "'");
+      "run_checkpoint_" + arch,
+      "'" + audit::testing::python() + "' '" + script + "' {OUT} --arch " + arch + " --template '" +
+          tmpl + "'",
+      {script, src + "/tests/golden/make_tokenizers.py", tmpl});
 }
 
 std::string recipe() { return std::string(audit::testing::source_dir()) + "/recipes/hf-base.toml"; }
@@ -137,4 +139,22 @@ TEST(RunCheckpoint, BadSetUpsExitTwoBeforeARunIsOpened) {
     audit::ledger::Ledger l(db);
     EXPECT_EQ(l.latest_run(), 0);
   }
+}
+
+// `audit model compare --prompt` tokenizes with the folder's tokenizer.json natively (a trained
+// byte-level BPE here) and runs transformers on the same ids.
+TEST(RunCheckpoint, ModelCompareTokenizesThePromptNatively) {
+  AUDIT_SKIP_WITHOUT_TORCH();
+  const std::string ckpt = checkpoint("qwen2");
+  ASSERT_FALSE(ckpt.empty());
+  const auto r = run_audit("model compare '" + ckpt +
+                           "' --prompt 'What is 12 + 30? Answer: 42' --json --threads 1 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.rfind("{\"")));
+  EXPECT_EQ(j.at("ids_from"), "--prompt (tokenizer.json, native)");
+  const auto tok = run_audit("tokenize '" + ckpt + "' --specials --text 'What is 12 + 30? Answer: 42'");
+  ASSERT_EQ(tok.exit_code, 0) << tok.output;
+  EXPECT_EQ(j.at("tokens").get<size_t>(),
+            nlohmann::json::parse(tok.output.substr(tok.output.find('{')))["ids"].size());
+  EXPECT_LE(j.at("max_abs_logit_diff").get<double>(), 1e-4);
 }

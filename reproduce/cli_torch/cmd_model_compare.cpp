@@ -7,9 +7,9 @@
 // within the tolerance, 1 above it, 2 on bad input (a directory we cannot load, ids outside the
 // vocabulary, an empty prompt), 3 when the peer itself fails.
 //
-// Token ids: --ids as given; --prompt tokenized by transformers' AutoTokenizer in the peer (the
-// ids it used are read back, so both sides run the same ones); neither: a fixed deterministic
-// sequence of 32 ids spread over the vocabulary.
+// Token ids: --ids as given; --prompt tokenized natively by the directory's tokenizer.json
+// (datasets/hf_tokenizer, with the post-processor's specials as transformers' tokenizer(text)
+// adds them); neither: a fixed deterministic sequence of 32 ids spread over the vocabulary.
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "datasets/hf_tokenizer/hf_tokenizer.h"
 #include "common/errors.h"                // InputError: exit 2
 #include "common/python_peer.h"           // default_python, shell_quote, run_python_json
 #include "common/resources.h"             // resource_path("peers/hf_forward_peer.py")
@@ -97,6 +98,16 @@ int compare(const CompareOptions& o) {
   if (o.prompt.empty() && ids.empty()) ids = default_ids(cfg);
   if (!o.prompt.empty() && !o.ids.empty())
     throw InputError("--prompt", 0, 0, "", "give --prompt or --ids, not both");
+  if (!o.prompt.empty()) {
+    const auto tok = datasets::HfTokenizer::load(o.dir);
+    for (auto id : tok->encode_with_specials(o.prompt)) ids.push_back(id);
+    if (ids.empty()) throw InputError("--prompt", 0, 0, "", "the prompt tokenizes to no ids");
+    for (auto id : ids)
+      if (id >= cfg.vocab)
+        throw InputError(tok->path(), 0, 0, "", "the tokenizer gave id " + std::to_string(id) +
+                                                    ", outside the model's vocabulary of " +
+                                                    std::to_string(cfg.vocab));
+  }
 
   // The peer: transformers on the same directory and ids.
   char tmpl[] = "/tmp/audit_compare.XXXXXX";
@@ -107,7 +118,7 @@ int compare(const CompareOptions& o) {
   std::string cmd = shell_quote(o.python) + " " + shell_quote(resource_path("peers/hf_forward_peer.py")) +
                     " --model " + shell_quote(o.dir) + " --out " + shell_quote(out) +
                     " --threads " + std::to_string(torch::get_num_threads());
-  cmd += o.prompt.empty() ? " --ids " + shell_quote(join(ids)) : " --prompt " + shell_quote(o.prompt);
+  cmd += " --ids " + shell_quote(join(ids));
   nlohmann::json line;
   torch::Tensor ref_logits, ref_ids;
   try {
@@ -135,7 +146,7 @@ int compare(const CompareOptions& o) {
                         {"arch", cfg.arch},
                         {"tokens", T},
                         {"ids_from", o.prompt.empty() ? (o.ids.empty() ? "default" : "--ids")
-                                                      : line.value("tokenized_by", "peer")},
+                                                      : "--prompt (tokenizer.json, native)"},
                         {"max_abs_logit_diff", max_diff},
                         {"top1_agreement", agree},
                         {"tolerance", o.tolerance},
@@ -148,7 +159,7 @@ int compare(const CompareOptions& o) {
     std::printf("  architecture          %s (fp32, CPU)\n", cfg.arch.c_str());
     std::printf("  token ids             %lld (%s)\n", static_cast<long long>(T),
                 o.prompt.empty() ? (o.ids.empty() ? "default sequence" : "--ids")
-                                 : "--prompt, tokenized by transformers' AutoTokenizer");
+                                 : "--prompt, tokenized natively from tokenizer.json");
     std::printf("  reference             transformers %s, eager attention, float32\n",
                 line.value("transformers", "").c_str());
     std::printf("  max |logit diff|      %.3g (tolerance %.3g)\n", max_diff, o.tolerance);

@@ -181,7 +181,9 @@ void load_checkpoint(CausalLM& m, const hf::CheckpointDir& ckpt) {
 CausalLM load_model(const std::string& dir, torch::Device device, torch::ScalarType dtype) {
   const hf::CheckpointDir ckpt = hf::open_checkpoint(dir);
   hf::check_tensors(ckpt);
-  CausalLM m(model_config(ckpt.config));
+  ModelConfig cfg = model_config(ckpt.config);
+  cfg.initialize = false;  // every parameter is loaded below
+  CausalLM m(cfg);
   m->to(device, dtype);
   load_checkpoint(m, ckpt);
   return m;

@@ -245,10 +245,7 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::forward(
 namespace {
 // at::linear, the ATen op Python's F.linear calls: a biased projection is one addmm. (The C++
 // frontend's torch::nn::Linear::forward goes through matmul plus a separate bias add.)
-torch::Tensor linear(const torch::nn::Linear& layer, const torch::Tensor& x) {
-  const auto& b = layer->bias;
-  return at::linear(x, layer->weight, b.defined() ? std::optional<torch::Tensor>(b) : std::nullopt);
-}
+torch::Tensor linear(const Linear& layer, const torch::Tensor& x) { return (*layer).forward(x); }
 
 // HF's apply_rotary_pos_emb for one tensor [B, heads, T, head_dim], with sin_signed from above.
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
@@ -259,10 +256,10 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
 }  // namespace
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
-    : q_proj(torch::nn::LinearOptions(c.hidden, c.heads * c.head_dim).bias(c.qkv_bias)),
-      k_proj(torch::nn::LinearOptions(c.hidden, c.kv_heads * c.head_dim).bias(c.qkv_bias)),
-      v_proj(torch::nn::LinearOptions(c.hidden, c.kv_heads * c.head_dim).bias(c.qkv_bias)),
-      o_proj(torch::nn::LinearOptions(c.heads * c.head_dim, c.hidden).bias(false)),
+    : q_proj(c.hidden, c.heads * c.head_dim, c.qkv_bias, c.initialize),
+      k_proj(c.hidden, c.kv_heads * c.head_dim, c.qkv_bias, c.initialize),
+      v_proj(c.hidden, c.kv_heads * c.head_dim, c.qkv_bias, c.initialize),
+      o_proj(c.heads * c.head_dim, c.hidden, false, c.initialize),
       heads(c.heads), kv_heads(c.kv_heads), head_dim(c.head_dim) {
   register_module("q_proj", q_proj);
   register_module("k_proj", k_proj);
@@ -300,9 +297,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 }
 
 MLPImpl::MLPImpl(const ModelConfig& c)
-    : gate_proj(torch::nn::LinearOptions(c.hidden, c.ffn).bias(false)),
-      up_proj(torch::nn::LinearOptions(c.hidden, c.ffn).bias(false)),
-      down_proj(torch::nn::LinearOptions(c.ffn, c.hidden).bias(false)) {
+    : gate_proj(c.hidden, c.ffn, false, c.initialize),
+      up_proj(c.hidden, c.ffn, false, c.initialize),
+      down_proj(c.ffn, c.hidden, false, c.initialize) {
   register_module("gate_proj", gate_proj);
   register_module("up_proj", up_proj);
   register_module("down_proj", down_proj);
@@ -340,7 +337,7 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
 }
 
 DecoderImpl::DecoderImpl(const ModelConfig& c)
-    : embed_tokens(c.vocab, c.hidden), layers(), norm(c.hidden, c.rms_eps),
+    : embed_tokens(c.vocab, c.hidden, c.initialize), layers(), norm(c.hidden, c.rms_eps),
       rotary_emb(c) {
   for (int64_t i = 0; i < c.layers; ++i) layers->push_back(DecoderLayer(c, i));
   register_module("embed_tokens", embed_tokens);
@@ -349,12 +346,38 @@ DecoderImpl::DecoderImpl(const ModelConfig& c)
   register_module("rotary_emb", rotary_emb);
 }
 
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, bool initialize) {
+  weight = register_parameter("weight", torch::empty({out, in}));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+  if (!initialize) return;
+  // torch::nn::LinearImpl::reset_parameters, draw for draw.
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const double bound = in > 0 ? 1.0 / std::sqrt(double(in)) : 0.0;
+    torch::nn::init::uniform_(bias, -bound, bound);
+  }
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) const {
+  return at::linear(x, weight, bias.defined() ? std::optional<torch::Tensor>(bias) : std::nullopt);
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t rows, int64_t dim, bool initialize) {
+  weight = register_parameter("weight", torch::empty({rows, dim}));
+  if (!initialize) return;
+  torch::NoGradGuard no_grad;
+  torch::nn::init::normal_(weight);  // torch::nn::EmbeddingImpl::reset_parameters
+}
+
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
+
 CausalLMImpl::CausalLMImpl(const ModelConfig& c) : cfg(c) {
   cfg.validate();
   model = register_module("model", Decoder(cfg));
   if (!cfg.tie_embeddings)
-    lm_head = register_module(
-        "lm_head", torch::nn::Linear(torch::nn::LinearOptions(cfg.hidden, cfg.vocab).bias(false)));
+    lm_head = register_module("lm_head", Linear(cfg.hidden, cfg.vocab, false, cfg.initialize));
+  cfg.initialize = true;  // what is built from this model's config (a clone) starts initialised
 }
 
 torch::Device CausalLMImpl::device() const { return model->embed_tokens->weight.device(); }

@@ -41,7 +41,32 @@ struct ModelConfig : settings::ModelSettings {
   int64_t parameter_count() const;
   // "arch=qwen2 vocab=264 hidden=64 ..." (every field) for logs and checkpoint checks.
   std::string to_string() const { return settings::to_string(*this); }
+
+  // Run-only, not a setting: false builds the parameters uninitialised, for a model whose every
+  // parameter is loaded next (load_model): drawing 0.5B random numbers only to overwrite them
+  // took longer than the load. The built model's own cfg has it true again.
+  bool initialize = true;
 };
+
+// A linear layer with the parameter names and default initialisation of torch::nn::Linear
+// (kaiming-uniform weight, uniform bias, from the global generator in the same order), forward
+// as at::linear (one addmm with a bias, as Python's F.linear), and no initialisation at all when
+// built with initialize = false.
+struct LinearImpl : torch::nn::Module {
+  LinearImpl(int64_t in, int64_t out, bool bias, bool initialize = true);
+  torch::Tensor forward(const torch::Tensor& x) const;
+  torch::Tensor weight, bias;  // bias undefined when built without one
+};
+TORCH_MODULE(Linear);
+
+// An embedding table with torch::nn::Embedding's name and default initialisation (standard
+// normal), or none with initialize = false.
+struct EmbeddingImpl : torch::nn::Module {
+  EmbeddingImpl(int64_t rows, int64_t dim, bool initialize = true);
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
 
 // Per-layer key/value cache for incremental decoding. Keys and values are stored already
 // rotated, [batch, kv_heads, capacity, head_dim]; `valid` marks which cached positions are real
@@ -90,7 +115,7 @@ struct AttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const AttentionMask& mask, torch::Tensor* cache_k = nullptr,
                         torch::Tensor* cache_v = nullptr, int64_t start = 0);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t heads, kv_heads, head_dim;
 };
 TORCH_MODULE(Attention);
@@ -105,7 +130,7 @@ struct FeedForwardImpl : torch::nn::Module {
 struct MLPImpl : FeedForwardImpl {
   explicit MLPImpl(const ModelConfig& c);
   torch::Tensor forward(const torch::Tensor& x) override;  // down(silu(gate(x)) * up(x))
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(MLP);
 
@@ -128,7 +153,7 @@ TORCH_MODULE(DecoderLayer);
 // The body without the head: HF's Qwen2Model, registered as "model".
 struct DecoderImpl : torch::nn::Module {
   explicit DecoderImpl(const ModelConfig& c);
-  torch::nn::Embedding embed_tokens{nullptr};
+  Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
   RotaryEmbedding rotary_emb{nullptr};
@@ -161,7 +186,7 @@ struct CausalLMImpl : torch::nn::Module {
 
   ModelConfig cfg;
   Decoder model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // unregistered (null) when tie_embeddings
+  Linear lm_head{nullptr};  // unregistered (null) when tie_embeddings
 };
 TORCH_MODULE(CausalLM);
 

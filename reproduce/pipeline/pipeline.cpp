@@ -493,12 +493,12 @@ int64_t Pipeline::run() {
     work_ = fs::path(o_.ledger + ".runs") / std::to_string(run_id_);
   else
     work_ = o_.work_dir;
-  fs::create_directories(work_);
   if (!o_.quiet)
     std::fprintf(stderr, "audit run: run %lld of %s (recipe sha256 %.12s) into %s on %s\n",
                  (long long)run_id_, r_.claim.name.c_str(), r_.sha256.c_str(), o_.ledger.c_str(),
                  device_.c_str());
   try {
+    fs::create_directories(work_);  // inside: a run that cannot write its folder ends failed
     if (r_.train.threads > 0) torch::set_num_threads(int(r_.train.threads));
     event(0, "environment",
           {{"torch_threads", torch::get_num_threads()}, {"device", device_},

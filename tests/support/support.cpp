@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 
 #include "common/python_peer.h"
+#include "common/sha256.h"
 
 extern char** environ;
 
@@ -206,8 +207,12 @@ CommandResult run_audit(const std::string& args) {
 
 std::string python() { return audit::default_python(); }
 
-std::string python_fixture(const std::string& name, const std::string& make) {
-  const fs::path dir = fs::path(build_dir()) / "test-fixtures" / name;
+std::string python_fixture(const std::string& name, const std::string& make,
+                           const std::vector<std::string>& inputs) {
+  std::string key = make;
+  for (const auto& f : inputs) key += "\n" + f + "\n" + read_file(f);
+  const fs::path dir =
+      fs::path(build_dir()) / "test-fixtures" / (name + "-" + audit::sha256_hex(key).substr(0, 12));
   std::error_code ec;
   if (fs::exists(dir / ".made", ec)) return dir.string();
   fs::create_directories(dir.parent_path(), ec);
@@ -228,6 +233,12 @@ std::string python_fixture(const std::string& name, const std::string& make) {
   fs::rename(tmp, dir, ec);  // a concurrent maker may have won: its fixture is as good
   if (ec) remove_tree(tmp.string());
   return dir.string();
+}
+
+std::string hf_checkpoint_fixtures() {
+  const std::string script = source_dir() + "/tests/golden/make_hf_checkpoints.py";
+  return python_fixture("hf_checkpoints", "'" + python() + "' '" + script + "' {OUT} 2>/dev/null",
+                        {script});
 }
 
 bool has_torch_part() {

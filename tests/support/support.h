@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace audit::testing {
 
@@ -64,13 +65,20 @@ CommandResult run_audit(const std::string& args);
 // The project venv's Python (audit::default_python(): $AUDIT_PYTHON, else the venv set-up makes).
 std::string python();
 // A fixture made by a Python script at test time (tiny models, tokenizers: nothing is committed
-// or downloaded), cached in <build>/test-fixtures/NAME so that the tests of one build make it once.
-// `make` is a shell command that writes the fixture into the folder given as {OUT} (substituted,
-// quoted); it runs into a fresh temporary folder that is renamed into place when the command
-// succeeds, so concurrent tests (ctest -j) never see a half-made fixture. The cache key is NAME:
-// put the script's parameters in it. Fails the calling test (ADD_FAILURE, returns "") with the
-// command's output when it exits non-zero.
-std::string python_fixture(const std::string& name, const std::string& make);
+// or downloaded), cached in <build>/test-fixtures/NAME-HASH so that the tests of one build make it
+// once. `make` is a shell command that writes the fixture into the folder given as {OUT}
+// (substituted, quoted); what it prints is kept in {OUT}/.made. It runs into a fresh temporary
+// folder that is renamed into place when the command succeeds, so concurrent tests (ctest -j)
+// never see a half-made fixture. HASH covers the command (but {OUT}) and the contents of the
+// `inputs` files (the scripts it runs, the files it reads): editing one makes a new fixture. Fails
+// the calling test (ADD_FAILURE, returns "") with the command's output when it exits non-zero.
+std::string python_fixture(const std::string& name, const std::string& make,
+                           const std::vector<std::string>& inputs = {});
+
+// The folder of tests/golden/make_hf_checkpoints.py's tiny transformers models (every fixture;
+// its manifest, the JSON array the script prints, is in .made with folders under the script's
+// temporary output: join the folder returned here with each entry's "name").
+std::string hf_checkpoint_fixtures();
 
 // Whether this build has the LibTorch part (audit-torch beside audit); tests of run, replay and
 // bench skip with a reason when it does not (a build with -DAUDIT_TORCH=OFF).

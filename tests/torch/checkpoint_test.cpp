@@ -27,11 +27,7 @@ class Checkpoints : public ::testing::Test {
   // Made once per build folder (tests/support python_fixture): the manifest is what the script
   // printed, its folders renamed to where the fixture now lies.
   static void SetUpTestSuite() {
-    const std::string dir = audit::testing::python_fixture(
-        "hf_checkpoints", audit::shell_quote(audit::default_python()) + " " +
-                              audit::shell_quote(audit::testing::source_dir() +
-                                                 "/tests/golden/make_hf_checkpoints.py") +
-                              " {OUT} 2>/dev/null");
+    const std::string dir = audit::testing::hf_checkpoint_fixtures();
     ASSERT_FALSE(dir.empty());
     for (auto e : json::parse(audit::testing::read_file(dir + "/.made"))) {
       e["dir"] = dir + "/" + e["name"].get<std::string>();

@@ -13,6 +13,7 @@
 // The round trip: a model of each architecture is drawn with our init_weights, written with
 // save_checkpoint, and loaded back by transformers: same logits.
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -80,7 +81,7 @@ struct Case {
 // Everything the suite needs, made once: fixtures, round-trip checkpoints, the peer's outputs.
 struct Suite {
   TempDir dir{"hf_parity_test"};
-  std::vector<Case> cases;
+  std::deque<Case> cases;  // a deque: references stay valid as round trips are added
   std::string error;  // set when making them failed: every test then fails with it
 };
 
@@ -108,70 +109,94 @@ ModelConfig round_trip_config(const std::string& arch) {
   return c;
 }
 
+// The peer's JSON lines in `output`, in order.
+std::vector<nlohmann::json> peer_lines(const std::string& output) {
+  std::vector<nlohmann::json> lines;
+  size_t pos = 0;
+  while (pos < output.size()) {
+    size_t end = output.find('\n', pos);
+    if (end == std::string::npos) end = output.size();
+    const std::string line = output.substr(pos, end - pos);
+    if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
+    pos = end + 1;
+  }
+  return lines;
+}
+
+nlohmann::json job(const Case& c, const std::string& out) {
+  const int64_t vocab = c.round_trip ? 96 : 128;
+  return {{"model", c.dir}, {"out", out}, {"ids", test_ids(vocab)}, {"grads", true}};
+}
+
+// The transformers fixtures and the peer's outputs on them, made once per build folder
+// (tests/support python_fixture); the round trips are made in each test process (they test our
+// writer as built now), the first time a test asks for one.
 Suite& suite() {
   static Suite* s = [] {
     auto* s = new Suite;
     try {
-      const std::string py = audit::shell_quote(audit::default_python());
-      const std::string fixtures = s->dir.file("fixtures");
-      auto made = audit::testing::run_command(py + " " + audit::shell_quote(peer("make_hf_checkpoints.py")) +
-                                              " " + audit::shell_quote(fixtures) + " 2>/dev/null");
-      if (made.exit_code != 0)
-        throw std::runtime_error("make_hf_checkpoints.py failed:\n" + made.output);
-      for (const auto& e : nlohmann::json::parse(made.output)) {
+      const std::string fixtures = audit::testing::hf_checkpoint_fixtures();
+      if (fixtures.empty()) throw std::runtime_error("make_hf_checkpoints.py failed");
+      nlohmann::json jobs = nlohmann::json::array();
+      for (const auto& e : nlohmann::json::parse(audit::testing::read_file(fixtures + "/.made"))) {
         Case c;
         c.name = e.at("name");
-        c.dir = e.at("dir");
+        c.dir = fixtures + "/" + c.name;
         c.arch = e.at("arch");
         c.dtype = e.at("dtype");
         c.sharded = e.at("sharded");
         c.tied = e.at("tied");
+        jobs.push_back(job(c, c.name + ".reference.safetensors"));
         s->cases.push_back(c);
       }
-      // Round trip: our init, our writer.
-      for (const std::string arch : {"qwen2", "llama", "mistral"}) {
-        CausalLM m(round_trip_config(arch));
-        audit::model::init_weights(m, 11, 0.2);
-        Case c;
-        c.name = "roundtrip-" + arch;
-        c.dir = s->dir.file(c.name);
-        c.arch = arch;
-        c.dtype = "float32";
-        c.tied = m->cfg.tie_embeddings;
-        c.round_trip = true;
-        audit::model::save_checkpoint(m, c.dir, "");
-        s->cases.push_back(c);
+      const std::string script = peer("hf_forward_peer.py");
+      const std::string refs = audit::testing::python_fixture(
+          "hf_parity_references",
+          "cd {OUT} && printf %s " + audit::shell_quote(jobs.dump()) + " > jobs.json && " +
+              audit::shell_quote(audit::default_python()) + " " + audit::shell_quote(script) +
+              " --threads 1 --jobs jobs.json 2>&1",
+          {script});
+      if (refs.empty()) throw std::runtime_error("hf_forward_peer.py failed on the fixtures");
+      const auto lines = peer_lines(audit::testing::read_file(refs + "/.made"));
+      if (lines.size() != s->cases.size())
+        throw std::runtime_error("hf_forward_peer.py printed " + std::to_string(lines.size()) +
+                                 " results for " + std::to_string(s->cases.size()) + " jobs");
+      for (size_t i = 0; i < lines.size(); ++i) {
+        s->cases[i].peer_line = lines[i];
+        s->cases[i].reference = refs + "/" + s->cases[i].name + ".reference.safetensors";
       }
-      nlohmann::json jobs = nlohmann::json::array();
-      for (auto& c : s->cases) {
-        c.reference = s->dir.file(c.name + ".reference.safetensors");
-        const int64_t vocab = c.round_trip ? 96 : 128;
-        jobs.push_back({{"model", c.dir}, {"out", c.reference}, {"ids", test_ids(vocab)},
-                        {"grads", true}});
-      }
-      audit::testing::write_file(s->dir.file("jobs.json"), jobs.dump());
-      auto ran = audit::testing::run_command(py + " " + audit::shell_quote(peer("hf_forward_peer.py")) +
-                                             " --threads 1 --jobs " +
-                                             audit::shell_quote(s->dir.file("jobs.json")) +
-                                             " 2>&1");
-      if (ran.exit_code != 0) throw std::runtime_error("hf_forward_peer.py failed:\n" + ran.output);
-      size_t i = 0, pos = 0;
-      while (pos < ran.output.size() && i < s->cases.size()) {
-        size_t end = ran.output.find('\n', pos);
-        if (end == std::string::npos) end = ran.output.size();
-        const std::string line = ran.output.substr(pos, end - pos);
-        if (!line.empty() && line[0] == '{') s->cases[i++].peer_line = nlohmann::json::parse(line);
-        pos = end + 1;
-      }
-      if (i != s->cases.size())
-        throw std::runtime_error("hf_forward_peer.py printed " + std::to_string(i) + " results for " +
-                                 std::to_string(s->cases.size()) + " jobs:\n" + ran.output);
     } catch (const std::exception& e) {
       s->error = e.what();
     }
     return s;
   }();
   return *s;
+}
+
+// Round trip of `arch`: our init, our writer, then transformers on what we wrote.
+Case make_round_trip(Suite& s, const std::string& arch) {
+  CausalLM m(round_trip_config(arch));
+  audit::model::init_weights(m, 11, 0.2);
+  Case c;
+  c.name = "roundtrip-" + arch;
+  c.dir = s.dir.file(c.name);
+  c.arch = arch;
+  c.dtype = "float32";
+  c.tied = m->cfg.tie_embeddings;
+  c.round_trip = true;
+  audit::model::save_checkpoint(m, c.dir, "");
+  c.reference = s.dir.file(c.name + ".reference.safetensors");
+  audit::testing::write_file(s.dir.file(c.name + ".jobs.json"),
+                             nlohmann::json::array({job(c, c.reference)}).dump());
+  const auto ran = audit::testing::run_command(
+      audit::shell_quote(audit::default_python()) + " " +
+      audit::shell_quote(peer("hf_forward_peer.py")) + " --threads 1 --jobs " +
+      audit::shell_quote(s.dir.file(c.name + ".jobs.json")) + " 2>&1");
+  const auto lines = peer_lines(ran.output);
+  if (ran.exit_code != 0 || lines.size() != 1)
+    throw std::runtime_error("hf_forward_peer.py failed on " + c.dir + ":\n" + ran.output);
+  c.peer_line = lines[0];
+  return c;
 }
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
@@ -192,6 +217,11 @@ const Case& find_case(const std::string& name) {
   if (!s.error.empty()) throw std::runtime_error(s.error);
   for (const auto& c : s.cases)
     if (c.name == name) return c;
+  const std::string prefix = "roundtrip-";
+  if (name.rfind(prefix, 0) == 0) {
+    s.cases.push_back(make_round_trip(s, name.substr(prefix.size())));
+    return s.cases.back();
+  }
   throw std::runtime_error("no fixture named " + name);
 }
 
@@ -287,21 +317,21 @@ TEST(HfParityHarness, AWrongWindowOrRopeIsCaught) {
 
 using audit::testing::run_audit;
 
-// Two runs that start the peer (each imports transformers): one within the tolerance (--prompt,
-// tokenized by the peer, --json), one above it (a tolerance no fp32 pair of implementations meets
+// Two runs that start the peer (each imports transformers): one within the tolerance (--ids,
+// --json), one above it (a tolerance no fp32 pair of implementations meets
 // over 32 x 128 logits).
 TEST(ModelCompare, WithinToleranceExitsZeroAndAboveItExitsOne) {
   const Case& c = find_case("mistral-fp32");
   auto r = run_audit("model compare " + audit::shell_quote(c.dir) +
-                     " --prompt 'w1 w2 w3 w10 w7 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 "
-                     "w15 w16 w17 w18 w19 w20' --json --threads 1 2>&1");
+                     " --ids 5,6,7,14,11,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24"
+                     " --json --threads 1 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output.substr(r.output.rfind("{\"")));
   EXPECT_EQ(j.at("arch"), "mistral");
   EXPECT_EQ(j.at("tokens"), 25);  // longer than the window (16)
   EXPECT_LE(j.at("max_abs_logit_diff").get<double>(), kLogitTol);
   EXPECT_EQ(j.at("top1_agreement").get<double>(), 1.0);
-  EXPECT_EQ(j.at("ids_from"), "transformers.AutoTokenizer");
+  EXPECT_EQ(j.at("ids_from"), "--ids");
 
   const Case& q = find_case("qwen2-untied-fp32-sharded");
   r = run_audit("model compare " + audit::shell_quote(q.dir) + " --tolerance 1e-12 --threads 1 2>&1");

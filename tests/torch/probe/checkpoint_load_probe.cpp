@@ -34,7 +34,15 @@ int main(int argc, char** argv) {
   }
   try {
     const auto ckpt = audit::hf::open_checkpoint(argv[1]);
-    audit::model::CausalLM m(audit::model::model_config(ckpt.config));
+    auto cfg = audit::model::model_config(ckpt.config);
+    cfg.initialize = false;  // as load_model builds it
+    audit::model::CausalLM m(cfg);
+    {
+      // The parameters' own pages, resident before the measurement: what is measured is what
+      // loading needs beyond them.
+      torch::NoGradGuard no_grad;
+      for (auto& p : m->parameters()) p.zero_();
+    }
     uint64_t largest = 0;
     for (const auto& s : ckpt.shards) largest = std::max<uint64_t>(largest, s.header.file_size);
     {
