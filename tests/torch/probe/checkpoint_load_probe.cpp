@@ -3,8 +3,10 @@
 // test binary did counts). Usage: checkpoint_load_probe DIR. Builds the model config.json
 // describes (fp32, CPU), resets the peak resident size (writes "5" to /proc/self/clear_refs),
 // loads the checkpoint, and prints one JSON line: {"rss_before_kb", "hwm_after_kb",
-// "largest_shard_bytes", "total_bytes", "shards"}. Exit 2 on bad input, 3 when /proc cannot be
+// "largest_shard_bytes", "total_bytes", "shards", "build_s" (header reads and model
+// construction), "load_s" (load_checkpoint)}. Exit 2 on bad input, 3 when /proc cannot be
 // used.
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -33,6 +35,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
     const auto ckpt = audit::hf::open_checkpoint(argv[1]);
     auto cfg = audit::model::model_config(ckpt.config);
     cfg.initialize = false;  // as load_model builds it
@@ -43,6 +47,7 @@ int main(int argc, char** argv) {
       torch::NoGradGuard no_grad;
       for (auto& p : m->parameters()) p.zero_();
     }
+    const auto t1 = clock::now();
     uint64_t largest = 0;
     for (const auto& s : ckpt.shards) largest = std::max<uint64_t>(largest, s.header.file_size);
     {
@@ -55,14 +60,18 @@ int main(int argc, char** argv) {
       }
     }
     const long before = status_kb("VmRSS");
+    const auto t2 = clock::now();
     audit::model::load_checkpoint(m, ckpt);
+    const auto t3 = clock::now();
     const long hwm = status_kb("VmHWM");
+    auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
     if (before < 0 || hwm < 0) return 3;
     std::printf(
         "{\"rss_before_kb\": %ld, \"hwm_after_kb\": %ld, \"largest_shard_bytes\": %llu, "
-        "\"total_bytes\": %llu, \"shards\": %zu}\n",
+        "\"total_bytes\": %llu, \"shards\": %zu, \"build_s\": %.3f, \"load_s\": %.3f}\n",
         before, hwm, static_cast<unsigned long long>(largest),
-        static_cast<unsigned long long>(ckpt.total_bytes()), ckpt.shards.size());
+        static_cast<unsigned long long>(ckpt.total_bytes()), ckpt.shards.size(), secs(t1 - t0),
+        secs(t3 - t2));
     return 0;
   } catch (const audit::InputError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
