@@ -60,15 +60,9 @@ std::string safetensors_bytes(const json& header, const std::string& data) {
 // The checkpoints made once for the suite by transformers (the manifest: name -> entry).
 class HfCheckpoints : public ::testing::Test {
  protected:
-  // Made once per build folder (tests/support python_fixture): the manifest is what the script
-  // printed, its folders renamed to where the fixture now lies.
+  // Made once per build folder (tests/support hf_checkpoint_fixtures).
   static void SetUpTestSuite() {
-    const std::string dir = audit::testing::hf_checkpoint_fixtures();
-    ASSERT_FALSE(dir.empty());
-    for (auto e : json::parse(audit::testing::read_file(dir + "/.made"))) {
-      e["dir"] = dir + "/" + e["name"].get<std::string>();
-      (*manifest_)[e["name"]] = e;
-    }
+    for (const auto& e : audit::testing::hf_checkpoint_fixtures()) (*manifest_)[e["name"]] = e;
   }
   static const json& entry(const std::string& name) { return manifest_->at(name); }
   static std::string path(const std::string& name) { return entry(name)["dir"]; }

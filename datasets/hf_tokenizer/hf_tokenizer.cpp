@@ -402,6 +402,19 @@ std::string icu_normalize(Normalizer::Kind k, std::string_view s) {
 enum class Behavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
 enum class Prepend { kAlways, kFirst, kNever };
 
+// A Metaspace pre-tokenizer's or decoder's prepend rule: "prepend_scheme", or the older
+// "add_prefix_space" (true = always).
+Prepend prepend_scheme(const Ctx& c, const json& obj, const std::string& key) {
+  if (const json* s = member(obj, "prepend_scheme"); s != nullptr && !s->is_null()) {
+    const std::string v = s->is_string() ? s->get<std::string>() : "";
+    if (v == "always") return Prepend::kAlways;
+    if (v == "first") return Prepend::kFirst;
+    if (v == "never") return Prepend::kNever;
+    c.fail(key + ".prepend_scheme", s->dump() + " is not first, always or never");
+  }
+  return get_bool(c, obj, "add_prefix_space", key, true) ? Prepend::kAlways : Prepend::kNever;
+}
+
 struct PreTokenizer {
   enum Kind { kSplit, kByteLevel, kMetaspace } kind;
   Pattern pattern;                       // Split
@@ -770,15 +783,7 @@ void Impl::load_pre_tokenizer(const Ctx& c, const json& p, const std::string& ke
     PreTokenizer x;
     x.kind = PreTokenizer::kMetaspace;
     x.replacement = get_char(c, p, "replacement", key);
-    if (const json* s = member(p, "prepend_scheme"); s != nullptr && !s->is_null()) {
-      const std::string v = s->is_string() ? s->get<std::string>() : "";
-      if (v == "always") x.prepend = Prepend::kAlways;
-      else if (v == "first") x.prepend = Prepend::kFirst;
-      else if (v == "never") x.prepend = Prepend::kNever;
-      else c.fail(key + ".prepend_scheme", s->dump() + " is not first, always or never");
-    } else {
-      x.prepend = get_bool(c, p, "add_prefix_space", key, true) ? Prepend::kAlways : Prepend::kNever;
-    }
+    x.prepend = prepend_scheme(c, p, key);
     x.split = get_bool(c, p, "split", key, true);
     pre_tokenizers.push_back(std::move(x));
   } else {
@@ -848,15 +853,7 @@ void Impl::load_decoder(const Ctx& c, const json& d, const std::string& key) {
   } else if (type == "Metaspace") {
     x.kind = Decoder::kMetaspace;
     x.replacement = get_char(c, d, "replacement", key);
-    if (const json* s = member(d, "prepend_scheme"); s != nullptr && !s->is_null()) {
-      const std::string v = s->is_string() ? s->get<std::string>() : "";
-      if (v == "always") x.prepend = Prepend::kAlways;
-      else if (v == "first") x.prepend = Prepend::kFirst;
-      else if (v == "never") x.prepend = Prepend::kNever;
-      else c.fail(key + ".prepend_scheme", s->dump() + " is not first, always or never");
-    } else {
-      x.prepend = get_bool(c, d, "add_prefix_space", key, true) ? Prepend::kAlways : Prepend::kNever;
-    }
+    x.prepend = prepend_scheme(c, d, key);
   } else if (type == "Replace") {
     x.kind = Decoder::kReplace;
     x.pattern.load(c, d, key);

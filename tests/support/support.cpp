@@ -235,10 +235,14 @@ std::string python_fixture(const std::string& name, const std::string& make,
   return dir.string();
 }
 
-std::string hf_checkpoint_fixtures() {
+nlohmann::json hf_checkpoint_fixtures() {
   const std::string script = source_dir() + "/tests/golden/make_hf_checkpoints.py";
-  return python_fixture("hf_checkpoints", "'" + python() + "' '" + script + "' {OUT} 2>/dev/null",
-                        {script});
+  const std::string dir = python_fixture(
+      "hf_checkpoints", "'" + python() + "' '" + script + "' {OUT} 2>/dev/null", {script});
+  if (dir.empty()) return nlohmann::json::array();
+  auto manifest = nlohmann::json::parse(read_file(dir + "/.made"));
+  for (auto& e : manifest) e["dir"] = dir + "/" + e["name"].get<std::string>();
+  return manifest;
 }
 
 bool has_torch_part() {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace audit::testing {
 
 // $AUDIT_SOURCE_DIR, $AUDIT_BUILD_DIR, $AUDIT_BINARY (set by ctest, tests/CMakeLists.txt), else
@@ -75,10 +77,11 @@ std::string python();
 std::string python_fixture(const std::string& name, const std::string& make,
                            const std::vector<std::string>& inputs = {});
 
-// The folder of tests/golden/make_hf_checkpoints.py's tiny transformers models (every fixture;
-// its manifest, the JSON array the script prints, is in .made with folders under the script's
-// temporary output: join the folder returned here with each entry's "name").
-std::string hf_checkpoint_fixtures();
+// tests/golden/make_hf_checkpoints.py's tiny transformers models (made once per build folder):
+// the manifest the script prints, {"name", "dir", "arch", "dtype", "sharded", "tied", ...} per
+// fixture, with each "dir" where the fixture now lies. Fails the calling test and returns an
+// empty array when the script fails.
+nlohmann::json hf_checkpoint_fixtures();
 
 // Whether this build has the LibTorch part (audit-torch beside audit); tests of run, replay and
 // bench skip with a reason when it does not (a build with -DAUDIT_TORCH=OFF).

@@ -24,15 +24,9 @@ namespace st = audit::safetensors;
 
 class Checkpoints : public ::testing::Test {
  protected:
-  // Made once per build folder (tests/support python_fixture): the manifest is what the script
-  // printed, its folders renamed to where the fixture now lies.
+  // Made once per build folder (tests/support hf_checkpoint_fixtures).
   static void SetUpTestSuite() {
-    const std::string dir = audit::testing::hf_checkpoint_fixtures();
-    ASSERT_FALSE(dir.empty());
-    for (auto e : json::parse(audit::testing::read_file(dir + "/.made"))) {
-      e["dir"] = dir + "/" + e["name"].get<std::string>();
-      (*manifest_)[e["name"]] = e;
-    }
+    for (const auto& e : audit::testing::hf_checkpoint_fixtures()) (*manifest_)[e["name"]] = e;
   }
   static std::string path(const std::string& name) { return manifest_->at(name)["dir"]; }
   static json* manifest_;
