@@ -1,5 +1,6 @@
 // The s1 miniature, end to end, for real: a base model pretrained here on direct answers (or a
-// Hugging Face checkpoint loaded with its tokenizer and chat template), a teacher (the exact solver, priced per token as an API bill) writing traces for a question
+// Hugging Face checkpoint loaded with its tokenizer and chat template), a teacher (the exact
+// solver, priced per token as an API bill) writing traces for a question
 // pool, s1's three filters (quality, difficulty by base-model inference, diversity), SFT with
 // the claimed schedule over several seeds, and evaluation of base and tuned models in and out of
 // distribution with budget forcing. Every stage is metered into the ledger; every number the
