@@ -192,6 +192,16 @@ const json* member(const json& obj, const char* name) {
   return it == obj.end() ? nullptr : &*it;
 }
 
+// A Sequence's members: obj[list_key] must be an array; fn(item, "KEY.LIST[i]") for each.
+template <class F>
+void for_each_item(const Ctx& c, const json& obj, const char* list_key, const std::string& key,
+                   F&& fn) {
+  const json* list = member(obj, list_key);
+  if (list == nullptr || !list->is_array()) c.fail(key + "." + list_key, "must be an array");
+  for (size_t i = 0; i < list->size(); ++i)
+    fn((*list)[i], key + "." + list_key + "[" + std::to_string(i) + "]");
+}
+
 bool get_bool(const Ctx& c, const json& obj, const char* name, const std::string& key, bool dflt) {
   const json* v = member(obj, name);
   if (v == nullptr || v->is_null()) return dflt;
@@ -720,10 +730,8 @@ void Impl::load_normalizer(const Ctx& c, const json& n, const std::string& key) 
   if (n.is_null()) return;
   const std::string type = type_of(c, n, key);
   if (type == "Sequence") {
-    const json* list = member(n, "normalizers");
-    if (list == nullptr || !list->is_array()) c.fail(key + ".normalizers", "must be an array");
-    for (size_t i = 0; i < list->size(); ++i)
-      load_normalizer(c, (*list)[i], key + ".normalizers[" + std::to_string(i) + "]");
+    for_each_item(c, n, "normalizers", key,
+                  [&](const json& item, const std::string& at) { load_normalizer(c, item, at); });
   } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
 #ifdef AUDIT_HAVE_ICU
     Normalizer x;
@@ -755,10 +763,8 @@ void Impl::load_pre_tokenizer(const Ctx& c, const json& p, const std::string& ke
   if (!pre_tokenizers.empty() && pre_tokenizers.back().kind == PreTokenizer::kByteLevel)
     c.fail(key, "a pre-tokenizer after ByteLevel is not supported (ByteLevel must be the last)");
   if (type == "Sequence") {
-    const json* list = member(p, "pretokenizers");
-    if (list == nullptr || !list->is_array()) c.fail(key + ".pretokenizers", "must be an array");
-    for (size_t i = 0; i < list->size(); ++i)
-      load_pre_tokenizer(c, (*list)[i], key + ".pretokenizers[" + std::to_string(i) + "]");
+    for_each_item(c, p, "pretokenizers", key,
+                  [&](const json& item, const std::string& at) { load_pre_tokenizer(c, item, at); });
   } else if (type == "Split") {
     PreTokenizer x;
     x.kind = PreTokenizer::kSplit;
@@ -795,10 +801,8 @@ void Impl::load_post_processor(const Ctx& c, const json& p, const std::string& k
   if (p.is_null()) return;
   const std::string type = type_of(c, p, key);
   if (type == "Sequence") {
-    const json* list = member(p, "processors");
-    if (list == nullptr || !list->is_array()) c.fail(key + ".processors", "must be an array");
-    for (size_t i = 0; i < list->size(); ++i)
-      load_post_processor(c, (*list)[i], key + ".processors[" + std::to_string(i) + "]");
+    for_each_item(c, p, "processors", key,
+                  [&](const json& item, const std::string& at) { load_post_processor(c, item, at); });
   } else if (type == "ByteLevel") {
     // Trims offsets only; the ids are unchanged.
   } else if (type == "TemplateProcessing") {
@@ -843,10 +847,8 @@ void Impl::load_decoder(const Ctx& c, const json& d, const std::string& key) {
   const std::string type = type_of(c, d, key);
   Decoder x;
   if (type == "Sequence") {
-    const json* list = member(d, "decoders");
-    if (list == nullptr || !list->is_array()) c.fail(key + ".decoders", "must be an array");
-    for (size_t i = 0; i < list->size(); ++i)
-      load_decoder(c, (*list)[i], key + ".decoders[" + std::to_string(i) + "]");
+    for_each_item(c, d, "decoders", key,
+                  [&](const json& item, const std::string& at) { load_decoder(c, item, at); });
     return;
   } else if (type == "ByteLevel") {
     x.kind = Decoder::kByteLevel;
