@@ -37,6 +37,22 @@ void check_inputs(const model::CausalLM& model, const std::vector<std::vector<in
   if (!in_vocab(cfg.pad_id)) throw std::invalid_argument("generate: pad_id outside the vocabulary");
   if (cfg.max_new_tokens < 1) throw std::invalid_argument("generate: max_new_tokens must be >= 1");
   if (cfg.batch_size < 1) throw std::invalid_argument("generate: batch_size must be >= 1");
+  if (!(cfg.top_p > 0.0 && cfg.top_p <= 1.0))
+    throw std::invalid_argument("generate: top_p must lie in (0, 1], got " + std::to_string(cfg.top_p));
+  if (!(cfg.temperature >= 0.0)) throw std::invalid_argument("generate: temperature must be >= 0");
+  if (cfg.top_k < 0) throw std::invalid_argument("generate: top_k must be >= 0");
+}
+
+// HF's TopPLogitsWarper on one row of logits [vocab]: sorted ascending, a token is removed when
+// the cumulative probability up to and including it is <= 1 - top_p; the most likely token is
+// always kept. Removed tokens get -inf.
+torch::Tensor nucleus(const torch::Tensor& scaled, double top_p) {
+  auto [sorted, order] = scaled.sort(0, /*descending=*/false);
+  auto cumulative = sorted.softmax(0).cumsum(0);
+  auto remove_sorted = cumulative <= (1.0 - top_p);
+  remove_sorted[-1] = false;
+  auto remove = torch::empty_like(remove_sorted).scatter_(0, order, remove_sorted);
+  return scaled.masked_fill(remove, -std::numeric_limits<float>::infinity());
 }
 
 // One prompt's decoding state: the budget-forcing state machine shared by both paths.
@@ -104,6 +120,7 @@ class Row {
       auto kth = std::get<0>(scaled.topk(cfg_.top_k)).min();
       scaled = scaled.masked_fill(scaled < kth, -std::numeric_limits<float>::infinity());
     }
+    if (cfg_.top_p < 1.0) scaled = nucleus(scaled, cfg_.top_p);
     auto probs = torch::softmax(scaled, 0);
     return torch::multinomial(probs, 1, false, gen_).item<int64_t>();
   }
