@@ -5,6 +5,10 @@
 // `audit bench forward`: one forward pass (all logits) of our model against transformers'
 // Qwen2ForCausalLM with eager and with sdpa attention (tests/golden/bench_forward.py), random
 // weights of Qwen2.5-0.5B's shapes by default, same thread count, in one run.
+// `audit bench generate`: batched greedy generation with the KV cache (reproduce/model/generate.h)
+// against transformers' `generate` (greedy, use_cache, eager and sdpa attention;
+// tests/golden/bench_generate.py) on the same checkpoint, which the peer writes at run time: a
+// tiny shape and a 57M-parameter one, batch 1 and 16, fp32 on the CPU, same thread count.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,12 +19,17 @@
 #include <string>
 #include <vector>
 
+#include <stdlib.h>  // mkdtemp
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "reproduce/cli/cli.h"
+#include "reproduce/model/checkpoint.h"  // load_model
+#include "reproduce/model/generate.h"
 #include "reproduce/trainer/trainer.h"  // measure_train_throughput, bench_model_config
+#include "common/errors.h"  // InputError
 #include "common/python_peer.h"
 #include "common/resources.h"
 
@@ -212,6 +221,214 @@ int bench_forward(const BenchForwardOptions& o) {
   return 0;
 }
 
+
+struct BenchGenerateOptions {
+  std::string models = "both";  // tiny | 57m | both
+  std::string batches = "1,16";
+  int threads = 0;
+  int warmup = 1;
+  int repeats = 3;
+  int64_t max_new_tokens = 64;
+  int64_t prompt_len = 32;  // the longest prompt of a batch; rows vary down to half of it
+  std::string python;
+  std::string json_out;
+};
+
+// The shapes `bench generate` builds (a qwen2 model: q/k/v bias, rope theta 1e6).
+struct GenerateShape {
+  std::string name;
+  int64_t vocab, hidden, layers, heads, kv_heads, head_dim, ffn;
+  bool tied;
+};
+
+GenerateShape generate_shape(const std::string& name) {
+  if (name == "57m") return {name, 32000, 512, 8, 8, 2, 64, 1536, false};  // 56.9M parameters
+  return {"tiny", 1000, 64, 2, 4, 2, 16, 128, true};  // bench forward's tiny shape, 0.14M
+}
+
+// Batch b of `bench generate`: b prompts whose lengths step down from prompt_len to about half
+// of it (so every batch of more than one is left-padded), ids drawn from a fixed-seed generator.
+std::vector<std::vector<int64_t>> bench_prompts(int64_t batch, int64_t prompt_len, int64_t vocab) {
+  std::vector<std::vector<int64_t>> prompts;
+  uint64_t state = 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(batch);
+  const int64_t spread = std::max<int64_t>(prompt_len / 2, 1);
+  for (int64_t i = 0; i < batch; ++i) {
+    std::vector<int64_t> p(static_cast<size_t>(prompt_len - (i * 5) % spread));
+    for (auto& id : p) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      id = 1 + static_cast<int64_t>((state >> 33) % static_cast<uint64_t>(vocab - 1));
+    }
+    prompts.push_back(p);
+  }
+  return prompts;
+}
+
+// Removes the benchmark's temporary checkpoint folder however the run ends (std::filesystem's
+// remove_all crashes in a LibTorch-linked binary; rm does not).
+struct TempFolder {
+  std::string path;
+  explicit TempFolder(const std::string& pattern) {
+    std::string buf = pattern;
+    if (mkdtemp(buf.data()) == nullptr) throw std::runtime_error("cannot create " + pattern);
+    path = buf;
+  }
+  ~TempFolder() { std::system(("rm -rf " + shell_quote(path)).c_str()); }
+};
+
+// The matrix products alone of `steps` one-token decoding steps of batch b (every projection, the
+// MLP and the head, on the model's own weights), median of `repeats` after `warmup`: the part of a
+// greedy generation that both implementations hand to the same BLAS, so neither can be faster than
+// this floor (prefill and attention come on top).
+double matmul_floor(model::CausalLM& m, int64_t b, int64_t steps, int warmup, int repeats) {
+  std::vector<torch::Tensor> weights, inputs;
+  for (const auto& p : m->named_parameters())
+    if (p.value().dim() == 2 && p.key() != "model.embed_tokens.weight") weights.push_back(p.value());
+  if (m->cfg.tie_embeddings) weights.push_back(m->model->embed_tokens->weight);
+  for (const auto& w : weights) inputs.push_back(torch::randn({b, w.size(1)}));
+  std::vector<double> samples;
+  for (int i = 0; i < warmup + repeats; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < steps; ++s)
+      for (size_t k = 0; k < weights.size(); ++k) at::linear(inputs[k], weights[k]);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= warmup) samples.push_back(dt);
+  }
+  return median(samples);
+}
+
+int bench_generate(const BenchGenerateOptions& o) {
+  const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
+  torch::set_num_threads(threads);
+  std::vector<int64_t> batches;
+  {
+    std::stringstream ss(o.batches);
+    for (std::string item; std::getline(ss, item, ',');) {
+      char* end = nullptr;
+      const long long b = std::strtoll(item.c_str(), &end, 10);
+      if (item.empty() || *end != '\0' || b < 1 || b > 4096)
+        throw InputError("--batches", 0, 0, "batches",
+                         "\"" + item + "\" is not a batch size in [1, 4096] (e.g. --batches 1,16)");
+      batches.push_back(b);
+    }
+  }
+  std::vector<std::string> shapes;
+  if (o.models == "tiny" || o.models == "both") shapes.push_back("tiny");
+  if (o.models == "57m" || o.models == "both") shapes.push_back("57m");
+  std::printf("audit bench generate: batched greedy generation with the KV cache, fp32, CPU,\n"
+              "%lld new tokens per prompt, prompts of %lld down to %lld tokens (left-padded),\n"
+              "%d warmup + %d timed calls (median), %d thread(s), same checkpoint on both sides.\n"
+              "transformers generate(do_sample=False, use_cache=True): %s\n\n",
+              static_cast<long long>(o.max_new_tokens), static_cast<long long>(o.prompt_len),
+              static_cast<long long>(o.prompt_len - (std::max<int64_t>(o.prompt_len / 2, 1) - 1)),
+              o.warmup, o.repeats, threads, o.python.c_str());
+  std::printf("%-5s %7s %5s %9s %9s %9s %9s %9s %9s %11s %6s\n", "model", "params", "batch",
+              "audit s", "eager s", "sdpa s", "vs eager", "vs sdpa", "matmul s", "audit tok/s",
+              "agree");
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& name : shapes) {
+    const auto s = generate_shape(name);
+    TempFolder tmp("/tmp/audit-bench-generate-XXXXXX");
+    const std::string ckpt = tmp.path + "/model";
+    std::ostringstream shape_args;
+    shape_args << " --vocab " << s.vocab << " --hidden " << s.hidden << " --layers " << s.layers
+               << " --heads " << s.heads << " --kv-heads " << s.kv_heads << " --head-dim "
+               << s.head_dim << " --ffn " << s.ffn << (s.tied ? "" : " --untied")
+               << " --threads " << threads;
+    const std::string peer = shell_quote(o.python) + " " +
+                             shell_quote(resource_path("peers/bench_generate.py"));
+    run_python_json(peer + " --make " + shell_quote(ckpt) + shape_args.str() + " 2>&1",
+                    "bench_generate.py --make");
+
+    nlohmann::json prompt_file = {{"batches", nlohmann::json::array()}};
+    std::vector<double> ours_s, floor_s;
+    std::vector<std::vector<std::vector<int64_t>>> ours_tokens;
+    int64_t params = 0;
+    {
+      torch::NoGradGuard no_grad;
+      auto m = model::load_model(ckpt, torch::kCPU, torch::kFloat);
+      params = m->cfg.parameter_count();
+      for (int64_t b : batches) {
+        const auto prompts = bench_prompts(b, o.prompt_len, s.vocab);
+        prompt_file["batches"].push_back(prompts);
+        generate::GenerateConfig cfg;
+        cfg.max_new_tokens = o.max_new_tokens;
+        cfg.batch_size = b;
+        cfg.pad_id = 0;
+        std::vector<double> samples;
+        std::vector<generate::Generation> out;
+        for (int i = 0; i < o.warmup + o.repeats; ++i) {
+          const auto t0 = std::chrono::steady_clock::now();
+          out = generate::generate(m, prompts, cfg);
+          const double dt =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          if (i >= o.warmup) samples.push_back(dt);
+        }
+        ours_s.push_back(median(samples));
+        floor_s.push_back(matmul_floor(m, b, o.max_new_tokens - 1, o.warmup, o.repeats));
+        std::vector<std::vector<int64_t>> tokens;
+        for (const auto& g : out) tokens.push_back(g.tokens);
+        ours_tokens.push_back(tokens);
+      }
+    }  // freed before transformers loads its copy
+    const std::string prompts_path = tmp.path + "/prompts.json";
+    {
+      std::ofstream f(prompts_path);
+      f << prompt_file.dump() << "\n";
+      if (!f) throw std::runtime_error("cannot write " + prompts_path);
+    }
+    std::ostringstream cmd;
+    cmd << peer << " --model " << shell_quote(ckpt) << " --prompts " << shell_quote(prompts_path)
+        << " --max-new-tokens " << o.max_new_tokens << " --warmup " << o.warmup << " --repeats "
+        << o.repeats << " --threads " << threads << " --attn eager,sdpa 2>&1";
+    const auto py = run_python_json(cmd.str(), "transformers generate benchmark");
+    for (size_t k = 0; k < batches.size(); ++k) {
+      const int64_t b = batches[k];
+      double eager = 0, sdpa = 0;
+      int agree = 0;
+      for (const auto& r : py.at("results")) {
+        if (r.at("batch").get<int64_t>() != b) continue;
+        if (r.at("attn") == "eager") {
+          eager = r.at("median_s").get<double>();
+          const auto hf = r.at("tokens").get<std::vector<std::vector<int64_t>>>();
+          for (size_t i = 0; i < hf.size() && i < ours_tokens[k].size(); ++i)
+            agree += hf[i] == ours_tokens[k][i];
+        } else if (r.at("attn") == "sdpa") {
+          sdpa = r.at("median_s").get<double>();
+        }
+      }
+      const double t = ours_s[k];
+      std::printf("%-5s %6.2fM %5lld %9.3f %9.3f %9.3f %8.2fx %8.2fx %9.3f %11.0f %3d/%-3lld\n",
+                  name.c_str(), params / 1e6, static_cast<long long>(b), t, eager, sdpa, eager / t,
+                  sdpa / t, floor_s[k], b * o.max_new_tokens / t, agree, static_cast<long long>(b));
+      std::fflush(stdout);
+      results.push_back({{"model", name},
+                         {"params", params},
+                         {"batch", b},
+                         {"threads", threads},
+                         {"max_new_tokens", o.max_new_tokens},
+                         {"prompt_len", o.prompt_len},
+                         {"audit_median_s", t},
+                         {"eager_median_s", eager},
+                         {"sdpa_median_s", sdpa},
+                         {"matmul_floor_s", floor_s[k]},
+                         {"ratio_vs_eager", eager / t},
+                         {"ratio_vs_sdpa", sdpa / t},
+                         {"rows_agreeing_with_eager", agree}});
+    }
+  }
+  std::printf("\nvs eager / vs sdpa: how many times faster ours is (transformers median / ours).\n"
+              "matmul s: the decoding steps' matrix products alone (same BLAS on both sides): no\n"
+              "implementation's call is faster, so eager s / matmul s bounds any ratio.\n"
+              "agree: rows whose greedy tokens equal transformers eager's (random weights give\n"
+              "near-tied logits, where fp32 rounding may pick the other token).\n");
+  if (!o.json_out.empty()) {
+    std::ofstream f(o.json_out);
+    if (!f) throw std::runtime_error("cannot write " + o.json_out);
+    f << results.dump(2) << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app, GlobalOptions& g) {
@@ -275,6 +492,39 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
   fwd->add_option("--json", f->json_out, "Also write the figures as JSON to this file");
   fwd->callback([f] { run_and_exit("bench forward", [&] { return bench_forward(*f); }); });
+  auto gen = std::make_shared<BenchGenerateOptions>();
+  gen->python = default_python();
+  auto* gcmd = bench->add_subcommand(
+      "generate", "Greedy generation time with the KV cache: ours vs transformers.generate");
+  gcmd->description(
+      "Has tests/golden/bench_generate.py write a random qwen2 checkpoint of each shape (tiny:\n"
+      "vocab 1000, hidden 64, 2 layers, 0.14M parameters; 57m: vocab 32000, hidden 512, 8 layers,\n"
+      "8/2 heads of 64, ffn 1536, untied, 56.9M), loads it, and times batched greedy generation\n"
+      "with the KV cache (audit::generate::generate) against transformers' generate(do_sample=\n"
+      "False, use_cache=True) with eager and with sdpa attention on the same checkpoint and the\n"
+      "same left-padded prompts, fp32 on the CPU, same thread count. Prints the median seconds per\n"
+      "call, how many times faster ours is, and how many rows' tokens agree.");
+  gcmd->footer("Example: audit bench generate --threads 1 --batches 1,16 --repeats 5");
+  gcmd->add_option("--model", gen->models, "Shapes: tiny, 57m or both")
+      ->check(CLI::IsMember({"tiny", "57m", "both"}))
+      ->capture_default_str();
+  gcmd->add_option("--batches", gen->batches, "Comma-separated batch sizes")->capture_default_str();
+  gcmd->add_option("--threads", gen->threads, "Intra-op threads for both sides (0: torch default)")
+      ->capture_default_str();
+  gcmd->add_option("--warmup", gen->warmup, "Untimed calls first")->capture_default_str();
+  gcmd->add_option("--repeats", gen->repeats, "Timed calls (median)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  gcmd->add_option("--max-new-tokens", gen->max_new_tokens, "Tokens generated per prompt")
+      ->check(CLI::Range(1, 1 << 14))
+      ->capture_default_str();
+  gcmd->add_option("--prompt-len", gen->prompt_len, "Longest prompt (rows step down to half)")
+      ->check(CLI::Range(1, 1 << 14))
+      ->capture_default_str();
+  gcmd->add_option("--python", gen->python, "Python with transformers (default $AUDIT_PYTHON or the venv)")
+      ->capture_default_str();
+  gcmd->add_option("--json", gen->json_out, "Also write the figures as JSON to this file");
+  gcmd->callback([gen] { run_and_exit("bench generate", [&] { return bench_generate(*gen); }); });
   bench->callback([bench, o, &g] {
     if (bench->get_subcommands().empty())
       run_and_exit("bench", [&] { return bench_train(*o, g); });

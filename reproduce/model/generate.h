@@ -33,6 +33,10 @@ struct GenerateConfig {
   int64_t max_new_tokens = 256;   // hard limit on generated (incl. forced) tokens per prompt
   double temperature = 0.0;       // 0: greedy argmax; > 0: sample from softmax(logits / T)
   int64_t top_k = 0;              // > 0: sample among the k most likely tokens only
+  // Nucleus sampling, Hugging Face's TopPLogitsWarper: after temperature and top_k, keep the
+  // smallest set of most likely tokens whose cumulative probability reaches top_p (at least
+  // one). In (0, 1]; 1 keeps every token (the step is skipped).
+  double top_p = 1.0;
   uint64_t seed = 0;              // prompt i samples from its own generator seeded seed + i
   std::vector<int64_t> stop_ids;  // emitting one ends the generation (it is kept in tokens)
   int64_t pad_id = 0;             // left padding inside a batch (masked, never attended to)
@@ -52,7 +56,8 @@ struct Generation {
 };
 
 // Batched decoding with a KV cache (left-padded batches of cfg.batch_size). Prompts must be
-// non-empty; ids must lie in [0, vocab). Throws std::invalid_argument otherwise.
+// non-empty; ids must lie in [0, vocab); top_p in (0, 1]; temperature and top_k not negative.
+// Throws std::invalid_argument otherwise.
 std::vector<Generation> generate(model::CausalLM& model,
                                  const std::vector<std::vector<int64_t>>& prompts,
                                  const GenerateConfig& cfg);

@@ -1,9 +1,13 @@
 // Generation tests: the KV-cache path against the no-cache reference (greedy and sampled, batched
-// with left padding, with and without a sliding window), seeded sampling, and budget forcing (cap, "Wait" extensions) on a model
+// with left padding, with and without a sliding window), seeded sampling, nucleus (top-p)
+// sampling on a programmed distribution, and budget forcing (cap, "Wait" extensions) on a model
 // whose next token is programmed exactly.
+#include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -252,12 +256,172 @@ TEST(BudgetForcing, StopTokenWhileThinkingCountsAsAnAttemptToStop) {
   EXPECT_EQ(g[0].reason, StopReason::stop_token);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Nucleus (top-p) sampling
+
+// Today's sampling written out independently: the full sequence every step, softmax(logits / T)
+// over the whole vocabulary, one multinomial draw from prompt i's generator seeded seed + i.
+std::vector<Ids> plain_sampling(CausalLM& m, const std::vector<Ids>& prompts, double temperature,
+                                uint64_t seed, int64_t steps) {
+  torch::NoGradGuard no_grad;
+  std::vector<Ids> out;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + i);
+    Ids seq = prompts[i], tokens;
+    for (int64_t s = 0; s < steps; ++s) {
+      auto logits = m->forward(torch::tensor(seq, torch::kLong).unsqueeze(0))[0][-1];
+      auto probs = torch::softmax(logits / temperature, 0);
+      tokens.push_back(torch::multinomial(probs, 1, false, gen).item<int64_t>());
+      seq.push_back(tokens.back());
+    }
+    out.push_back(tokens);
+  }
+  return out;
+}
+
+TEST(TopP, OneEqualsPlainSampling) {
+  auto m = random_model(4);
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 16;
+  cfg.temperature = 1.3;
+  cfg.seed = 21;
+  cfg.top_p = 1.0;
+  cfg.batch_size = 3;
+  const auto expected = plain_sampling(m, kPrompts, cfg.temperature, cfg.seed, cfg.max_new_tokens);
+  for (const auto& g : {audit::generate::generate(m, kPrompts, cfg),
+                        audit::generate::generate_reference(m, kPrompts, cfg)})
+    for (size_t i = 0; i < kPrompts.size(); ++i) EXPECT_EQ(g[i].tokens, expected[i]) << "prompt " << i;
+}
+
+TEST(TopP, TinyTopPIsGreedy) {
+  auto m = random_model(4);
+  GenerateConfig greedy;
+  greedy.max_new_tokens = 20;
+  GenerateConfig cfg = greedy;
+  cfg.temperature = 1.5;
+  cfg.top_p = 1e-6;
+  cfg.seed = 3;
+  cfg.batch_size = 2;
+  const auto g = audit::generate::generate(m, kPrompts, greedy);
+  expect_same(audit::generate::generate(m, kPrompts, cfg), g);
+  // The same temperature without top-p does not reproduce greedy (the test can fail).
+  cfg.top_p = 1.0;
+  const auto sampled = audit::generate::generate(m, kPrompts, cfg);
+  int differ = 0;
+  for (size_t i = 0; i < g.size(); ++i) differ += sampled[i].tokens != g[i].tokens;
+  EXPECT_GE(differ, 3);
+}
+
+TEST(TopP, CachedEqualsUncachedReference) {
+  auto m = random_model(5);
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 24;
+  cfg.temperature = 1.2;
+  cfg.top_p = 0.7;
+  cfg.seed = 11;
+  cfg.stop_ids = {0};
+  const auto ref = audit::generate::generate_reference(m, kPrompts, cfg);
+  for (int64_t batch : {1, 2, 5}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    cfg.batch_size = batch;
+    expect_same(audit::generate::generate(m, kPrompts, cfg), ref);
+  }
+  cfg.top_k = 5;  // top_k then top_p
+  expect_same(audit::generate::generate(m, kPrompts, cfg), audit::generate::generate_reference(m, kPrompts, cfg));
+  // top_p changed the draws: the same seeds without it sample differently.
+  cfg.top_k = 0;
+  cfg.top_p = 1.0;
+  const auto full = audit::generate::generate_reference(m, kPrompts, cfg);
+  int differ = 0;
+  for (size_t i = 0; i < ref.size(); ++i) differ += full[i].tokens != ref[i].tokens;
+  EXPECT_GE(differ, 3);
+}
+
+// One step from token kFrom of a bigram model whose next-token distribution is programmed:
+// probabilities kDist over tokens 4..8 (the rest ~e^-60). `draws` prompts, each its own seed.
+constexpr int64_t kFrom = 1;
+const std::vector<double> kDist = {0.40, 0.30, 0.15, 0.10, 0.05};  // tokens 4, 5, 6, 7, 8
+
+std::map<int64_t, int> draw_counts(CausalLM& m, double temperature, int64_t top_k, double top_p,
+                                   int draws) {
+  GenerateConfig cfg;
+  cfg.max_new_tokens = 1;
+  cfg.temperature = temperature;
+  cfg.top_k = top_k;
+  cfg.top_p = top_p;
+  cfg.seed = 1000;
+  cfg.batch_size = 64;
+  std::map<int64_t, int> counts;
+  for (const auto& g : audit::generate::generate(m, std::vector<Ids>(draws, Ids{kFrom}), cfg))
+    ++counts[g.tokens.at(0)];
+  return counts;
+}
+
+CausalLM distribution_model() {
+  auto m = bigram_model({});
+  torch::NoGradGuard no_grad;
+  // The final norm makes the one-hot hidden state 4 (sqrt(hidden)), so logit = 4 * weight.
+  auto column = torch::full({16}, -60.0 / 4);
+  for (size_t j = 0; j < kDist.size(); ++j) column[4 + j] = std::log(kDist[j]) / 4;
+  m->lm_head->weight.select(1, kFrom).copy_(column);
+  return m;
+}
+
+TEST(TopP, SampledTokensStayInsideTheNucleus) {
+  auto m = distribution_model();
+  const int draws = 1200;
+  // No truncation: every token of the distribution shows up.
+  auto all = draw_counts(m, 1.0, 0, 1.0, draws);
+  for (int64_t t = 4; t <= 8; ++t) EXPECT_GT(all[t], 0) << "token " << t;
+  // top_p 0.75: ascending cumulative 0.05, 0.15, 0.30, ...: tokens 8 and 7 (cumulative <= 0.25)
+  // go; the nucleus is {4, 5, 6} (0.85 >= 0.75, while {4, 5} holds only 0.70).
+  struct Case {
+    double temperature;
+    int64_t top_k;
+    double top_p;
+    std::map<int64_t, double> nucleus;  // renormalised probabilities
+  };
+  const std::vector<Case> cases = {
+      {1.0, 0, 0.75, {{4, 0.40 / 0.85}, {5, 0.30 / 0.85}, {6, 0.15 / 0.85}}},
+      {1.0, 0, 0.69, {{4, 0.40 / 0.70}, {5, 0.30 / 0.70}}},  // {4, 5} holds 0.70 >= 0.69
+      {1.0, 0, 0.30, {{4, 1.0}}},
+      {1.0, 2, 0.95, {{4, 0.40 / 0.70}, {5, 0.30 / 0.70}}},  // top_k first, then top_p
+      // Temperature first: at T = 2 the probabilities are ∝ sqrt(p): 0.300 0.260 0.184 0.150
+      // 0.106; top_p 0.7 drops tokens 8 and 7 (cumulative 0.106, 0.256 <= 0.3).
+      {2.0, 0, 0.70, {{4, 0.300 / 0.744}, {5, 0.260 / 0.744}, {6, 0.184 / 0.744}}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE("T " + std::to_string(c.temperature) + " top_k " + std::to_string(c.top_k) +
+                 " top_p " + std::to_string(c.top_p));
+    auto counts = draw_counts(m, c.temperature, c.top_k, c.top_p, draws);
+    int inside = 0;
+    for (const auto& [token, n] : counts) {
+      EXPECT_TRUE(c.nucleus.count(token)) << "token " << token << " drawn " << n << " times";
+      if (c.nucleus.count(token)) inside += n;
+    }
+    EXPECT_EQ(inside, draws);
+    // Every nucleus token is drawn about as often as its renormalised probability says
+    // (binomial standard deviation at 1200 draws is at most 0.015).
+    for (const auto& [token, p] : c.nucleus)
+      EXPECT_NEAR(counts[token] / double(draws), p, 0.06) << "token " << token;
+  }
+}
+
 TEST(Generate, RejectsBadInput) {
   auto m = random_model(1);
   GenerateConfig cfg;
   EXPECT_THROW(audit::generate::generate(m, {{}}, cfg), std::invalid_argument);
   EXPECT_THROW(audit::generate::generate(m, {{1, 99}}, cfg), std::invalid_argument);
   cfg.budget.num_waits = 1;  // without wait_ids
+  EXPECT_THROW(audit::generate::generate(m, {{1}}, cfg), std::invalid_argument);
+  cfg.budget.num_waits = 0;
+  for (double p : {0.0, -0.5, 1.5, std::nan("")}) {
+    cfg.top_p = p;
+    EXPECT_THROW(audit::generate::generate(m, {{1}}, cfg), std::invalid_argument) << "top_p " << p;
+    EXPECT_THROW(audit::generate::generate_reference(m, {{1}}, cfg), std::invalid_argument);
+  }
+  cfg.top_p = 1.0;
+  cfg.temperature = -1;
   EXPECT_THROW(audit::generate::generate(m, {{1}}, cfg), std::invalid_argument);
 }
 
