@@ -196,6 +196,23 @@ TEST(RecipeSet, WithSeedSetsTrainAndDataSeeds) {
 
 // The model and training defaults are settings.h's, written once: a recipe that names nothing
 // gets them, and these are the values (a change here changes every recipe that omits the key).
+// The training keys that moved into settings::TrainSettings are still validated by the parser.
+TEST(RecipeDefaults, TrainingKeysInTheSettingsAreStillValidated) {
+  for (const char* bad : {"train.schedule=step", "train.precision=fp16", "train.checkpoint_every=-1",
+                          "train.recompute=maybe"}) {
+    const std::string msg = error_of([&] { parse_recipe_text(kMinimal, "m.toml", {bad}); });
+    const std::string key = std::string(bad).substr(0, std::string(bad).find('='));
+    EXPECT_NE(msg.find("'" + key + "'"), std::string::npos) << bad << ": " << msg;
+  }
+  const Recipe r = parse_recipe_text(kMinimal, "m.toml",
+                                     {"train.schedule=constant", "train.precision=bf16",
+                                      "train.checkpoint_every=10", "train.recompute=true"});
+  EXPECT_EQ(r.train.schedule, "constant");
+  EXPECT_EQ(r.train.precision, "bf16");
+  EXPECT_EQ(r.train.checkpoint_every, 10);
+  EXPECT_TRUE(r.train.recompute);
+}
+
 TEST(RecipeDefaults, BaseAndTrainAreTheOneSetOfSettings) {
   const Recipe r = parse_recipe_text(kMinimal, "m.toml");
   EXPECT_EQ(static_cast<const audit::settings::ModelSettings&>(r.base),
@@ -232,10 +249,15 @@ TEST(RecipeDefaults, BaseAndTrainAreTheOneSetOfSettings) {
   EXPECT_DOUBLE_EQ(t.grad_clip, 1.0);
   EXPECT_EQ(t.seed, 42);
   EXPECT_EQ(t.threads, 0);
+  EXPECT_EQ(t.schedule, "cosine");
+  EXPECT_EQ(t.precision, "fp32");
+  EXPECT_FALSE(t.recompute);
+  EXPECT_EQ(t.checkpoint_every, 0);
   // What logs and checkpoint messages print: every field, in order.
   EXPECT_EQ(audit::settings::to_string(t),
-            "epochs=5 global_batch=16 micro_batch=0 lr=1e-05 warmup_frac=0.05 min_lr_frac=0 "
-            "beta1=0.9 beta2=0.95 adam_eps=1e-08 weight_decay=0.0001 grad_clip=1 seed=42 threads=0");
+            "epochs=5 global_batch=16 micro_batch=0 lr=1e-05 warmup_frac=0.05 schedule=cosine "
+            "min_lr_frac=0 beta1=0.9 beta2=0.95 adam_eps=1e-08 weight_decay=0.0001 grad_clip=1 "
+            "precision=fp32 recompute=false seed=42 checkpoint_every=0 threads=0");
   EXPECT_EQ(audit::settings::to_string(b).substr(0, 127),
             "arch=qwen2 vocab=264 hidden=64 layers=2 heads=4 kv_heads=4 head_dim=16 ffn=256 "
             "rope_theta=10000 max_position=2048 rms_eps=1e-06");
