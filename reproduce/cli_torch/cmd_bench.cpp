@@ -1,7 +1,8 @@
-// `audit bench` and `audit bench train`: tokens/s of full train steps of the C++ trainer against
-// the same model in PyTorch eager (tests/golden/bench_train.py, same torch package, same thread
-// count), on the s1-mini recipe's model, a small one (0.83M parameters) and one about 11x larger
-// than that, in one run, with the ratio.
+// `audit bench` and `audit bench train`: SFT tokens/s of full train steps of the C++ trainer
+// against transformers' Qwen2ForCausalLM in PyTorch eager (tests/golden/bench_train.py, same
+// torch package, same thread count) with attn_implementation "eager" and "sdpa", on the same
+// shapes, batch and sequence, in one run, with the ratios: the s1-mini recipe's model, a small one
+// (0.83M parameters), one about 11x larger than that, and a ~50M-parameter one.
 // `audit bench forward`: one forward pass (all logits) of our model against transformers'
 // Qwen2ForCausalLM with eager and with sdpa attention (tests/golden/bench_forward.py), random
 // weights of Qwen2.5-0.5B's shapes by default, same thread count, in one run.
@@ -39,7 +40,7 @@ namespace audit::cli {
 namespace {
 
 struct BenchTrainOptions {
-  std::string models = "both";  // mini | small | large | both (small, large) | all
+  std::string models = "both";  // mini | small | large | 50m | both (small, large) | all
   int threads = 0;              // 0: torch's default for this machine
   int warmup = 2;
   int steps = 5;
@@ -61,8 +62,9 @@ nlohmann::json run_python(const BenchTrainOptions& o, const model::ModelConfig& 
       << " --heads " << c.heads << " --kv-heads " << c.kv_heads << " --head-dim " << c.head_dim
       << " --ffn " << c.ffn << " --rope-theta " << c.rope_theta << " --batch " << o.batch
       << " --seq " << o.seq << " --warmup " << o.warmup << " --steps " << o.steps
-      << " --threads " << threads << " --device " << device;
-  return run_python_json(cmd.str(), "PyTorch benchmark");
+      << " --threads " << threads << " --device " << device << " --attn eager,sdpa"
+      << (torch::Device(device).is_cuda() ? " --bf16" : "");
+  return run_python_json(cmd.str(), "transformers train benchmark");
 }
 
 double median(std::vector<double> v) {
@@ -78,34 +80,45 @@ int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
   if (o.models == "all" || o.models == "mini") sizes.push_back("mini");
   if (o.models == "all" || o.models == "both" || o.models == "small") sizes.push_back("small");
   if (o.models == "all" || o.models == "both" || o.models == "large") sizes.push_back("large");
+  if (o.models == "all" || o.models == "50m") sizes.push_back("50m");
+  // The trainer's precision: bf16 autocast on CUDA (the Python side autocasts too), fp32 on CPU.
+  const std::string precision = torch::Device(g.device).is_cuda() ? "bf16" : "fp32";
   nlohmann::json results = nlohmann::json::array();
-  std::printf("audit bench train: full train steps (forward, masked loss, backward, clip, AdamW),\n"
-              "batch %lld x seq %lld, %d warmup + %d timed steps, %d thread(s), device %s,\n"
-              "%d alternating repeat(s) (median). PyTorch eager: %s\n\n",
+  std::printf("audit bench train: SFT train steps (forward, loss, backward, clip, AdamW), batch %lld\n"
+              "x seq %lld, %d warmup + %d timed steps, %d thread(s), device %s (%s), %d\n"
+              "alternating repeat(s) (median). transformers Qwen2ForCausalLM in PyTorch eager: %s\n\n",
               static_cast<long long>(o.batch), static_cast<long long>(o.seq), o.warmup, o.steps,
-              threads, g.device.c_str(), o.repeats, o.python.c_str());
-  std::printf("%-6s %9s %12s %14s %14s %7s %11s\n", "model", "params", "tokens/step", "C++ tok/s",
-              "PyTorch tok/s", "ratio", "ratio(CPU)");
+              threads, g.device.c_str(), precision.c_str(), o.repeats, o.python.c_str());
+  std::printf("%-6s %9s %11s %11s %11s %11s %9s %9s %10s\n", "model", "params", "tokens/step",
+              "C++ tok/s", "HF eager", "HF sdpa", "vs eager", "vs sdpa", "(CPU sdpa)");
   for (const auto& size : sizes) {
     const auto c = train::bench_model_config(size);
     // Wall: tokens / median step. CPU: tokens per second of process CPU time over the timed
     // steps, less sensitive to other processes on a shared machine (equal to wall at 1 thread
     // on an idle one).
-    std::vector<double> cpp, py, cpp_cpu, py_cpu;
+    std::vector<double> cpp, eager, sdpa, cpp_cpu, sdpa_cpu;
     const double tokens = static_cast<double>(o.batch * o.seq * o.steps);
+    int64_t hf_params = 0;
     for (int r = 0; r < o.repeats; ++r) {
-      auto t = train::measure_train_throughput(c, o.batch, o.seq, o.warmup, o.steps, g.device);
+      auto t = train::measure_train_throughput(c, o.batch, o.seq, o.warmup, o.steps, g.device, 0,
+                                               precision);
       cpp.push_back(t.tokens_per_s);
       cpp_cpu.push_back(tokens / t.cpu_seconds);
       auto p = run_python(o, c, threads, g.device);
-      py.push_back(p.at("tokens_per_s").get<double>());
-      py_cpu.push_back(tokens / p.at("cpu_seconds").get<double>());
+      eager.push_back(p.at("eager").at("tokens_per_s").get<double>());
+      sdpa.push_back(p.at("sdpa").at("tokens_per_s").get<double>());
+      sdpa_cpu.push_back(tokens / p.at("sdpa").at("cpu_seconds").get<double>());
+      hf_params = p.at("params").get<int64_t>();
     }
-    const double c_med = median(cpp), p_med = median(py);
-    const double cpu_ratio = median(cpp_cpu) / median(py_cpu);
-    std::printf("%-6s %8.2fM %12lld %14.0f %14.0f %6.2fx %10.2fx\n", size.c_str(),
-                c.parameter_count() / 1e6, static_cast<long long>(o.batch * o.seq), c_med, p_med,
-                c_med / p_med, cpu_ratio);
+    if (hf_params != c.parameter_count())
+      throw std::runtime_error("bench train: transformers built " + std::to_string(hf_params) +
+                               " parameters for the " + size + " model, ours " +
+                               std::to_string(c.parameter_count()));
+    const double c_med = median(cpp), e_med = median(eager), s_med = median(sdpa);
+    const double cpu_ratio = median(cpp_cpu) / median(sdpa_cpu);
+    std::printf("%-6s %8.2fM %11lld %11.0f %11.0f %11.0f %8.2fx %8.2fx %9.2fx\n", size.c_str(),
+                c.parameter_count() / 1e6, static_cast<long long>(o.batch * o.seq), c_med, e_med,
+                s_med, c_med / e_med, c_med / s_med, cpu_ratio);
     std::fflush(stdout);
     results.push_back({{"model", size},
                        {"config", c.to_string()},
@@ -113,12 +126,15 @@ int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
                        {"tokens_per_step", o.batch * o.seq},
                        {"threads", threads},
                        {"device", g.device},
+                       {"precision", precision},
                        {"cpp_tokens_per_s", cpp},
-                       {"python_tokens_per_s", py},
+                       {"hf_eager_tokens_per_s", eager},
+                       {"hf_sdpa_tokens_per_s", sdpa},
                        {"cpp_tokens_per_cpu_s", cpp_cpu},
-                       {"python_tokens_per_cpu_s", py_cpu},
-                       {"ratio", c_med / p_med},
-                       {"ratio_cpu_time", cpu_ratio}});
+                       {"hf_sdpa_tokens_per_cpu_s", sdpa_cpu},
+                       {"ratio_vs_eager", c_med / e_med},
+                       {"ratio_vs_sdpa", c_med / s_med},
+                       {"ratio_vs_sdpa_cpu_time", cpu_ratio}});
   }
   if (!o.json_out.empty()) {
     std::ofstream f(o.json_out);
@@ -462,20 +478,23 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
   auto o = std::make_shared<BenchTrainOptions>();
   o->python = default_python();
   auto* train = bench->add_subcommand(
-      "train", "Train-step tokens/s: the C++ trainer vs the same model in PyTorch eager");
+      "train", "SFT tokens/s: the C++ trainer vs transformers' Qwen2ForCausalLM in PyTorch eager");
   train->description(
-      "Times full train steps (forward, masked loss, backward, clip, AdamW) of the C++ trainer\n"
-      "and of tests/golden/bench_train.py (the same model and ops in PyTorch eager, same torch\n"
-      "package, same thread count) on a small model (small, 0.83M parameters) and\n"
-      "one ~11x larger (large, 9.5M), or on the s1-mini recipe's base (mini, 0.22M), then prints\n"
-      "tokens/s of each and the ratio C++ / PyTorch.");
+      "Times full SFT train steps (forward, loss, backward, clip, AdamW) of the C++ trainer and\n"
+      "of tests/golden/bench_train.py (transformers' Qwen2ForCausalLM with attn_implementation\n"
+      "eager and sdpa, torch.optim.AdamW fused as HF Trainer's default, same torch package, same\n"
+      "thread count) on the same shapes: small (0.83M parameters) and large (~11x, 9.5M), the\n"
+      "s1-mini recipe's base (mini, 0.22M) or a ~50M one (50m), then prints tokens/s of each and\n"
+      "the ratios C++ / transformers. On CUDA both sides run bf16 autocast.");
   train->footer(
       "Examples:\n"
-      "  audit bench train                       # both models, torch's default threads\n"
+      "  audit bench train                       # small and large, torch's default threads\n"
       "  audit bench train --threads 2 --steps 10 --repeats 3 --json bench.json\n"
+      "  audit bench train --model 50m --batch 4 --repeats 3\n"
       "  audit bench train --model small --device cuda");
-  train->add_option("--model", o->models, "Which model: mini, small, large, both (small and large) or all")
-      ->check(CLI::IsMember({"mini", "small", "large", "both", "all"}))
+  train->add_option("--model", o->models,
+                    "Which model: mini, small, large, 50m, both (small and large) or all")
+      ->check(CLI::IsMember({"mini", "small", "large", "50m", "both", "all"}))
       ->capture_default_str();
   train->add_option("--threads", o->threads, "Intra-op threads for both sides (0: torch default)")
       ->capture_default_str();

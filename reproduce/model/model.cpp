@@ -9,6 +9,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <torch/custom_class.h>
 
 #include "common/errors.h"  // audit::InputError for load_state
 
@@ -180,8 +182,16 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   return RMSNormFunction::apply(x, weight, eps, allow_cpu_loops && use_cpu_loops(x, weight));
 }
 
+namespace {
+// True while a recomputed layer runs its forward without gradients (RecomputedLayer below): the
+// norms then take the training path, so the output equals the one recomputed in backward and
+// the loss equals the plain forward's bit for bit.
+thread_local bool t_training_forward_without_grad = false;
+}  // namespace
+
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  if (torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()))
+  if ((torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad())) ||
+      t_training_forward_without_grad)
     return rms_norm(x, weight, eps);
   const int64_t dim = weight.size(0);
   if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat)
@@ -405,6 +415,97 @@ torch::Tensor causal_window_mask(int64_t q_start, int64_t Tq, int64_t Tk, int64_
   return visible.view({1, 1, Tq, Tk});
 }
 
+// ---------------------------------------------------------------------------------------------
+// Activation recompute
+
+namespace {
+
+// What backward needs to run a layer again: the layer, its rotary tables and mask, and the
+// autocast state its forward ran under (backward runs on the autograd engine's thread, outside
+// the caller's autocast scope). A TorchScript custom class, so the autograd context can hold it.
+struct RecomputeState : torch::CustomClassHolder {
+  std::shared_ptr<DecoderLayerImpl> layer;
+  torch::Tensor cos, sin;
+  AttentionMask mask;
+  bool autocast_cuda = false;
+  at::ScalarType autocast_dtype = at::kBFloat16;
+};
+const auto kRecomputeStateClass =
+    torch::class_<RecomputeState>("audit_model", "RecomputeState");
+
+// Sets CUDA autocast to (on, dtype) for its scope, as torch.autocast does; nothing when off.
+class AutocastScope {
+ public:
+  AutocastScope(bool on, at::ScalarType dtype) : on_(on) {
+    if (!on_) return;
+    prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kBFloat16;
+};
+
+// One decoder layer as a single autograd node (torch.utils.checkpoint, non-reentrant in spirit):
+// forward runs the layer with gradients off, so none of its intermediates are kept, and saves
+// only its input; backward runs the layer again with gradients on and differentiates that run
+// with torch::autograd::grad with respect to the input and every parameter of the layer. The
+// parameters are inputs of the node, so their gradients reach .grad through autograd's own
+// accumulation (and torch::autograd::grad over the whole model sees them too).
+struct RecomputedLayer : torch::autograd::Function<RecomputedLayer> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               at::TensorList params, c10::intrusive_ptr<RecomputeState> state) {
+    (void)params;  // inputs of the node only: the layer reads them itself
+    ctx->save_for_backward({x});
+    ctx->saved_data["state"] = state;
+    const bool prev = t_training_forward_without_grad;
+    t_training_forward_without_grad = true;
+    torch::Tensor out;
+    try {
+      out = state->layer->forward(x, state->cos, state->sin, state->mask);
+    } catch (...) {
+      t_training_forward_without_grad = prev;
+      throw;
+    }
+    t_training_forward_without_grad = prev;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto state = ctx->saved_data["state"].toCustomClass<RecomputeState>();
+    auto x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    const auto params = state->layer->parameters();
+    torch::Tensor out;
+    {
+      torch::AutoGradMode grad_on(true);
+      AutocastScope autocast(state->autocast_cuda, state->autocast_dtype);
+      out = state->layer->forward(x, state->cos, state->sin, state->mask);
+    }
+    std::vector<torch::Tensor> wrt{x};
+    wrt.insert(wrt.end(), params.begin(), params.end());
+    auto grads = torch::autograd::grad({out}, wrt, {grad_out[0]}, /*retain_graph=*/false,
+                                       /*create_graph=*/false, /*allow_unused=*/true);
+    grads.emplace_back();  // the state: not a tensor input
+    return grads;          // x, then one per parameter, in forward's argument order
+  }
+};
+
+}  // namespace
+
 torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids,
                                           const torch::Tensor& position_ids) {
   TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [batch, seq], got ", input_ids.sizes());
@@ -431,7 +532,23 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids,
   }
   auto [cos, sin] = model->rotary_emb(positions);
   auto x = model->embed_tokens(input_ids);
-  for (const auto& layer : *model->layers) x = layer->as<DecoderLayer>()->forward(x, cos, sin, mask);
+  const bool recompute = recompute_ && torch::GradMode::is_enabled();
+  for (const auto& layer : *model->layers) {
+    auto* l = layer->as<DecoderLayer>();
+    if (!recompute) {
+      x = l->forward(x, cos, sin, mask);
+      continue;
+    }
+    auto state = c10::make_intrusive<RecomputeState>();
+    state->layer = std::dynamic_pointer_cast<DecoderLayerImpl>(layer);
+    state->cos = cos;
+    state->sin = sin;
+    state->mask = mask;
+    state->autocast_cuda = at::autocast::is_autocast_enabled(at::kCUDA);
+    state->autocast_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+    const auto params = l->parameters();
+    x = RecomputedLayer::apply(x, at::TensorList(params), state);
+  }
   return model->norm(x);
 }
 

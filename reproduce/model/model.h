@@ -184,9 +184,20 @@ struct CausalLMImpl : torch::nn::Module {
   const ModelConfig& config() const { return cfg; }
   torch::Device device() const;
 
+  // Activation recompute (gradient checkpointing, HF gradient_checkpointing_enable()): when on,
+  // and a forward pass records gradients, each decoder layer runs without keeping its
+  // activations (only its input is saved) and runs again in backward to compute its gradients.
+  // The loss and gradients are those of the plain forward; memory held for backward drops from
+  // every layer's intermediates to one [B, T, hidden] input per layer, for one extra forward.
+  void set_recompute(bool on) { recompute_ = on; }
+  bool recompute() const { return recompute_; }
+
   ModelConfig cfg;
   Decoder model{nullptr};
   Linear lm_head{nullptr};  // unregistered (null) when tie_embeddings
+
+ private:
+  bool recompute_ = false;
 };
 TORCH_MODULE(CausalLM);
 

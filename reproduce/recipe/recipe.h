@@ -151,21 +151,18 @@ struct DataSection {
   std::string seq_len_source;          // where the length profile comes from
 };
 
-// [train] — the SFT (or RL) schedule of the claimed run. The optimizer and schedule fields and
-// their defaults are settings::TrainSettings (reproduce/settings/settings.h), under the same keys,
-// which the trainer takes as they stand; the rest describe the claimed run.
+// [train] — the SFT (or RL) schedule of the claimed run. The optimizer, schedule, precision,
+// recompute and checkpoint fields and their defaults are settings::TrainSettings
+// (reproduce/settings/settings.h), under the same keys, which the trainer takes as they stand;
+// the rest describe the claimed run.
 struct TrainSection : settings::TrainSettings {
   int64_t steps = 0;                   // declared optimizer steps (s1: 315); 0 = derive
-  std::string schedule = "cosine";     // "cosine" | "linear" | "constant" after warmup
   std::string optimizer = "adamw";     // "adamw" (the only one so far)
   int64_t block_size = 32768;          // max tokens per sequence (s1: 32768)
-  std::string precision = "bf16";      // "fp32" | "bf16" | "fp8" (claimed; CPU runs fp32)
   bool packing = true;                 // pack samples into block_size sequences
-  bool recompute = false;              // activation recompute (8·N·D instead of 6·N·D)
   std::string parallelism = "fsdp_full_shard";  // "none" | "ddp" | "fsdp_full_shard" |
                                        // "fsdp_shard_grad_op" | "zero1" | "zero3" | "ep_pp_dp"
   std::string loss_on = "answer";      // "answer" (trace + answer, question masked) | "all"
-  int64_t checkpoint_every = 0;        // steps between checkpoints; 0 = only at the end
 };
 
 // [eval] — how base and tuned models are evaluated (ID and every OOD split).

@@ -767,6 +767,7 @@ SelfCheckResult self_check(const SelfCheckOptions& o) {
   tc.global_batch = o.batch;
   tc.micro_batch = o.batch;
   tc.device = o.device;
+  tc.precision = torch::Device(o.device).is_cuda() ? "bf16" : "fp32";  // as the timed layers
   tc.seed = o.seed;
   tc.lr = 1e-3;
   train::Trainer trainer(lm, tc, data);

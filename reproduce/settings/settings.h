@@ -85,10 +85,13 @@ struct ModelSettings {
   bool operator!=(const ModelSettings& o) const { return !(*this == o); }
 };
 
-// The optimizer and schedule of one training run: AdamW with linear warmup then cosine decay
-// (HF get_cosine_schedule_with_warmup, as s1's Trainer). The defaults are s1's SFT values where
-// it states them (DESIGN.md): 5 epochs, global batch 16, lr 1e-5, 5% warmup, AdamW (0.9, 0.95),
-// weight decay 1e-4, gradient clipping at 1.0.
+// The optimizer and schedule of one training run: AdamW with linear warmup then cosine, linear or
+// constant lr (HF get_cosine/linear/constant_schedule_with_warmup; s1's Trainer used cosine),
+// the precision, activation recompute and checkpoint interval. The defaults are s1's SFT values
+// where it states them (DESIGN.md): 5 epochs, global batch 16, lr 1e-5, 5% warmup, cosine, AdamW
+// (0.9, 0.95), weight decay 1e-4, gradient clipping at 1.0; precision is fp32 unless a recipe
+// says otherwise (bf16 needs a CUDA device, fp8 is not built: the trainer refuses both
+// elsewhere).
 struct TrainSettings {
   int64_t epochs = 5;            // passes over the training samples (s1: 5); 0 in a recipe = no
                                  // SFT stage (`audit run` evaluates the base model as loaded)
@@ -97,6 +100,8 @@ struct TrainSettings {
                                  // the global batch is gradient accumulation
   double lr = 1e-5;              // peak learning rate (s1: 1e-5 on 32B; small models need more)
   double warmup_frac = 0.05;     // fraction of the steps with linear warmup, 0..1 (s1: 5%)
+  std::string schedule = "cosine";  // lr after warmup: "cosine" (HF cosine, s1) | "linear" (HF
+                                    // linear, to min_lr) | "constant" (HF constant: the peak)
   double min_lr_frac = 0.0;      // final lr as a fraction of the peak, 0..1 (s1 / HF cosine: 0)
   double beta1 = 0.9;            // AdamW beta1 (s1: 0.9)
   double beta2 = 0.95;           // AdamW beta2 (s1: 0.95)
@@ -104,7 +109,12 @@ struct TrainSettings {
   double weight_decay = 1e-4;    // AdamW decoupled weight decay, on matrices and embeddings only,
                                  // not biases or norms (s1: 1e-4)
   double grad_clip = 1.0;        // max global gradient norm; 0 = no clipping
+  std::string precision = "fp32";  // "fp32" | "bf16" (autocast, CUDA only) | "fp8" (claimed
+                                   // only: counted by estimate/replay, not trained here)
+  bool recompute = false;        // activation recompute per decoder layer (8·N·D instead of
+                                 // 6·N·D; s1: --gradient_checkpointing=True)
   int64_t seed = 42;             // init and data-order seed
+  int64_t checkpoint_every = 0;  // optimizer steps between checkpoints; 0 = only at the end
   int64_t threads = 0;           // CPU threads for torch; 0 = leave torch's setting (all cores)
 
   // micro_batch with 0 resolved to global_batch.
@@ -169,13 +179,17 @@ void TrainSettings::for_each_field(F&& f) {
   f("micro_batch", &T::micro_batch);
   f("lr", &T::lr);
   f("warmup_frac", &T::warmup_frac);
+  f("schedule", &T::schedule);
   f("min_lr_frac", &T::min_lr_frac);
   f("beta1", &T::beta1);
   f("beta2", &T::beta2);
   f("adam_eps", &T::adam_eps);
   f("weight_decay", &T::weight_decay);
   f("grad_clip", &T::grad_clip);
+  f("precision", &T::precision);
+  f("recompute", &T::recompute);
   f("seed", &T::seed);
+  f("checkpoint_every", &T::checkpoint_every);
   f("threads", &T::threads);
 }
 

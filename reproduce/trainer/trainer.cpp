@@ -147,13 +147,25 @@ double process_cpu_seconds() {
 
 // ---------------------------------------------------------------------------------------------
 
-double lr_schedule(double lr, double min_lr, int64_t warmup, int64_t total, int64_t step) {
-  // HF get_cosine_schedule_with_warmup (what s1's Trainer used), with a floor at min_lr.
+Schedule parse_schedule(const std::string& name) {
+  if (name == "cosine") return Schedule::cosine;
+  if (name == "linear") return Schedule::linear;
+  if (name == "constant") return Schedule::constant;
+  throw std::invalid_argument("trainer: schedule must be cosine, linear or constant, not '" +
+                              name + "'");
+}
+
+double lr_schedule(Schedule kind, double lr, double min_lr, int64_t warmup, int64_t total,
+                   int64_t step) {
+  // HF's get_{cosine,linear,constant}_schedule_with_warmup, with a floor at min_lr.
   if (step < warmup) return lr * static_cast<double>(step) / static_cast<double>(warmup);
+  if (kind == Schedule::constant) return lr;
   const double progress = static_cast<double>(step - warmup) /
                           static_cast<double>(std::max<int64_t>(1, total - warmup));
-  const double cosine = std::max(0.0, 0.5 * (1.0 + std::cos(kPi * progress)));
-  return min_lr + (lr - min_lr) * cosine;
+  const double factor = kind == Schedule::linear
+                            ? std::max(0.0, 1.0 - progress)
+                            : std::max(0.0, 0.5 * (1.0 + std::cos(kPi * progress)));
+  return min_lr + (lr - min_lr) * factor;
 }
 
 torch::Tensor masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& tokens,
@@ -192,6 +204,16 @@ Trainer::Trainer(model::CausalLM model, TrainConfig cfg, TrainData data)
   need(cfg_.global_batch > 0 && cfg_.micro_batch >= 0,
        "global_batch must be positive and micro_batch not negative");
   need(cfg_.epochs > 0 || cfg_.max_steps > 0, "epochs or max_steps must be positive");
+  schedule_ = parse_schedule(cfg_.schedule);
+  need(cfg_.checkpoint_every >= 0, "checkpoint_every must not be negative");
+  need(cfg_.precision == "fp32" || cfg_.precision == "bf16" || cfg_.precision == "fp8",
+       "precision must be fp32, bf16 or fp8, not '" + cfg_.precision + "'");
+  need(cfg_.precision != "fp8",
+       "precision fp8 is not trained here (FP8 matmuls are not built); train in \"bf16\" on "
+       "CUDA or \"fp32\"");
+  need(cfg_.precision != "bf16" || device_.is_cuda(),
+       "precision bf16 means bf16 autocast on a CUDA device; on " + device_.str() +
+           " train in \"fp32\" (train.precision = \"fp32\")");
   data_.tokens = data_.tokens.to(torch::kCPU).contiguous();
   data_.loss_mask = data_.loss_mask.to(torch::kCPU).contiguous();
   if (data_.position_ids.defined()) data_.position_ids = data_.position_ids.to(torch::kCPU).contiguous();
@@ -206,6 +228,7 @@ Trainer::Trainer(model::CausalLM model, TrainConfig cfg, TrainData data)
 
   model_->to(device_);
   model_->train();
+  model_->set_recompute(cfg_.recompute);
   // Two groups as HF's Trainer and nanoGPT do: decay matrices/embeddings, not biases or norms.
   // Each group's parameters are re-pointed into one flat buffer (values unchanged).
   torch::NoGradGuard no_grad;
@@ -291,7 +314,8 @@ int64_t Trainer::accumulation_steps() const {
 }
 
 double Trainer::lr_at(int64_t step) const {
-  return lr_schedule(cfg_.lr, cfg_.lr * cfg_.min_lr_frac, warmup_steps_, total_steps_, step);
+  return lr_schedule(schedule_, cfg_.lr, cfg_.lr * cfg_.min_lr_frac, warmup_steps_, total_steps_,
+                     step);
 }
 
 std::vector<int64_t> Trainer::next_batch() {
@@ -326,7 +350,7 @@ double Trainer::accumulate_gradients(const std::vector<int64_t>& samples, int64_
   const int64_t T = data_.tokens.size(1);
   const double normalizer =
       (data_.loss_mask.index_select(0, index).narrow(1, 1, T - 1) != 0).sum().item<double>();
-  const bool autocast = cfg_.bf16_autocast && device_.is_cuda();
+  const bool autocast = cfg_.precision == "bf16";  // on CUDA: the constructor refuses the rest
   torch::Tensor total = torch::zeros({}, torch::TensorOptions().device(device_));
   const int64_t micro_size = cfg_.micro_batch_or_global();
   for (int64_t at = 0; at < static_cast<int64_t>(samples.size()); at += micro_size) {
@@ -395,9 +419,21 @@ std::vector<StepInfo> Trainer::train(const StepCallback& cb) {
   std::vector<StepInfo> out;
   while (!done()) {
     out.push_back(step());
+    if (!cfg_.checkpoint_path.empty() &&
+        (done() || (cfg_.checkpoint_every > 0 && pos_.step % cfg_.checkpoint_every == 0)))
+      save_checkpoint(cfg_.checkpoint_path);
     if (cb) cb(out.back());
   }
   return out;
+}
+
+bool Trainer::resume_if_present() {
+  if (cfg_.checkpoint_path.empty()) return false;
+  std::ifstream probe(cfg_.checkpoint_path, std::ios::binary);
+  if (!probe) return false;
+  probe.close();
+  load_checkpoint(cfg_.checkpoint_path);
+  return true;
 }
 
 std::string Trainer::data_fingerprint() const {
@@ -619,12 +655,23 @@ model::ModelConfig bench_model_config(const std::string& size) {
     c.ffn = 960;
     return c;
   }
-  throw std::invalid_argument("bench model size must be mini, small or large, not '" + size + "'");
+  if (size == "50m") {
+    c.vocab = 8192;
+    c.hidden = 512;
+    c.layers = 14;
+    c.heads = 8;
+    c.kv_heads = 2;
+    c.head_dim = 64;
+    c.ffn = 1536;
+    return c;
+  }
+  throw std::invalid_argument("bench model size must be mini, small, large or 50m, not '" + size +
+                              "'");
 }
 
 Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch, int64_t seq,
                                     int warmup_steps, int timed_steps, const std::string& device,
-                                    uint64_t seed) {
+                                    uint64_t seed, const std::string& precision) {
   model::CausalLM m(mc);
   model::init_weights(m, seed);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
@@ -638,6 +685,7 @@ Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch,
   cfg.lr = 1e-3;
   cfg.shuffle = false;
   cfg.device = device;
+  cfg.precision = precision;
   Trainer t(m, cfg, data);
   for (int i = 0; i < warmup_steps; ++i) t.step();
   Throughput r;

@@ -1,8 +1,11 @@
-// The trainer: AdamW with linear warmup then cosine decay to min_lr, global-norm gradient
-// clipping, gradient accumulation over micro-batches, loss on masked tokens only, bf16 autocast
-// on CUDA, and checkpoint/resume of everything that decides the next step (model, optimizer
-// state, data position, torch RNG and the trainer's std::mt19937_64), so a resumed CPU run equals
-// the uninterrupted one bit for bit.
+// The trainer: AdamW with linear warmup then cosine, linear or constant lr (HF's schedules),
+// global-norm gradient clipping, gradient accumulation over micro-batches, loss on masked tokens
+// only, fp32 or bf16 autocast on CUDA, activation recompute, and checkpoint/resume of everything
+// that decides the next step (model, optimizer state, data position, torch RNG and the trainer's
+// std::mt19937_64) every checkpoint_every steps, so a resumed CPU run equals the uninterrupted one
+// bit for bit. Every training key of a recipe's [train] section that the trainer reads is a
+// settings::TrainSettings field; tests/torch/sft_parity_test.cpp checks a step's loss and
+// gradients and a short run's loss curve against transformers and torch.optim.AdamW.
 //
 // Data contract (the data side, datasets/, produces these; the trainer only sees tensors):
 //   tokens       [N, T] int64, token ids in [0, vocab)
@@ -35,8 +38,11 @@
 namespace audit::train {
 
 // The trainer's configuration: settings::TrainSettings (reproduce/settings/settings.h), where
-// every optimizer and schedule field has its one default, shared with the recipe's [train]
-// section (a recipe's schedule is TrainConfig(recipe.train)), plus what only a run here has.
+// every optimizer, schedule, precision, recompute and checkpoint field has its one default, shared
+// with the recipe's [train] section (a recipe's schedule is TrainConfig(recipe.train)), plus what
+// only a run here has. The trainer honours them all: schedule (cosine, linear, constant),
+// precision ("fp32"; "bf16" = bf16 autocast on CUDA; "bf16" on the CPU and "fp8" are refused),
+// recompute (CausalLMImpl::set_recompute), checkpoint_every (with checkpoint_path).
 struct TrainConfig : settings::TrainSettings {
   TrainConfig() = default;
   explicit TrainConfig(const settings::TrainSettings& s) : settings::TrainSettings(s) {}
@@ -46,7 +52,9 @@ struct TrainConfig : settings::TrainSettings {
   int64_t warmup_steps = -1;   // >= 0: linear warmup steps; -1: ceil(warmup_frac * total steps)
   bool shuffle = true;         // a fresh permutation of the samples each epoch (from seed)
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"; the model is moved there
-  bool bf16_autocast = true;   // autocast forward passes to bf16 on CUDA (ignored on CPU)
+  std::string checkpoint_path;  // "" = none; else train() saves a checkpoint here every
+                                // checkpoint_every steps (when > 0) and after the last step,
+                                // and resume_if_present() continues from it
   std::map<std::string, std::string> checkpoint_meta;  // stored in checkpoints (recipe hash...)
 };
 
@@ -81,10 +89,21 @@ struct StepInfo {
 };
 using StepCallback = std::function<void(const StepInfo&)>;
 
-// Learning rate for 0-based step `step` of `total`, as HF's get_cosine_schedule_with_warmup
-// (which s1's Trainer used): lr * step / warmup while step < warmup (so step 0 runs at 0), then
-// min_lr + (lr - min_lr) * 0.5 * (1 + cos(pi * (step - warmup) / (total - warmup))).
-double lr_schedule(double lr, double min_lr, int64_t warmup, int64_t total, int64_t step);
+// The lr after warmup: TrainSettings::schedule's values.
+enum class Schedule { cosine, linear, constant };
+// "cosine" | "linear" | "constant"; anything else throws std::invalid_argument.
+Schedule parse_schedule(const std::string& name);
+
+// Learning rate for 0-based step `step` of `total`, as HF's get_*_schedule_with_warmup: all three
+// warm up as lr * step / warmup while step < warmup (so step 0 runs at 0); then, with
+// progress = (step - warmup) / max(1, total - warmup),
+//   cosine   (get_cosine_schedule_with_warmup, s1): min_lr + (lr - min_lr) * 0.5 * (1 +
+//            cos(pi * progress)), at least min_lr
+//   linear   (get_linear_schedule_with_warmup): min_lr + (lr - min_lr) * max(0, 1 - progress)
+//   constant (get_constant_schedule_with_warmup): lr (min_lr does not apply).
+// With min_lr = 0 each is HF's formula exactly; min_lr > 0 floors the decay there.
+double lr_schedule(Schedule kind, double lr, double min_lr, int64_t warmup, int64_t total,
+                   int64_t step);
 
 // bf16 autocast for forward passes on CUDA (like torch.autocast), restored on scope exit; does
 // nothing when `on` is false. Used by the trainer and by replay's timed steps.
@@ -109,14 +128,21 @@ torch::Tensor masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& t
 
 class Trainer {
  public:
-  // Validates the data against the model (shapes, dtypes, token range; throws
-  // std::invalid_argument), moves the model to cfg.device, builds AdamW. The model's parameters
-  // then live in the trainer's flat buffers: do not move the model (->to()) while training.
+  // Validates the data against the model (shapes, dtypes, token range) and the settings
+  // (schedule, precision on this device, checkpoint_every), throwing std::invalid_argument with
+  // the reason; moves the model to cfg.device, sets its recompute switch from cfg.recompute,
+  // builds AdamW. The model's parameters then live in the trainer's flat buffers: do not move the
+  // model (->to()) while training.
   Trainer(model::CausalLM model, TrainConfig cfg, TrainData data);
 
   StepInfo step();  // one optimizer step; throws std::logic_error when done()
-  // Runs the remaining steps, calling cb after each; returns their StepInfos.
+  // Runs the remaining steps, calling cb after each; returns their StepInfos. With
+  // cfg.checkpoint_path set, saves a checkpoint there (save_checkpoint: atomically) after every
+  // cfg.checkpoint_every-th step (when > 0) and after the last one, before calling cb.
   std::vector<StepInfo> train(const StepCallback& cb = {});
+  // Loads cfg.checkpoint_path when it is set and the file exists (load_checkpoint: a file that
+  // does not fit throws audit::InputError) and returns true; false when there is none.
+  bool resume_if_present();
   bool done() const { return pos_.step >= total_steps_; }
 
   // Forward and backward over the given samples, split into micro-batches of cfg.micro_batch
@@ -170,6 +196,7 @@ class Trainer {
   DataPosition pos_;
   int64_t tokens_total_ = 0;
   int64_t total_steps_ = 0, warmup_steps_ = 0, steps_per_epoch_ = 0;
+  Schedule schedule_ = Schedule::cosine;  // cfg_.schedule, parsed
   mutable std::string fingerprint_;
 };
 
@@ -198,12 +225,15 @@ struct Throughput {
 // The benchmark models: "mini" is the base of recipes/s1-mini.toml, read from it (now hidden 64,
 // 3 layers, 4/2 heads of 16, ffn 256, vocab 264, 0.22M parameters); "small" hidden 128, 4 layers,
 // 8/2 heads of 16, ffn 384, vocab 272, 0.83M (also the replay self-check's model); "large" about
-// 11x that (hidden 320, 8 layers, 10/2 heads of 32, ffn 960, 9.5M). The fields not named keep
-// their defaults (settings::ModelSettings). Throws std::invalid_argument for another name.
+// 11x that (hidden 320, 8 layers, 10/2 heads of 32, ffn 960, 9.5M); "50m" a ~50M-parameter
+// one (vocab 8192, hidden 512, 14 layers, 8/2 heads of 64, ffn 1536, 50.6M). The fields not named
+// keep their defaults (settings::ModelSettings). Throws std::invalid_argument for another name.
 model::ModelConfig bench_model_config(const std::string& size);
 
+// `precision` is TrainSettings::precision ("bf16": autocast, CUDA only).
 Throughput measure_train_throughput(const model::ModelConfig& mc, int64_t batch, int64_t seq,
                                     int warmup_steps, int timed_steps,
-                                    const std::string& device = "cpu", uint64_t seed = 0);
+                                    const std::string& device = "cpu", uint64_t seed = 0,
+                                    const std::string& precision = "fp32");
 
 }  // namespace audit::train

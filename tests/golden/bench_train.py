@@ -1,46 +1,43 @@
 #!/usr/bin/env python3
-"""Train-step throughput of the Qwen2 model in PyTorch eager: the Python side of `audit bench train`.
+"""SFT train-step throughput of transformers' Qwen2ForCausalLM in PyTorch eager: the Python side
+of `audit bench train`.
 
-It times the same work as audit::train::measure_train_throughput (reproduce/trainer/trainer.cpp),
-op for op: embedding, fused RMSNorm (F.rms_norm, as the C++ model uses at::rms_norm), rotary
-embeddings, GQA through repeat + SDPA is_causal, SwiGLU, masked cross-entropy (sum / targets),
-backward, clip_grad_norm_(1.0), AdamW(0.9, 0.95, wd 1e-4 on matrices only), one loss.item() per
-step; random tokens, every target counted. --hf-style uses HF's unfused RMSNorm instead.
+The same work as audit::train::measure_train_throughput (reproduce/trainer/trainer.cpp) on the
+same shapes, done the way HF's Trainer does it: Qwen2ForCausalLM (fp32) with
+attn_implementation "eager" and/or "sdpa", its own causal-LM loss (labels = input ids, every
+target counted), backward, torch.nn.utils.clip_grad_norm_(1.0), torch.optim.AdamW(0.9, 0.95,
+eps 1e-8) with HF Trainer's decay groups (weight decay 1e-4, none on biases and norms) and
+fused=True (HF's default optimizer "adamw_torch_fused" for torch >= 2.8), zero_grad(set_to_none),
+one loss.item() per step; random tokens, normal(0, 0.02) weights. --bf16 (CUDA): bf16 autocast
+around forward and loss, as HF Trainer's bf16=True and our trainer's precision "bf16".
 
-Timing is the median step (the C++ side does the same). Prints one JSON object:
-{"tokens_per_s", "seconds_per_step", "steps", "tokens_per_step", "cpu_seconds",
-"threads", "device", "final_loss", "params"}.
+Timing is the median step (the C++ side does the same). Prints one JSON object with, for each
+attention implementation asked for, {"tokens_per_s", "seconds_per_step", "cpu_seconds",
+"final_loss"} under its name, and "steps", "tokens_per_step", "threads", "device", "params",
+"torch_version", "transformers_version".
 """
 import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 import torch
-import torch.nn.functional as F
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from qwen2_eager import Qwen2Config, Qwen2ForCausalLM, use_fused_norms  # noqa: E402
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for k, v in [("vocab", 272), ("hidden", 128), ("layers", 4), ("heads", 8), ("kv-heads", 2),
-                 ("head-dim", 16), ("ffn", 384), ("batch", 16), ("seq", 256), ("warmup", 2),
-                 ("steps", 5), ("threads", 0), ("seed", 0)]:
-        ap.add_argument(f"--{k}", type=int, default=v)
-    ap.add_argument("--rope-theta", type=float, default=10000.0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--hf-style", action="store_true", help="HF's unfused RMSNorm")
-    a = ap.parse_args()
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
+def build(a, attn):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    cfg = Qwen2Config(vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
+                      num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
+                      head_dim=a.head_dim, intermediate_size=a.ffn, rope_theta=a.rope_theta,
+                      max_position_embeddings=max(2048, a.seq), tie_word_embeddings=False,
+                      use_cache=False)
+    cfg._attn_implementation = attn
     torch.manual_seed(a.seed)
-    c = Qwen2Config(vocab=a.vocab, hidden=a.hidden, layers=a.layers, heads=a.heads,
-                    kv_heads=a.kv_heads, head_dim=a.head_dim, ffn=a.ffn, rope_theta=a.rope_theta)
-    model = Qwen2ForCausalLM(c, attn_impl="sdpa")
+    model = Qwen2ForCausalLM(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
@@ -49,33 +46,30 @@ def main():
                 p.zero_()
             else:
                 p.normal_(0.0, 0.02)
-    if not a.hf_style:
-        use_fused_norms(model)
+    return model
+
+
+def time_one(a, attn, tokens):
+    from transformers import Trainer
     device = torch.device(a.device)
-    model.to(device).train()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-4},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
-    tokens = torch.randint(0, a.vocab, (a.batch, a.seq))
-    loss_mask = torch.ones(a.batch, a.seq, dtype=torch.long)
+    model = build(a, attn).to(device).train()
+    decay = set(Trainer.get_decay_parameter_names(None, model))
+    groups = [{"params": [p for n, p in model.named_parameters() if n in decay],
+               "weight_decay": 1e-4},
+              {"params": [p for n, p in model.named_parameters() if n not in decay],
+               "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, fused=True)
     params = list(model.parameters())
+    ids = tokens.to(device)
 
     def step():
-        idx = torch.arange(a.batch)
-        ids = tokens.index_select(0, idx).to(device)
-        mask = loss_mask.index_select(0, idx).to(device)
-        normalizer = max(1.0, (mask[:, 1:] != 0).sum().item())
-        opt.zero_grad(set_to_none=True)
-        logits = model(ids)
-        targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, a.vocab).float(), targets.reshape(-1),
-                               ignore_index=-100, reduction="sum") / normalizer
-        loss.backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
+            out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        return loss.item()
+        opt.zero_grad(set_to_none=True)
+        return out.loss.item()
 
     for _ in range(a.warmup):
         step()
@@ -88,11 +82,32 @@ def main():
     cpu_seconds = time.process_time() - cpu0
     median = statistics.median(times)  # robust to other processes stealing the CPU, as the C++ side
     n = a.batch * a.seq
-    print(json.dumps({"tokens_per_s": n / median, "seconds_per_step": median,
-                      "steps": a.steps, "tokens_per_step": n, "cpu_seconds": cpu_seconds, "threads": torch.get_num_threads(),
-                      "device": a.device, "final_loss": loss,
-                      "params": sum(p.numel() for p in model.parameters()),
-                      "torch_version": torch.__version__, "hf_style": a.hf_style}))
+    return {"tokens_per_s": n / median, "seconds_per_step": median, "cpu_seconds": cpu_seconds,
+            "final_loss": loss}, sum(p.numel() for p in model.parameters())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for k, v in [("vocab", 272), ("hidden", 128), ("layers", 4), ("heads", 8), ("kv-heads", 2),
+                 ("head-dim", 16), ("ffn", 384), ("batch", 16), ("seq", 256), ("warmup", 2),
+                 ("steps", 5), ("threads", 0), ("seed", 0)]:
+        ap.add_argument(f"--{k}", type=int, default=v)
+    ap.add_argument("--rope-theta", type=float, default=10000.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--attn", default="eager,sdpa", help="comma-separated: eager, sdpa")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast around forward and loss (CUDA), as HF Trainer's bf16=True")
+    a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    import transformers
+    tokens = torch.randint(0, a.vocab, (a.batch, a.seq), generator=torch.Generator().manual_seed(a.seed + 1))
+    result = {"steps": a.steps, "tokens_per_step": a.batch * a.seq,
+              "threads": torch.get_num_threads(), "device": a.device,
+              "torch_version": torch.__version__, "transformers_version": transformers.__version__}
+    for attn in [s for s in a.attn.split(",") if s]:
+        result[attn], result["params"] = time_one(a, attn, tokens)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
-// Trainer tests: learning a tiny copy task, bit-for-bit resume (STYLE.md 7), the lr schedule,
-// loss masks, gradient accumulation, and refusal of bad checkpoints.
+// Trainer tests: learning a tiny copy task, bit-for-bit resume (STYLE.md 7) by hand and through
+// checkpoint_every + resume_if_present, the three lr schedules, precision refusals, activation
+// recompute (same loss and gradients, less memory held), loss masks, gradient accumulation, and
+// refusal of bad checkpoints.
+#include <malloc.h>
+
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <string>
 
@@ -126,17 +132,57 @@ TEST(Trainer, ResumedRunEqualsUninterruptedBitForBit) {
   }
 }
 
-TEST(Trainer, LrScheduleMatchesHfCosineWithWarmup) {
+TEST(Trainer, LrScheduleMatchesHfSchedulesWithWarmup) {
   using audit::train::lr_schedule;
-  EXPECT_DOUBLE_EQ(lr_schedule(1.0, 0.0, 10, 110, 0), 0.0);
-  EXPECT_DOUBLE_EQ(lr_schedule(1.0, 0.0, 10, 110, 5), 0.5);
-  EXPECT_DOUBLE_EQ(lr_schedule(1.0, 0.0, 10, 110, 10), 1.0);
-  EXPECT_NEAR(lr_schedule(1.0, 0.0, 10, 110, 60), 0.5, 1e-12);
-  EXPECT_NEAR(lr_schedule(1.0, 0.0, 10, 110, 35), 0.5 * (1 + std::cos(M_PI / 4)), 1e-12);
-  EXPECT_NEAR(lr_schedule(1.0, 0.0, 10, 110, 110), 0.0, 1e-12);
-  EXPECT_NEAR(lr_schedule(1.0, 0.1, 10, 110, 60), 0.55, 1e-12);
-  EXPECT_NEAR(lr_schedule(1.0, 0.1, 10, 110, 110), 0.1, 1e-12);
-  EXPECT_DOUBLE_EQ(lr_schedule(2.0, 0.0, 0, 10, 0), 2.0);  // no warmup: starts at the peak
+  using audit::train::Schedule;
+  const auto cos = Schedule::cosine, lin = Schedule::linear, con = Schedule::constant;
+  // Warmup 10 of 110 steps. HF's lambdas (transformers/optimization.py), by hand:
+  //   warmup:   step / max(1, warmup)                     (all three)
+  //   cosine:   max(0, 0.5 * (1 + cos(pi * progress)))    progress = (step - 10) / 100
+  //   linear:   max(0, (total - step) / max(1, total - warmup))
+  //   constant: 1
+  for (auto kind : {cos, lin, con}) {
+    EXPECT_DOUBLE_EQ(lr_schedule(kind, 1.0, 0.0, 10, 110, 0), 0.0);
+    EXPECT_DOUBLE_EQ(lr_schedule(kind, 1.0, 0.0, 10, 110, 5), 0.5);
+    EXPECT_DOUBLE_EQ(lr_schedule(kind, 1.0, 0.0, 10, 110, 10), 1.0);
+    EXPECT_DOUBLE_EQ(lr_schedule(kind, 2.0, 0.0, 0, 10, 0), 2.0);  // no warmup: the peak
+  }
+  EXPECT_NEAR(lr_schedule(cos, 1.0, 0.0, 10, 110, 60), 0.5, 1e-12);
+  EXPECT_NEAR(lr_schedule(cos, 1.0, 0.0, 10, 110, 35), 0.5 * (1 + std::cos(M_PI / 4)), 1e-12);
+  EXPECT_NEAR(lr_schedule(cos, 1.0, 0.0, 10, 110, 110), 0.0, 1e-12);
+  EXPECT_NEAR(lr_schedule(cos, 1.0, 0.1, 10, 110, 60), 0.55, 1e-12);
+  EXPECT_NEAR(lr_schedule(cos, 1.0, 0.1, 10, 110, 110), 0.1, 1e-12);
+  EXPECT_NEAR(lr_schedule(lin, 1.0, 0.0, 10, 110, 35), 0.75, 1e-12);   // (110-35)/100
+  EXPECT_NEAR(lr_schedule(lin, 1.0, 0.0, 10, 110, 60), 0.5, 1e-12);
+  EXPECT_NEAR(lr_schedule(lin, 1.0, 0.0, 10, 110, 109), 0.01, 1e-12);
+  EXPECT_NEAR(lr_schedule(lin, 1.0, 0.0, 10, 110, 110), 0.0, 1e-12);
+  EXPECT_NEAR(lr_schedule(lin, 1.0, 0.0, 10, 110, 130), 0.0, 1e-12);  // past the end: max(0, .)
+  EXPECT_NEAR(lr_schedule(lin, 2.0, 0.2, 10, 110, 60), 0.2 + 1.8 * 0.5, 1e-12);  // to min_lr
+  EXPECT_NEAR(lr_schedule(lin, 2.0, 0.2, 10, 110, 110), 0.2, 1e-12);
+  for (int64_t step : {10, 35, 60, 109, 110})
+    EXPECT_DOUBLE_EQ(lr_schedule(con, 3e-4, 1e-5, 10, 110, step), 3e-4) << step;
+  EXPECT_EQ(audit::train::parse_schedule("linear"), lin);
+  EXPECT_THROW(audit::train::parse_schedule("step"), std::invalid_argument);
+
+  // The trainer uses the kind its settings name.
+  TrainData small;
+  small.tokens = torch::zeros({40, 2}, torch::kLong);
+  small.loss_mask = torch::ones({40, 2}, torch::kLong);
+  TrainConfig c;
+  c.lr = 1.0;
+  c.global_batch = 4;
+  c.epochs = 11;  // 110 steps
+  c.warmup_steps = 10;
+  for (const char* name : {"cosine", "linear", "constant"}) {
+    c.schedule = name;
+    Trainer t(make_model(1), c, small);
+    for (int64_t step : {0, 5, 35, 60, 109})
+      EXPECT_DOUBLE_EQ(t.lr_at(step), lr_schedule(audit::train::parse_schedule(name), 1.0, 0.0,
+                                                  10, 110, step))
+          << name << " " << step;
+  }
+  c.schedule = "step";
+  EXPECT_THROW(Trainer(make_model(1), c, small), std::invalid_argument);
 
   // s1's shape: 1,000 samples, batch 16, 5 epochs -> 63 steps per epoch, 315 steps, 5% warmup
   // = ceil(15.75) = 16 steps.
@@ -165,11 +211,16 @@ TEST(Trainer, ConfigIsTheRecipesTrainSettings) {
   const auto r = audit::recipe::parse_recipe_text(
       "[claim]\nname = \"t\"\n[train]\nepochs = 3\nglobal_batch = 8\nmicro_batch = 2\n"
       "lr = 3e-4\nwarmup_frac = 0.1\nmin_lr_frac = 0.2\nbeta1 = 0.8\nbeta2 = 0.9\n"
-      "adam_eps = 1e-6\nweight_decay = 0.3\ngrad_clip = 0.5\nseed = 9\nthreads = 1\n",
+      "adam_eps = 1e-6\nweight_decay = 0.3\ngrad_clip = 0.5\nseed = 9\nthreads = 1\n"
+      "schedule = \"linear\"\nprecision = \"fp32\"\nrecompute = true\ncheckpoint_every = 7\n",
       "t.toml");
   const TrainConfig cfg(r.train);
   EXPECT_EQ(static_cast<const TrainSettings&>(cfg), static_cast<const TrainSettings&>(r.train));
   EXPECT_EQ(cfg.global_batch, 8);
+  EXPECT_EQ(cfg.schedule, "linear");
+  EXPECT_EQ(cfg.precision, "fp32");
+  EXPECT_TRUE(cfg.recompute);
+  EXPECT_EQ(cfg.checkpoint_every, 7);
   EXPECT_DOUBLE_EQ(cfg.min_lr_frac, 0.2);
   EXPECT_EQ(cfg.seed, 9);
 
@@ -184,6 +235,8 @@ TEST(Trainer, ConfigIsTheRecipesTrainSettings) {
   EXPECT_EQ(t.accumulation_steps(), 4);
   EXPECT_NEAR(t.lr_at(3), 3e-4, 1e-15);
   EXPECT_NEAR(t.lr_at(30), 0.2 * 3e-4, 1e-15);
+  EXPECT_NEAR(t.lr_at(3 + 27 / 3), 3e-4 * (0.2 + 0.8 * 2.0 / 3.0), 1e-15);  // linear
+  EXPECT_TRUE(t.model()->recompute());
   TrainConfig whole = cfg;
   whole.micro_batch = 0;
   EXPECT_EQ(Trainer(make_model(1), whole, d).accumulation_steps(), 1);
@@ -413,6 +466,190 @@ TEST(Trainer, PackedPositionIdsAreAccepted) {
   Trainer t(make_model(1), cfg, d);
   auto steps = t.train();
   EXPECT_TRUE(std::isfinite(steps.back().loss));
+}
+
+// precision: fp32 runs as it is; bf16 is autocast on CUDA only; fp8 is not trained here. The
+// refusals name the key and the way out (the lead refuses them earlier as bad input too).
+TEST(Trainer, PrecisionIsHonouredOrRefused) {
+  TrainConfig cfg;
+  cfg.global_batch = 4;
+  cfg.max_steps = 1;
+  EXPECT_EQ(cfg.precision, "fp32");  // the default: what a recipe without the key trains in
+  EXPECT_NO_THROW(Trainer(make_model(1), cfg, copy_task(4, 1)).train());
+  for (const char* p : {"bf16", "fp8", "fp16"}) {
+    cfg.precision = p;
+    try {
+      Trainer t(make_model(1), cfg, copy_task(4, 1));
+      ADD_FAILURE() << "precision " << p << " on the CPU was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("precision"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  }
+}
+
+// checkpoint_every with checkpoint_path: a checkpoint after every 3rd step and after the last;
+// a run killed after step 5 (its last checkpoint is step 3) is continued by a new trainer
+// (resume_if_present) to the uninterrupted run's losses and parameters, bit for bit.
+TEST(Trainer, CheckpointEveryAndResumeIfPresentContinueBitForBit) {
+  const audit::testing::TempDir dir("trainer_test_every");
+  TrainConfig cfg;
+  cfg.lr = 5e-3;
+  cfg.global_batch = 6;
+  cfg.micro_batch = 4;
+  cfg.epochs = 2;  // 20 samples: 8 steps
+  cfg.seed = 5;
+  cfg.checkpoint_every = 3;
+  auto data = copy_task(20, 3);
+
+  cfg.checkpoint_path = dir.file("full.ckpt");
+  torch::manual_seed(1);
+  Trainer full(make_model(1), cfg, data);
+  EXPECT_FALSE(full.resume_if_present());  // no file yet
+  std::vector<double> losses;
+  std::vector<int64_t> saved_steps;
+  full.train([&](const audit::train::StepInfo& s) {
+    losses.push_back(s.loss);
+    const bool exists = std::ifstream(cfg.checkpoint_path).good();
+    saved_steps.push_back(
+        exists ? audit::train::read_checkpoint_info(cfg.checkpoint_path).position.step : 0);
+  });
+  EXPECT_EQ(saved_steps, (std::vector<int64_t>{0, 0, 3, 3, 3, 6, 6, 8}))
+      << "checkpoint after steps 3, 6 and the last (8); none before step 3 (0: no file)";
+
+  cfg.checkpoint_path = dir.file("killed.ckpt");
+  struct Killed {};
+  std::vector<double> resumed;
+  {
+    torch::manual_seed(1);
+    Trainer first(make_model(1), cfg, data);
+    try {
+      first.train([&](const audit::train::StepInfo& s) {
+        resumed.push_back(s.loss);
+        if (s.step == 5) throw Killed{};
+      });
+    } catch (const Killed&) {
+    }
+  }
+  ASSERT_EQ(resumed.size(), 5u);
+  resumed.resize(3);  // steps 4 and 5 are lost with the process: the checkpoint is step 3
+  torch::manual_seed(999);
+  Trainer second(make_model(77), cfg, data);
+  ASSERT_TRUE(second.resume_if_present());
+  EXPECT_EQ(second.position().step, 3);
+  for (const auto& s : second.train()) resumed.push_back(s.loss);
+  ASSERT_EQ(resumed.size(), losses.size());
+  for (size_t i = 0; i < losses.size(); ++i) EXPECT_EQ(resumed[i], losses[i]) << "step " << i + 1;
+  auto pa = full.model()->named_parameters();
+  auto pb = second.model()->named_parameters();
+  for (const auto& p : pa) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+
+  // A checkpoint that does not fit this run is refused as bad input, not silently ignored.
+  TrainConfig other = cfg;
+  Trainer wrong(make_model(1), other, copy_task(20, 4));  // other data
+  EXPECT_THROW(wrong.resume_if_present(), InputError);
+}
+
+// The loss, its gradient for every parameter, and a short training run, with and without
+// activation recompute: packed rows (position_ids restart mid-row) and a loss mask, fp32 CPU.
+// The recomputed forward takes the same kernels as the training forward (model.cpp), so the
+// two agree bit for bit.
+TEST(Trainer, RecomputeGivesTheSameLossAndEveryGradient) {
+  TrainData d = copy_task(6, 2);
+  d.position_ids =
+      torch::cat({torch::arange(5), torch::arange(7)}).unsqueeze(0).expand({6, 12}).contiguous();
+  std::map<std::string, torch::Tensor> grads[2];
+  double loss[2];
+  for (int on = 0; on < 2; ++on) {
+    CausalLM m = make_model(3);
+    m->set_recompute(on == 1);
+    auto logits = m->forward(d.tokens, d.position_ids);
+    auto l = audit::train::masked_lm_loss(logits, d.tokens, d.loss_mask, 30.0);
+    l.backward();
+    loss[on] = l.item<double>();
+    for (const auto& p : m->named_parameters()) {
+      ASSERT_TRUE(p.value().grad().defined()) << p.key() << (on ? " with" : " without");
+      grads[on][p.key()] = p.value().grad().clone();
+    }
+  }
+  EXPECT_EQ(loss[0], loss[1]);
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (const auto& [name, g] : grads[0]) {
+    const double rel = (g - grads[1][name]).norm().item<double>() /
+                       std::max(1e-30, g.norm().item<double>());
+    EXPECT_EQ(rel, 0.0) << name << ": relative difference " << rel;
+  }
+  // torch::autograd::grad over the parameters sees them too (they are inputs of the node).
+  {
+    CausalLM m = make_model(3);
+    m->set_recompute(true);
+    auto l = audit::train::masked_lm_loss(m->forward(d.tokens, d.position_ids), d.tokens,
+                                          d.loss_mask, 30.0);
+    auto params = m->parameters();
+    auto g = torch::autograd::grad({l}, params);
+    auto names = m->named_parameters();
+    size_t i = 0;
+    for (const auto& p : names) EXPECT_TRUE(torch::equal(g[i++], grads[0][p.key()])) << p.key();
+  }
+  // Through the trainer (cfg.recompute): the same losses and parameters after 4 steps.
+  TrainConfig cfg;
+  cfg.lr = 1e-2;
+  cfg.global_batch = 4;
+  cfg.micro_batch = 2;
+  cfg.max_steps = 4;
+  std::vector<double> l[2];
+  std::vector<CausalLM> models;
+  for (int on = 0; on < 2; ++on) {
+    cfg.recompute = on == 1;
+    Trainer t(make_model(4), cfg, d);
+    EXPECT_EQ(t.model()->recompute(), cfg.recompute);
+    for (const auto& s : t.train()) l[on].push_back(s.loss);
+    models.push_back(t.model());
+  }
+  EXPECT_EQ(l[0], l[1]);
+  auto pb = models[1]->named_parameters();
+  for (const auto& p : models[0]->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+}
+
+// What recompute saves: the bytes the process heap holds once the loss is computed and before
+// backward (glibc mallinfo2: in-use arena bytes + mmapped blocks, every thread's arena; LibTorch's
+// CPU allocator is plain malloc), i.e. the activations autograd keeps for backward plus the
+// logits. A 4-layer model on [4, 128]: each layer keeps a dozen [B, T, hidden] and [B, T, ffn]
+// tensors without recompute, one [B, T, hidden] input with it.
+TEST(Trainer, RecomputeHoldsLessMemoryForBackward) {
+  ModelConfig c = tiny();
+  c.vocab = 64;
+  c.hidden = 128;
+  c.layers = 4;
+  c.heads = 8;
+  c.kv_heads = 2;
+  c.head_dim = 16;
+  c.ffn = 512;
+  auto tokens = torch::randint(0, c.vocab, {4, 128}, torch::kLong);
+  auto mask = torch::ones({4, 128}, torch::kLong);
+  auto heap = [] {
+    const struct mallinfo2 mi = mallinfo2();
+    return static_cast<double>(mi.uordblks + mi.hblkhd);
+  };
+  double held[2], mlp_grad_norm[2];
+  for (int on = 0; on < 2; ++on) {
+    CausalLM m(c);
+    audit::model::init_weights(m, 1);
+    m->set_recompute(on == 1);
+    const double before = heap();
+    auto loss = audit::train::masked_lm_loss(m->forward(tokens), tokens, mask, 4 * 127);
+    held[on] = heap() - before;
+    loss.backward();
+    mlp_grad_norm[on] = m->model->layers[0]->as<audit::model::DecoderLayer>()
+                             ->mlp->parameters()[0].grad().norm().item<double>();
+  }
+  const double logits = 4.0 * 128 * c.vocab * 4;
+  std::printf("held for backward: %.2f MB without recompute, %.2f MB with (logits %.2f MB)\n",
+              held[0] / 1e6, held[1] / 1e6, logits / 1e6);
+  EXPECT_GT(held[0], 0);
+  EXPECT_LT(held[1], 0.35 * held[0]) << "recompute should keep about one [B, T, hidden] per layer";
+  EXPECT_EQ(mlp_grad_norm[0], mlp_grad_norm[1]);
 }
 
 }  // namespace
