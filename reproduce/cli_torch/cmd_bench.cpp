@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <stdlib.h>  // mkdtemp
+#include <time.h>    // clock_gettime
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -312,6 +313,13 @@ double matmul_floor(model::CausalLM& m, int64_t b, int64_t steps, int warmup, in
   return median(samples);
 }
 
+// CPU time of this process (all its threads) in seconds.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 int bench_generate(const BenchGenerateOptions& o) {
   const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
   torch::set_num_threads(threads);
@@ -337,9 +345,9 @@ int bench_generate(const BenchGenerateOptions& o) {
               static_cast<long long>(o.max_new_tokens), static_cast<long long>(o.prompt_len),
               static_cast<long long>(o.prompt_len - (std::max<int64_t>(o.prompt_len / 2, 1) - 1)),
               o.warmup, o.repeats, threads, o.python.c_str());
-  std::printf("%-5s %7s %5s %9s %9s %9s %9s %9s %9s %11s %6s\n", "model", "params", "batch",
-              "audit s", "eager s", "sdpa s", "vs eager", "vs sdpa", "matmul s", "audit tok/s",
-              "agree");
+  std::printf("%-5s %7s %5s %8s %8s %8s %9s %9s %9s %9s %8s %11s %6s\n", "model", "params",
+              "batch", "audit s", "eager s", "sdpa s", "vs eager", "vs sdpa", "CPU eager",
+              "CPU sdpa", "matmul s", "audit tok/s", "agree");
   nlohmann::json results = nlohmann::json::array();
   for (const auto& name : shapes) {
     const auto s = generate_shape(name);
@@ -356,7 +364,7 @@ int bench_generate(const BenchGenerateOptions& o) {
                     "bench_generate.py --make");
 
     nlohmann::json prompt_file = {{"batches", nlohmann::json::array()}};
-    std::vector<double> ours_s, floor_s;
+    std::vector<double> ours_s, ours_cpu_s, floor_s;
     std::vector<std::vector<std::vector<int64_t>>> ours_tokens;
     int64_t params = 0;
     {
@@ -370,16 +378,21 @@ int bench_generate(const BenchGenerateOptions& o) {
         cfg.max_new_tokens = o.max_new_tokens;
         cfg.batch_size = b;
         cfg.pad_id = 0;
-        std::vector<double> samples;
+        std::vector<double> samples, cpu;
         std::vector<generate::Generation> out;
         for (int i = 0; i < o.warmup + o.repeats; ++i) {
           const auto t0 = std::chrono::steady_clock::now();
+          const double c0 = process_cpu_seconds();
           out = generate::generate(m, prompts, cfg);
           const double dt =
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          if (i >= o.warmup) samples.push_back(dt);
+          if (i >= o.warmup) {
+            samples.push_back(dt);
+            cpu.push_back(process_cpu_seconds() - c0);
+          }
         }
         ours_s.push_back(median(samples));
+        ours_cpu_s.push_back(median(cpu));
         floor_s.push_back(matmul_floor(m, b, o.max_new_tokens - 1, o.warmup, o.repeats));
         std::vector<std::vector<int64_t>> tokens;
         for (const auto& g : out) tokens.push_back(g.tokens);
@@ -399,23 +412,27 @@ int bench_generate(const BenchGenerateOptions& o) {
     const auto py = run_python_json(cmd.str(), "transformers generate benchmark");
     for (size_t k = 0; k < batches.size(); ++k) {
       const int64_t b = batches[k];
-      double eager = 0, sdpa = 0;
+      double eager = 0, sdpa = 0, eager_cpu = 0, sdpa_cpu = 0;
       int agree = 0;
       for (const auto& r : py.at("results")) {
         if (r.at("batch").get<int64_t>() != b) continue;
         if (r.at("attn") == "eager") {
           eager = r.at("median_s").get<double>();
+          eager_cpu = r.at("cpu_median_s").get<double>();
           const auto hf = r.at("tokens").get<std::vector<std::vector<int64_t>>>();
           for (size_t i = 0; i < hf.size() && i < ours_tokens[k].size(); ++i)
             agree += hf[i] == ours_tokens[k][i];
         } else if (r.at("attn") == "sdpa") {
           sdpa = r.at("median_s").get<double>();
+          sdpa_cpu = r.at("cpu_median_s").get<double>();
         }
       }
-      const double t = ours_s[k];
-      std::printf("%-5s %6.2fM %5lld %9.3f %9.3f %9.3f %8.2fx %8.2fx %9.3f %11.0f %3d/%-3lld\n",
+      const double t = ours_s[k], tc = ours_cpu_s[k];
+      std::printf("%-5s %6.2fM %5lld %8.3f %8.3f %8.3f %8.2fx %8.2fx %8.2fx %8.2fx %8.3f %11.0f "
+                  "%3d/%-3lld\n",
                   name.c_str(), params / 1e6, static_cast<long long>(b), t, eager, sdpa, eager / t,
-                  sdpa / t, floor_s[k], b * o.max_new_tokens / t, agree, static_cast<long long>(b));
+                  sdpa / t, eager_cpu / tc, sdpa_cpu / tc, floor_s[k], b * o.max_new_tokens / t,
+                  agree, static_cast<long long>(b));
       std::fflush(stdout);
       results.push_back({{"model", name},
                          {"params", params},
@@ -426,13 +443,20 @@ int bench_generate(const BenchGenerateOptions& o) {
                          {"audit_median_s", t},
                          {"eager_median_s", eager},
                          {"sdpa_median_s", sdpa},
+                         {"audit_cpu_median_s", tc},
+                         {"eager_cpu_median_s", eager_cpu},
+                         {"sdpa_cpu_median_s", sdpa_cpu},
+                         {"ratio_vs_eager_cpu_time", eager_cpu / tc},
+                         {"ratio_vs_sdpa_cpu_time", sdpa_cpu / tc},
                          {"matmul_floor_s", floor_s[k]},
                          {"ratio_vs_eager", eager / t},
                          {"ratio_vs_sdpa", sdpa / t},
                          {"rows_agreeing_with_eager", agree}});
     }
   }
-  std::printf("\nvs eager / vs sdpa: how many times faster ours is (transformers median / ours).\n"
+  std::printf("\nvs eager / vs sdpa: how many times faster ours is (transformers median / ours);\n"
+              "CPU eager / CPU sdpa: the same with process CPU time in place of wall time, which\n"
+              "other processes on a shared machine disturb less.\n"
               "matmul s: the decoding steps' matrix products alone (same BLAS on both sides): no\n"
               "implementation's call is faster, so eager s / matmul s bounds any ratio.\n"
               "agree: rows whose greedy tokens equal transformers eager's (random weights give\n"

@@ -144,10 +144,6 @@ class Row {
   Generation out_;
 };
 
-}  // namespace
-
-namespace {
-
 // The one-token decoding step of generate(), after a prefill through CausalLM::forward_cached:
 // the same computation as forward_cached with T = 1, in fewer and cheaper ops per step (the
 // tests check it against the no-cache reference and transformers):

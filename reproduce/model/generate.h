@@ -1,7 +1,10 @@
-// Text generation for reproduce/model/model.h: batched decoding with a KV cache (greedy or
-// seeded sampling, stop tokens) and s1's budget forcing, all in token ids (the tokenizer lives in
-// datasets/). A no-cache reference path recomputes the whole sequence every step; a test checks
-// that both give the same tokens.
+// Text generation for reproduce/model/model.h: batched decoding with a KV cache (greedy, or
+// seeded sampling with temperature, top-k and top-p; stop tokens) and s1's budget forcing, all in
+// token ids (the tokenizer lives in datasets/). A no-cache reference path recomputes the whole
+// sequence every step; tests check that both give the same tokens, and that greedy decoding of a
+// left-padded batch gives transformers' generate() tokens (tests/torch/generate_parity_test.cpp).
+// n samples of one prompt: repeat the prompt n times in one call (each copy draws from its own
+// generator, seed + its index).
 //
 // Budget forcing (s1, "Simple test-time scaling"): generation starts inside the thinking phase
 // (the prompt ends with the think-start marker) when budget.end_think_id >= 0.

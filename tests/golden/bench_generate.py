@@ -15,7 +15,8 @@ Two steps, each one invocation:
                   timed ones (median). The checkpoint names no eos token: every call generates
                   exactly N tokens per row.
                   Prints {"torch", "transformers", "threads", "results": [{"attn", "batch",
-                  "median_s", "samples", "tokens"}, ...]} on one line.
+                  "median_s", "samples", "cpu_median_s", "cpu_samples", "tokens"}, ...]} on one
+                  line (cpu: process CPU time, which other processes on the machine disturb less).
 """
 import argparse
 import json
@@ -66,20 +67,22 @@ def bench(a):
                                                      dtype=torch.float32).eval()
         for prompts in batches:
             ids, mask = left_pad(prompts)
-            samples = []
+            samples, cpu = [], []
             with torch.no_grad():
                 for i in range(a.warmup + a.repeats):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     seqs = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
                                           max_new_tokens=a.max_new_tokens, use_cache=True,
                                           pad_token_id=0)
-                    dt = time.perf_counter() - t0
+                    dt, dc = time.perf_counter() - t0, time.process_time() - c0
                     if i >= a.warmup:
                         samples.append(dt)
+                        cpu.append(dc)
             generated = seqs[:, ids.shape[1]:]
             assert generated.shape == (len(prompts), a.max_new_tokens), generated.shape
             out["results"].append({"attn": attn, "batch": len(prompts),
                                    "median_s": statistics.median(samples), "samples": samples,
+                                   "cpu_median_s": statistics.median(cpu), "cpu_samples": cpu,
                                    "tokens": generated.tolist()})
         del model
     print(json.dumps(out))

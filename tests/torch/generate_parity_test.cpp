@@ -4,7 +4,7 @@
 // on the same tiny random checkpoints (tests/golden/make_hf_checkpoints.py, made at test time):
 // qwen2 with q/k/v bias and untied head (eager and sdpa attention on the peer's side), and mistral
 // with a sliding window shorter than prompt plus continuation. The peer runs once per build
-// folder (tests/support python_fixture).
+// folder (tests/support python_fixture). Also `audit bench generate` end to end on its tiny shape.
 #include <string>
 #include <vector>
 
@@ -138,5 +138,35 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GenerateParity, ::testing::Range<size_t>(0, k
                              if (ch == '-') ch = '_';
                            return n;
                          });
+
+// `audit bench generate` end to end on the tiny shape, kept short: both sides run, the table and
+// the JSON carry every figure, and greedy tokens agree with transformers on every row (same
+// checkpoint, same prompts, one thread: deterministic).
+TEST(BenchGenerate, TinyShapeRunsBothSidesAndAgrees) {
+  audit::testing::TempDir dir("bench_generate_test");
+  const std::string json = dir.file("bench.json");
+  auto r = audit::testing::run_audit(
+      "bench generate --model tiny --batches 1,3 --max-new-tokens 6 --prompt-len 8 --warmup 0 "
+      "--repeats 1 --threads 1 --json " + audit::shell_quote(json) + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("vs eager"), std::string::npos) << r.output;
+  const auto rows = nlohmann::json::parse(audit::testing::read_file(json));
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& row : rows) {
+    const int64_t batch = row.at("batch");
+    EXPECT_EQ(row.at("rows_agreeing_with_eager").get<int64_t>(), batch) << row.dump();
+    for (const char* key : {"audit_median_s", "eager_median_s", "sdpa_median_s",
+                            "audit_cpu_median_s", "matmul_floor_s"})
+      EXPECT_GT(row.at(key).get<double>(), 0.0) << key;
+  }
+  EXPECT_EQ(rows[0].at("batch"), 1);
+  EXPECT_EQ(rows[1].at("batch"), 3);
+}
+
+TEST(BenchGenerate, BadBatchListExitsTwo) {
+  auto r = audit::testing::run_audit("bench generate --model tiny --batches 1,0 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("\"0\""), std::string::npos) << r.output;
+}
 
 }  // namespace
