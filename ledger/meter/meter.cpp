@@ -99,6 +99,7 @@ bool Nvml::read(int index, Reading* out) const {
   if (fns_->util(dev, &u) != 0 || fns_->mem(dev, &m) != 0) return false;
   out->util_pct = u.gpu;
   out->mem_used = double(m.used);
+  out->mem_total = double(m.total);
   unsigned int mw = 0;
   out->power_w = (fns_->power && fns_->power(dev, &mw) == 0) ? mw / 1000.0 : -1;
   return true;

@@ -32,6 +32,7 @@ class Nvml {
   struct Reading {
     double util_pct = 0;     // GPU utilization over the driver's last sample period
     double mem_used = 0;     // bytes
+    double mem_total = 0;    // bytes of device memory in all
     double power_w = -1;     // -1 when the device does not report power
   };
   bool read(int index, Reading* out) const;
