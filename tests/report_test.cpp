@@ -21,6 +21,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "ledger/store/ledger.h"
 #include "reports/html/html_report.h"
@@ -298,7 +299,7 @@ TEST(Verdicts, RulesOnTheSyntheticRun) {
   EXPECT_NE(id->measured.find("90.0% [87.3%–92.2%]"), std::string::npos);
   EXPECT_NE(id->reason.find("inside our 95% interval"), std::string::npos);
 
-  const auto* lng = find_claim(v, "result: ARITH-LONG");
+  const auto* lng = find_claim(v, "result: ARITH-OOD_LONG");
   ASSERT_NE(lng, nullptr);
   EXPECT_EQ(lng->verdict, kNotSupported);
   EXPECT_NE(lng->reason.find("above our 95% interval"), std::string::npos);
@@ -307,7 +308,7 @@ TEST(Verdicts, RulesOnTheSyntheticRun) {
   const auto* aime = find_claim(v, "result: AIME24");
   ASSERT_NE(aime, nullptr);
   EXPECT_EQ(aime->verdict, kNotReproducible);
-  EXPECT_NE(aime->reason.find("cannot be run on this miniature"), std::string::npos);
+  EXPECT_NE(aime->reason.find("is not evaluated by this recipe"), std::string::npos);
   EXPECT_NE(aime->claimed.find("17 of 30"), std::string::npos);
 
   const auto* gen = find_claim(v, "generalization: ID vs OOD");
@@ -321,6 +322,98 @@ TEST(Verdicts, RulesOnTheSyntheticRun) {
   ASSERT_NE(tvb, nullptr);
   EXPECT_EQ(tvb->verdict, kSupported);
   EXPECT_NE(tvb->measured.find("id: base 30.0% → tuned 90.0% (+60.0 pts)"), std::string::npos);
+}
+
+// A run with one tuned eval row per named split or suite (n questions, k correct), and a
+// recipe whose claim results are `results` (TOML inline tables) with these [[eval.suites]].
+int64_t add_result_run(Ledger& l, const std::string& results, const std::string& base_extra,
+                       const std::vector<std::tuple<std::string, bool, int64_t, int64_t>>& rows) {
+  audit::ledger::RunInfo ri;
+  ri.name = "results";
+  ri.recipe_text = "[claim]\nname = \"results\"\nresults = [\n" + results + "]\n[base]\n" +
+                   base_extra +
+                   "[eval]\nsuites = [\n"
+                   "  { name = \"MATH500\", path = \"m.jsonl\", kind = \"math\" },\n"
+                   "  { name = \"GPQA-Diamond\", path = \"g.jsonl\", kind = \"choice\", ood = true },\n"
+                   "]\n";
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  const int64_t run = l.begin_run(ri);
+  for (const auto& [split, ood, n, k] : rows) {
+    audit::ledger::EvalResult e;
+    e.run_id = run;
+    e.model = "tuned";
+    e.suite = split;
+    e.split = split;
+    e.ood = ood;
+    e.n = n;
+    e.correct = k;
+    e.score = double(k) / double(n);
+    l.add_eval(e);
+  }
+  l.end_run(run, audit::ledger::RunStatus::succeeded);
+  return run;
+}
+
+TEST(Verdicts, AStandInSplitNeverConfirmsOrRefutesABenchmark) {
+  TempDir d("standin");
+  Ledger l((d.path / "a.db").string());
+  const int64_t run = add_result_run(
+      l,
+      "  { benchmark = \"MATH500\", score = 93.0, n = 500, split = \"id\" },\n"
+      "  { benchmark = \"arith-id\", score = 93.0, n = 200, split = \"id\" },\n",
+      "", {{"id", false, 200, 20}});
+  auto v = compute_verdicts(l, run);
+  const auto* math = find_claim(v, "result: MATH500 93%");
+  ASSERT_NE(math, nullptr);
+  EXPECT_EQ(math->verdict, kNotReproducible) << "10% on a stand-in must not refute MATH500 93%";
+  EXPECT_NE(math->reason.find("stand-in cannot confirm or refute"), std::string::npos) << math->reason;
+  EXPECT_NE(math->measured.find("10.0%"), std::string::npos) << "the stand-in's figure is shown";
+  // The miniature's own claim on its own split is judged.
+  const auto* own = find_claim(v, "result: arith-id 93%");
+  ASSERT_NE(own, nullptr);
+  EXPECT_EQ(own->verdict, kNotSupported);
+}
+
+TEST(Verdicts, ASuiteJudgesOnlyTheBenchmarkOfItsNameAndSize) {
+  TempDir d("suites");
+  Ledger l((d.path / "a.db").string());
+  const std::vector<std::tuple<std::string, bool, int64_t, int64_t>> rows = {
+      {"MATH500", false, 500, 470}, {"GPQA-Diamond", true, 40, 10}};
+  const int64_t run = add_result_run(
+      l,
+      "  { benchmark = \"MATH500\", score = 93.0, n = 500, suite = \"MATH500\" },\n"
+      "  { benchmark = \"GPQA-Diamond\", score = 59.6, n = 198, suite = \"GPQA-Diamond\" },\n"
+      "  { benchmark = \"AIME24\", score = 56.7, n = 30, suite = \"MATH500\" },\n",
+      "", rows);
+  auto v = compute_verdicts(l, run);
+  const auto* math = find_claim(v, "result: MATH500 93%");
+  ASSERT_NE(math, nullptr);
+  EXPECT_EQ(math->verdict, kSupported) << math->reason;  // 93% inside [91.5%, 95.6%]
+  const auto* gpqa = find_claim(v, "result: GPQA-Diamond 59.6%");
+  ASSERT_NE(gpqa, nullptr);
+  EXPECT_EQ(gpqa->verdict, kNotReproducible) << "40 of 198 questions: a subset cannot judge";
+  EXPECT_NE(gpqa->reason.find("has 40 questions and GPQA-Diamond has 198"), std::string::npos)
+      << gpqa->reason;
+  const auto* aime = find_claim(v, "result: AIME24 56.7%");
+  ASSERT_NE(aime, nullptr);
+  EXPECT_EQ(aime->verdict, kNotReproducible);
+  EXPECT_NE(aime->reason.find("suite 'MATH500' is not AIME24"), std::string::npos) << aime->reason;
+  // ID vs OOD reads the suites: MATH500 is the ID one.
+  const auto* gen = find_claim(v, "generalization: ID vs OOD");
+  ASSERT_NE(gen, nullptr);
+  EXPECT_NE(gen->measured.find("ID 94.0%"), std::string::npos) << gen->measured;
+  EXPECT_NE(gen->measured.find("GPQA-Diamond 25.0%"), std::string::npos) << gen->measured;
+
+  // The same rows from a run whose model is not the claim's: nothing is judged.
+  const int64_t other = add_result_run(
+      l, "  { benchmark = \"MATH500\", score = 93.0, n = 500, suite = \"MATH500\" },\n",
+      "claimed_model = \"Qwen2.5-32B-Instruct (this run uses tiny/config.json: hidden 5120 -> 32)\"\n",
+      rows);
+  const auto v2 = compute_verdicts(l, other);
+  const auto* m2 = find_claim(v2, "result: MATH500 93%");
+  ASSERT_NE(m2, nullptr);
+  EXPECT_EQ(m2->verdict, kNotReproducible);
+  EXPECT_NE(m2->reason.find("another model than the claim's"), std::string::npos) << m2->reason;
 }
 
 TEST(Verdicts, CostClaimBelowTheMeasuredFinalRunIsNotSupported) {
@@ -918,7 +1011,7 @@ TEST(ReportCli, ExitCodes) {
   EXPECT_TRUE(fs::exists(out));
   EXPECT_EQ(run_cli("report latest --ledger " + db + " --out " + out), 0);
   EXPECT_EQ(run_cli("report " + std::to_string(run) + " --ledger " + db + " --out " + out), 0);
-  // A "not supported" verdict (ARITH-LONG, generalization) fails only when asked.
+  // A "not supported" verdict (ARITH-OOD_LONG, generalization) fails only when asked.
   EXPECT_EQ(run_cli("report --ledger " + db + " --out " + out + " --fail-on-verdict"), 1);
   EXPECT_EQ(run_cli("report 999 --ledger " + db + " --out " + out), 2);
   EXPECT_EQ(run_cli("report abc --ledger " + db + " --out " + out), 2);
@@ -995,7 +1088,7 @@ TEST(VerdictsCli, StoresOnceAndExitsLikeReport) {
   }
   auto r = cli("verdicts --ledger " + db);
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("not supported          result: ARITH-LONG 80%"), std::string::npos)
+  EXPECT_NE(r.output.find("not supported          result: ARITH-OOD_LONG 80%"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("supported              cost: under 5 cents"), std::string::npos);
   EXPECT_NE(r.output.find("run " + std::to_string(run) + ": 6 verdicts, 6 stored now in " + db),

@@ -43,6 +43,7 @@ void visit_result(V& v, ClaimResult& r) {
   std::vector<std::string> splits = {""};
   splits.insert(splits.end(), kSplitNames.begin(), kSplitNames.end());
   v.choice("split", r.split, splits);
+  v.str("suite", r.suite);
 }
 
 template <class V>
@@ -86,6 +87,7 @@ void visit_base(V& v, BaseSection& b) {
   v.str("name", b.name);
   v.str("checkpoint", b.checkpoint);
   v.str("config", b.config);
+  v.str("claimed_model", b.claimed_model);
   v.choice("arch", b.arch, {"qwen2", "llama", "mistral", "deepseek_v3", "qwen2_moe", "mixtral"});
   v.integer("vocab_size", b.vocab, 1);
   v.integer("hidden", b.hidden, 1);
@@ -138,6 +140,9 @@ template <class V>
 void visit_data(V& v, DataSection& d) {
   v.choice("source", d.source, {"synthetic", "jsonl"});
   v.str("jsonl_path", d.jsonl_path);
+  v.str("question_field", d.question_field);
+  v.str("thinking_field", d.thinking_field);
+  v.str("answer_field", d.answer_field);
   v.integer("pool_size", d.pool_size, 1);
   v.integer("select_n", d.select_n, 1);
   v.integer("seed", d.seed, 0);
@@ -190,6 +195,18 @@ void visit_train(V& v, TrainSection& t) {
 }
 
 template <class V>
+void visit_suite(V& v, EvalSuite& s) {
+  v.str("name", s.name, true);
+  v.str("path", s.path, true);
+  v.choice("kind", s.kind, {"math", "choice", "exact"});
+  v.boolean("ood", s.ood);
+  v.str("question_field", s.question_field);
+  v.str("answer_field", s.answer_field);
+  v.str("choices_field", s.choices_field);
+  v.integer("limit", s.limit, 0);
+}
+
+template <class V>
 void visit_eval(V& v, EvalSection& e) {
   v.integer("seeds", e.seeds, 1, 1000);
   v.integer("n_id", e.n_id, 0);
@@ -199,6 +216,11 @@ void visit_eval(V& v, EvalSection& e) {
   v.integer("wait_extensions", e.wait_extensions, 0, 1000);
   v.boolean("greedy", e.greedy);
   v.real("temperature", e.temperature, 0, 100);
+  v.real("top_p", e.top_p, 1e-9, 1);
+  v.integer("samples", e.samples, 1, 100000);
+  v.integer("batch_size", e.batch_size, 1, 1 << 20);
+  v.str("suites_dir", e.suites_dir);
+  v.table_array("suites", e.suites, [](auto& x, EvalSuite& s) { visit_suite(x, s); });
 }
 
 template <class V>
@@ -998,15 +1020,31 @@ void apply_hf_config(BaseSection& b, const ParseCtx& ctx) {
     if (!path_is(path, false)) fail(at, key, "checkpoint " + dir + " has no config.json");
   }
   const hf::HfConfig c = hf::read_config(path);
+  // A checkpoint given on the command line re-executes the recipe on that model (e.g. s1 on
+  // Qwen2.5-0.5B): the shapes the recipe file types are the claim's model, recorded in
+  // base.claimed_model, and result verdicts then say the run's model is not the claim's.
+  const bool replaced_by_set = at.file == kSetSource;
+  std::vector<std::string> replaced;
   settings::ModelSettings::for_each_field([&](const char* name, auto field) {
     const std::string field_name = name;
     const std::string recipe_key = "base." + (field_name == "vocab" ? "vocab_size" : field_name);
     auto typed = ctx.locs.find(recipe_key);
     if (typed == ctx.locs.end() || b.*field == c.model.*field) return;
+    if (replaced_by_set && typed->second.file != kSetSource) {
+      replaced.push_back(recipe_key.substr(5) + " " + show(b.*field) + " -> " + show(c.model.*field));
+      return;
+    }
     fail(typed->second, recipe_key,
          recipe_key + " = " + show(b.*field) + " but " + path + " " +
              hf_key(field_name, c.model.arch) + " = " + show(c.model.*field));
   });
+  if (!replaced.empty() && b.claimed_model.empty()) {
+    b.claimed_model = (b.name.empty() ? std::string("the recipe's [base]") : b.name) +
+                      " (this run uses " + path + ": " + join(replaced, ", ") + ")";
+    const std::string dir = recipe_relative(ctx.file, b.checkpoint.empty() ? b.config : b.checkpoint);
+    const auto slash = dir.find_last_of('/', dir.size() > 1 ? dir.size() - 2 : 0);
+    b.name = slash == std::string::npos ? dir : dir.substr(slash + 1);
+  }
   static_cast<settings::ModelSettings&>(b) = c.model;
 }
 
@@ -1031,6 +1069,27 @@ void validate(const Recipe& r, const ParseCtx& ctx) {
   const auto& e = r.eval;
   check(e.greedy || e.temperature > 0, "eval.temperature",
         "sampling (greedy = false) needs temperature > 0", {"eval.greedy"});
+  check(e.samples == 1 || !e.greedy, "eval.samples",
+        "samples > 1 needs sampling (greedy = false): greedy decoding repeats one completion",
+        {"eval.greedy"});
+  check(r.data.source != "jsonl" || !e.suites.empty(), "eval.suites",
+        "data.source = \"jsonl\" needs at least one [[eval.suites]] benchmark file: the "
+        "synthetic splits test arithmetic only",
+        {"data.source"});
+  for (size_t i = 0; i < e.suites.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      check(e.suites[i].name != e.suites[j].name, "eval.suites",
+            "two suites named " + toml_string(e.suites[i].name));
+  for (const auto& res : c.results) {
+    if (res.suite.empty()) continue;
+    bool found = false;
+    for (const auto& s : e.suites) found = found || s.name == res.suite;
+    check(found, "claim.results",
+          "result " + toml_string(res.benchmark) + " names suite " + toml_string(res.suite) +
+              ", which no [[eval.suites]] entry defines");
+    check(res.split.empty(), "claim.results",
+          "result " + toml_string(res.benchmark) + " names both a suite and a split; use one");
+  }
 
   const auto& h = r.hardware;
   check(h.gpu_count == 0 || h.nodes == 0 || h.gpu_count <= h.nodes * h.gpus_per_node,

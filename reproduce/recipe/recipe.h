@@ -46,7 +46,11 @@ struct ClaimResult {
   std::string benchmark;  // e.g. "AIME24"
   double score = 0;       // claimed score in percent (0..100)
   int64_t n = 0;          // number of questions of the benchmark (30 for AIME24); 0 = unknown
-  std::string split;      // our eval split standing in for it (kSplit*), "" = not reproducible here
+  std::string split;      // a synthetic eval split standing in for it (kSplit*); a stand-in never
+                          // confirms or refutes the claim (its verdict says "not reproducible here")
+                          // unless the benchmark is the split itself ("arith-<split>")
+  std::string suite;      // the [[eval.suites]] entry that IS this benchmark: judged only when the
+                          // suite's name equals `benchmark` and its size equals `n`
 };
 
 // Compute the claimant spent on one phase, as they state it (e.g. DeepSeek-V3's pretraining).
@@ -99,6 +103,10 @@ struct BaseSection : settings::ModelSettings {
   // typing the shapes; with checkpoint set, defaults to checkpoint/config.json. Shapes typed in
   // the recipe must agree with it.
   std::string config;
+  // The claim's model when this run uses another one: set by audit when a checkpoint given with
+  // --set replaces the architecture the recipe file types (its name and the shapes that
+  // differ); result verdicts then cannot judge the claim. "" = the run's model is the claim's.
+  std::string claimed_model;
   // Declared pretraining (for the base-model cost when it was not trained here)
   double pretrain_tokens = 0;        // tokens the base was pretrained on, as declared; 0 = unknown
   std::string pretrain_source;       // citation for pretrain_tokens
@@ -121,6 +129,12 @@ struct DataSection {
   std::string source = "synthetic";    // "synthetic" (seeded task generator) | "jsonl"
   std::string jsonl_path;              // s1K-shaped JSONL (question, thinking, answer); relative
                                        // to the recipe file; required when source = "jsonl"
+  std::string question_field = "question";  // JSONL key of the question
+  std::string thinking_field = "thinking_trajectories";  // JSONL key of the thinking trace (a
+                                       // string, or an array of strings joined with "\n"); with
+                                       // the default, "thinking" and "trace" are accepted too
+  std::string answer_field = "attempt";// JSONL key of the answer trained on (s1K: the teacher's
+                                       // attempt); with the default, "answer" and "solution" too
   int64_t pool_size = 4000;            // questions in the pool we generate/load
   int64_t select_n = 1000;             // samples kept by the filters (s1K: 1,000)
   int64_t seed = 1234;                 // generator/selection seed
@@ -165,6 +179,21 @@ struct TrainSection : settings::TrainSettings {
   std::string loss_on = "answer";      // "answer" (trace + answer, question masked) | "all"
 };
 
+// [[eval.suites]] — a benchmark file to evaluate on (suites/benchmarks/benchmarks.h has the
+// JSONL format of each kind).
+struct EvalSuite {
+  std::string name;                    // REQUIRED. names the eval rows, e.g. "MATH500"
+  std::string path;                    // REQUIRED. JSONL, relative to eval.suites_dir (itself
+                                       // relative to the recipe file)
+  std::string kind = "math";           // "math" (\boxed{} or last number, normalised) |
+                                       // "choice" (letter, choices shuffled) | "exact" (trimmed)
+  bool ood = false;                    // out of the training distribution
+  std::string question_field = "question";  // JSONL key of the question ("problem" also read)
+  std::string answer_field = "answer"; // JSONL key of the reference answer
+  std::string choices_field = "choices";  // JSONL key of the choices (kind = "choice")
+  int64_t limit = 0;                   // > 0: the first `limit` items only
+};
+
 // [eval] — how base and tuned models are evaluated (ID and every OOD split).
 struct EvalSection {
   int64_t seeds = 3;                   // repetitions (different eval seeds); mean and spread
@@ -175,6 +204,12 @@ struct EvalSection {
   int64_t wait_extensions = 2;         // budget forcing: "Wait" appends (suppress end-of-think)
   bool greedy = true;                  // greedy decoding; false = sample at temperature
   double temperature = 0.0;            // sampling temperature when greedy = false (> 0 then)
+  double top_p = 1.0;                  // nucleus sampling when greedy = false (0 < top_p <= 1)
+  int64_t samples = 1;                 // completions per question; the score is their mean
+                                       // correctness (pass@1 over `samples`); > 1 needs sampling
+  int64_t batch_size = 16;             // prompts decoded together (KV cache)
+  std::string suites_dir;              // base folder of the suite paths; relative to the recipe
+  std::vector<EvalSuite> suites;       // benchmark files; with data.source = "jsonl" at least one
 };
 
 // [prices] — overrides of the shipped price table. Each band is [low, mid, high] with a

@@ -2,6 +2,7 @@
 #include "reproduce/verdicts/verdicts.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -180,6 +181,8 @@ const EvalCell* headline_cell(const std::vector<EvalCell>& cells, const std::str
   const EvalCell* best = nullptr;
   for (const auto& c : cells) {
     if (c.model != model || c.split != split) continue;
+    // The budget sweep and the "Wait" extension are their own suites, not the headline.
+    if (c.suite == "budget_forcing" || c.suite.rfind("wait_x", 0) == 0) continue;
     if (c.budget < 0) {
       if (!best || best->budget >= 0) best = &c;
     } else if (!best || (best->budget >= 0 && c.budget > best->budget)) {
@@ -204,7 +207,10 @@ std::vector<std::pair<std::string, bool>> splits_of(const std::vector<EvalCell>&
     return std::tie(std::get<0>(a), std::get<1>(a)) < std::tie(std::get<0>(b), std::get<1>(b));
   });
   std::vector<std::pair<std::string, bool>> out;
-  for (const auto& [rank, name, ood] : s) out.emplace_back(name, ood || name != recipe::kSplitId);
+  // The miniature's splits other than "id" are out of distribution by construction; a benchmark
+  // suite is what its [[eval.suites]] entry says (stored with each row).
+  for (const auto& [rank, name, ood] : s)
+    out.emplace_back(name, ood || (rank < int(recipe::kSplitNames.size()) && name != recipe::kSplitId));
   return out;
 }
 
@@ -294,7 +300,19 @@ ledger::Verdict cost_verdict(const VerdictRows& in) {
   return v;
 }
 
-// The claimed score against the tuned model's cell on the split the recipe maps it to.
+// Benchmark names compared without case, spaces, '-' or '_' ("GPQA-Diamond" = "gpqa_diamond").
+bool same_name(const std::string& a, const std::string& b) {
+  auto key = [](const std::string& s) {
+    std::string k;
+    for (char ch : s)
+      if (std::isalnum(static_cast<unsigned char>(ch))) k += char(std::tolower(static_cast<unsigned char>(ch)));
+    return k;
+  };
+  return key(a) == key(b);
+}
+
+// The claimed score against the tuned model's cell on the suite that is the benchmark, or on
+// the synthetic split the recipe maps it to (a stand-in: shown, never judged).
 ledger::Verdict result_verdict(const VerdictRows& in, const recipe::ClaimResult& res) {
   auto v = make(in.run_id, "result",
                 "result: " + res.benchmark + " " + text::num(res.score, 3) + "%");
@@ -305,24 +323,55 @@ ledger::Verdict result_verdict(const VerdictRows& in, const recipe::ClaimResult&
     v.claimed += " (" + std::to_string(k) + " of " + std::to_string(res.n) +
                  "; its own 95% interval " + percent(w.low) + "–" + percent(w.high) + ")";
   }
-  const EvalCell* c = res.split.empty() ? nullptr : headline_cell(in.cells, "tuned", res.split);
-  if (res.split.empty()) {
+  // What the claim is judged against: a suite that IS the benchmark, or a synthetic split,
+  // which is a stand-in unless the claim names the split itself (s1-mini's own claims).
+  const bool by_suite = !res.suite.empty();
+  const std::string where = by_suite ? res.suite : res.split;
+  if (where.empty()) {
     v.measured = "not run";
     v.verdict = kNotReproducible;
     v.reason = res.benchmark +
-               " cannot be run on this miniature: the recipe maps it to no eval split "
-               "(claim.results split = \"\")";
+               " is not evaluated by this recipe: the claim names no [[eval.suites]] entry "
+               "(claim.results suite = \"\") and no stand-in split";
     return v;
   }
+  const EvalCell* c = headline_cell(in.cells, "tuned", where);
   if (!c) {
     v.measured = "no eval rows";
     v.verdict = kNotReproducible;
-    v.reason = "no eval rows of the tuned model on split '" + res.split + "' in this run";
+    v.reason = "no eval rows of the tuned model on " + std::string(by_suite ? "suite '" : "split '") +
+               where + "' in this run";
     return v;
   }
-  v.measured = cell_text(*c) + " tuned model on split '" + res.split +
-               "' (n=" + std::to_string(c->n) + " over " + std::to_string(c->seeds) + " seed" +
-               (c->seeds == 1 ? "" : "s") + ", budget " + budget_text(c->budget) + ")";
+  const int64_t samples = in.recipe ? std::max<int64_t>(1, in.recipe->eval.samples) : 1;
+  const int64_t items = c->seeds > 0 ? c->n / c->seeds / (by_suite ? samples : 1) : c->n;
+  v.measured = cell_text(*c) + " tuned model on " + (by_suite ? "suite '" : "split '") + where +
+               "' (" + std::to_string(items) + " questions" +
+               (by_suite && samples > 1 ? " x " + std::to_string(samples) + " samples" : "") +
+               " over " + std::to_string(c->seeds) + " seed" + (c->seeds == 1 ? "" : "s") +
+               ", budget " + budget_text(c->budget) + ")";
+  // Judged only when what ran is the benchmark itself, at its size.
+  std::string why_not;
+  if (in.recipe && !in.recipe->base.claimed_model.empty()) {
+    why_not = "this run fine-tuned another model than the claim's: " +
+              in.recipe->base.claimed_model;
+  } else if (by_suite) {
+    if (same_name(res.benchmark, res.suite) == false)
+      why_not = "suite '" + res.suite + "' is not " + res.benchmark +
+                " (a suite judges a claim only when its name is the benchmark's)";
+    else if (res.n > 0 && items != res.n)
+      why_not = "suite '" + res.suite + "' has " + std::to_string(items) + " questions and " +
+                res.benchmark + " has " + std::to_string(res.n) +
+                ": a different set cannot confirm or refute the claim";
+  } else if (!same_name(res.benchmark, res.split) && !same_name(res.benchmark, "arith-" + res.split)) {
+    why_not = "split '" + res.split + "' stands in for " + res.benchmark +
+              " in miniature; a stand-in cannot confirm or refute a benchmark claim";
+  }
+  if (!why_not.empty()) {
+    v.verdict = kNotReproducible;
+    v.reason = why_not;
+    return v;
+  }
   double claimed = res.score / 100.0;
   if (claimed > c->ci.high) {
     v.verdict = kNotSupported;
@@ -336,8 +385,6 @@ ledger::Verdict result_verdict(const VerdictRows& in, const recipe::ClaimResult&
     v.verdict = kSupported;
     v.reason = "the claimed " + percent(claimed) + " lies inside our 95% interval";
   }
-  v.reason += "; split '" + res.split + "' stands in for " + res.benchmark +
-              " in miniature, it is not the benchmark itself";
   if (res.n > 0 && res.n < 100)
     v.reason += "; the claim rests on " + std::to_string(res.n) + " questions only";
   return v;
@@ -357,11 +404,21 @@ std::vector<ledger::Verdict> result_verdicts(const VerdictRows& in) {
   return out;
 }
 
+// The in-distribution split: the miniature's "id", else the first suite not marked ood
+// (benchmark files, [[eval.suites]]).
+std::string id_split(const VerdictRows& in) {
+  for (const auto& [name, ood] : in.splits)
+    if (name == recipe::kSplitId) return name;
+  for (const auto& [name, ood] : in.splits)
+    if (!ood) return name;
+  return recipe::kSplitId;
+}
+
 // Generalization: ID vs OOD of the tuned model.
 ledger::Verdict id_vs_ood_verdict(const VerdictRows& in) {
   auto v = make(in.run_id, "generalization", "generalization: ID vs OOD (tuned model)");
   v.claimed = "the tuned model's accuracy holds out of distribution";
-  const EvalCell* id = headline_cell(in.cells, "tuned", recipe::kSplitId);
+  const EvalCell* id = headline_cell(in.cells, "tuned", id_split(in));
   std::vector<const EvalCell*> oods;
   for (const auto& [name, ood] : in.splits)
     if (ood)
@@ -411,8 +468,8 @@ ledger::Verdict id_vs_ood_verdict(const VerdictRows& in) {
 ledger::Verdict tuned_vs_base_verdict(const VerdictRows& in) {
   auto v = make(in.run_id, "generalization", "generalization: tuned vs base");
   v.claimed = "fine-tuning improves on the base model";
-  const EvalCell* bid = headline_cell(in.cells, "base", recipe::kSplitId);
-  const EvalCell* tid = headline_cell(in.cells, "tuned", recipe::kSplitId);
+  const EvalCell* bid = headline_cell(in.cells, "base", id_split(in));
+  const EvalCell* tid = headline_cell(in.cells, "tuned", id_split(in));
   if (!bid || !tid) {
     v.measured = "not measured";
     v.verdict = kNotReproducible;

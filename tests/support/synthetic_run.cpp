@@ -19,7 +19,7 @@ std::string synthetic_recipe(bool hostile, double claimed_usd) {
   std::string headline = hostile ? R"(under <b>5 cents</b> & \"free\")" : "under 5 cents";
   std::string source = hostile ? R"(</pre><script>alert(3)</script><a href=\"http://evil\">x</a>)"
                                : "synthetic test claim (tests/support/synthetic_run.cpp)";
-  std::string bench = hostile ? R"(<img src=x onerror=alert(4)>)" : "ARITH-LONG";
+  std::string bench = hostile ? R"(<img src=x onerror=alert(4)>)" : "ARITH-OOD_LONG";
   std::ostringstream t;
   t << "[claim]\nname = \"mini\"\n"
     << "title = \"" << title << "\"\n"
