@@ -139,12 +139,39 @@ int cmd_verify(const GlobalOptions& g) {
   return kExitVerdictFailed;
 }
 
+// Every evaluated completion of a run as JSONL, one line per sample (lm-eval's --log_samples
+// rows), each with the suite, model, seed, thinking budget and waits it was generated under.
+// The rows are the run's "samples/..." artifacts, written by the eval stage.
+std::string export_samples(const ledger::Ledger& l, int64_t id) {
+  std::string out;
+  size_t n = 0;
+  for (const auto& name : l.artifact_names(id)) {
+    if (name.rfind("samples/", 0) != 0) continue;
+    auto a = l.artifact(id, name);
+    if (!a || !a->contains("samples")) continue;
+    for (auto row : (*a)["samples"]) {
+      nlohmann::json line = {{"artifact", name}};
+      for (const char* k : {"suite", "kind", "model", "seed", "budget", "waits"})
+        if (a->contains(k)) line[k] = (*a)[k];
+      for (auto& [k, v] : row.items()) line[k] = v;
+      out += line.dump() + "\n";
+      ++n;
+    }
+  }
+  if (n == 0)
+    throw InputError(l.path(), 0, 0, "samples",
+                     "run " + std::to_string(id) +
+                         " stored no evaluated samples (runs with [[eval.suites]] do)");
+  return out;
+}
+
 int cmd_export(const GlobalOptions& g, const std::string& spec, const std::string& format) {
   auto l = open_existing(g.ledger);
   int64_t id = ledger::resolve_run(*l, spec);
-  std::string text = format == "json"  ? ledger::export_json(*l, id)
-                     : format == "csv" ? ledger::export_csv(*l, id)
-                                       : ledger::export_mllog(*l, id);
+  std::string text = format == "json"      ? ledger::export_json(*l, id)
+                     : format == "csv"     ? ledger::export_csv(*l, id)
+                     : format == "samples" ? export_samples(*l, id)
+                                           : ledger::export_mllog(*l, id);
   if (g.out.empty() || g.out == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return kExitOk;
@@ -203,15 +230,18 @@ void add_ledger_command(CLI::App& app, GlobalOptions& g) {
       "export", "Export one run: json (everything, nested), csv (one table per section, each "
                 "after a '# section' line), mllog (MLPerf ':::MLLOG {...}' lines, one per event)");
   exp->add_option("RUN", export_run, "Run id, or 'latest'")->capture_default_str();
-  exp->add_option("--format", format, "json | csv | mllog")
-      ->check(CLI::IsMember({"json", "csv", "mllog"}))
+  exp->add_option("--format", format,
+                  "json | csv | mllog | samples (every evaluated completion as JSONL, like "
+                  "lm-eval's --log_samples)")
+      ->check(CLI::IsMember({"json", "csv", "mllog", "samples"}))
       ->capture_default_str();
   add_out_option(*exp, g, "Write to this file instead of standard output");
   add_ledger_option(*exp, g);
   exp->footer(
       "Examples:\n"
       "  audit ledger export latest --format json > run.json\n"
-      "  audit ledger export 3 --format mllog --out run3.mllog");
+      "  audit ledger export 3 --format mllog --out run3.mllog\n"
+      "  audit ledger export latest --format samples --out samples.jsonl");
   exp->callback(
       [&g] { run_and_exit("ledger export", [&] { return cmd_export(g, export_run, format); }); });
 }

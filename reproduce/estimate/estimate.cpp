@@ -143,7 +143,7 @@ ledger::PriceTable prices_from_recipe(const recipe::Recipe& r) {
   return t;
 }
 
-EstimateLine claimed_tokens(const recipe::Recipe& r) {
+EstimateLine claimed_tokens(const recipe::Recipe& r, const MeasuredTokens* measured) {
   EstimateLine l;
   l.key = "tokens";
   l.label = "tokens processed by the claimed run (D)";
@@ -156,8 +156,21 @@ EstimateLine claimed_tokens(const recipe::Recipe& r) {
     l.note = r.base.pretrain_source;
     return l;
   }
-  const double samples = static_cast<double>(r.data.select_n);
   const double epochs = static_cast<double>(r.train.epochs);
+  if (measured) {
+    l.value = Band::point(measured->samples * epochs * measured->mean);
+    l.provenance = "measured";
+    l.formula = "samples in the training file x epochs x measured mean tokens per sample";
+    l.inputs = {{"samples", measured->samples},
+                {"epochs", r.train.epochs},
+                {"mean_tokens_per_sample", ledger::to_json(Band::point(measured->mean))},
+                {"length_from", "measured: " + measured->source},
+                {"packing", r.train.packing}};
+    l.note = measured->source;
+    if (!r.train.packing) l.note += "; padding not counted";
+    return l;
+  }
+  const double samples = static_cast<double>(r.data.select_n);
   Band len;
   std::string len_from;
   if (r.data.seq_len_mean.set) {
@@ -260,9 +273,9 @@ ledger::Hardware claim_hardware(const recipe::Recipe& r) {
 }
 
 // D, 6·N·D (and 8·N·D with recompute), and the attention term 6·N·D leaves out.
-void add_compute_lines(const recipe::Recipe& r, Estimate& e) {
+void add_compute_lines(const recipe::Recipe& r, Estimate& e, const MeasuredTokens* measured) {
   const double n_active = static_cast<double>(e.params.active);
-  EstimateLine tokens = claimed_tokens(r);
+  EstimateLine tokens = claimed_tokens(r, measured);
   e.tokens = tokens.value;
   e.lines.push_back(tokens);
   e.train_flops = e.tokens * ledger::training_flops(n_active, 1.0);
@@ -485,7 +498,7 @@ void add_total_lines(Estimate& e) {
 
 }  // namespace
 
-Estimate estimate_recipe(const recipe::Recipe& r) {
+Estimate estimate_recipe(const recipe::Recipe& r, const MeasuredTokens* measured) {
   Estimate e;
   e.recipe_path = r.path;
   e.recipe_sha256 = r.sha256;
@@ -496,7 +509,7 @@ Estimate estimate_recipe(const recipe::Recipe& r) {
   e.prices = prices_from_recipe(r);
   add_model_lines(r, e);
   e.hardware = claim_hardware(r);
-  add_compute_lines(r, e);
+  add_compute_lines(r, e, measured);
   add_utilization_lines(r, e);
   add_reference_run_lines(r, e);
   try {

@@ -64,10 +64,17 @@ ledger::PriceTable prices_from_recipe(const recipe::Recipe& r);
 // provenance): pretraining -> base.pretrain_tokens; SFT/RL -> select_n x epochs x mean
 // sequence length ([data] seq_len_mean; else [replay] seq_lens min/median/max; else a band
 // bounded by train.block_size), each marked estimated when a length is assumed.
-EstimateLine claimed_tokens(const recipe::Recipe& r);
+// With `measured` (a run that read and tokenized the training file), D = the file's samples x
+// epochs x its measured mean tokens per sample, marked measured, in place of the length band.
+struct MeasuredTokens {
+  double samples = 0;        // training samples in the file
+  double mean = 0;           // mean tokens per sample as rendered for training
+  std::string source;        // what was measured, e.g. "s1K.jsonl in Qwen2.5's tokenizer"
+};
+EstimateLine claimed_tokens(const recipe::Recipe& r, const MeasuredTokens* measured = nullptr);
 
 // Runs the estimate. Throws audit::InputError for a recipe the cost model cannot read (unknown
 // GPU type, invalid architecture), naming the key.
-Estimate estimate_recipe(const recipe::Recipe& r);
+Estimate estimate_recipe(const recipe::Recipe& r, const MeasuredTokens* measured = nullptr);
 
 }  // namespace audit::reproduce

@@ -5,15 +5,13 @@
 #include <algorithm>
 
 #include "datasets/packing/packing.h"
+#include "suites/grading/grading.h"
 #include "suites/stats/wilson.h"
 
 namespace audit::eval {
+namespace {
 
-EvalOutcome evaluate(model::CausalLM& model, const datasets::ChatFormat& format,
-                     const std::vector<datasets::Example>& examples, const EvalSettings& s,
-                     const std::function<void(int64_t, int64_t)>& progress) {
-  EvalOutcome out;
-  out.n = int64_t(examples.size());
+generate::GenerateConfig generate_config(const datasets::ChatFormat& format, const EvalSettings& s) {
   generate::GenerateConfig g;
   g.max_new_tokens = s.max_new_tokens;
   g.temperature = s.temperature;
@@ -26,6 +24,73 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ChatFormat& format,
   g.budget.num_waits = s.waits;
   for (auto id : format.wait_ids()) g.budget.wait_ids.push_back(id);
   for (auto id : format.answer_prefix()) g.budget.answer_prefix_ids.push_back(id);
+  return g;
+}
+
+}  // namespace
+
+SuiteOutcome evaluate_suite(model::CausalLM& model, const datasets::ChatFormat& format,
+                            const suites::Suite& suite, const SuiteSettings& s,
+                            const std::function<void(int64_t, int64_t)>& progress) {
+  SuiteOutcome out;
+  out.items = int64_t(suite.items.size());
+  const int64_t samples = std::max<int64_t>(1, s.samples);
+  out.n = out.items * samples;
+  auto g = generate_config(format, s);
+  g.top_p = s.top_p;
+  const char* kind = suites::to_string(suite.spec.kind);
+  // Prompt p = item * samples + k decodes with generator seed + p: every sample its own draw.
+  const int64_t chunk = std::max<int64_t>(s.batch_size * 4, 1);
+  double thinking = 0;
+  std::vector<std::vector<int64_t>> prompts;
+  for (const auto& item : suite.items) {
+    auto p = format.prompt(item.question);
+    for (int64_t k = 0; k < samples; ++k) prompts.emplace_back(p.begin(), p.end());
+  }
+  for (int64_t begin = 0; begin < out.n; begin += chunk) {
+    const int64_t end = std::min(out.n, begin + chunk);
+    std::vector<std::vector<int64_t>> part(prompts.begin() + begin, prompts.begin() + end);
+    auto cfg = g;
+    cfg.seed = g.seed + uint64_t(begin);  // prompt i of the chunk draws from seed + begin + i
+    auto gens = generate::generate(model, part, cfg);
+    for (int64_t p = begin; p < end; ++p) {
+      const auto& gen = gens[size_t(p - begin)];
+      const auto& item = suite.items[size_t(p / samples)];
+      std::vector<datasets::TokenId> ids(gen.tokens.begin(), gen.tokens.end());
+      auto parsed = format.parse(ids);
+      const std::string graded =
+          parsed.has_answer ? parsed.answer : format.tokenizer().decode(ids, true);
+      auto grade = suites::grade(kind, graded, item.reference, item.n_choices);
+      out.correct += grade.correct ? 1 : 0;
+      thinking += double(gen.thinking_tokens);
+      out.generated_tokens += double(gen.tokens.size());
+      out.rows.push_back(
+          {{"doc_id", item.id}, {"sample", p % samples}, {"question", item.question},
+           {"reference", item.reference}, {"completion", format.tokenizer().decode(ids)},
+           {"graded_text", parsed.has_answer ? "answer" : "whole completion"},
+           {"extracted", grade.extracted}, {"correct", grade.correct},
+           {"thinking_tokens", gen.thinking_tokens},
+           {"generated_tokens", int64_t(gen.tokens.size())}, {"waits", gen.waits},
+           {"thinking_capped", gen.thinking_capped},
+           {"stop", gen.reason == generate::StopReason::stop_token ? "stop_token"
+                                                                  : "max_new_tokens"}});
+    }
+    if (progress) progress(end, out.n);
+  }
+  out.accuracy = out.n ? double(out.correct) / double(out.n) : 0;
+  auto ci = stats::wilson(out.correct, out.n);
+  out.ci_low = ci.low;
+  out.ci_high = ci.high;
+  out.mean_thinking_tokens = out.n ? thinking / double(out.n) : 0;
+  return out;
+}
+
+EvalOutcome evaluate(model::CausalLM& model, const datasets::ChatFormat& format,
+                     const std::vector<datasets::Example>& examples, const EvalSettings& s,
+                     const std::function<void(int64_t, int64_t)>& progress) {
+  EvalOutcome out;
+  out.n = int64_t(examples.size());
+  auto g = generate_config(format, s);
 
   for (const auto& k : datasets::trace_error_kinds()) out.trace_errors[k] = 0;
   const int64_t chunk = std::max<int64_t>(s.batch_size * 4, 1);
@@ -37,7 +102,9 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ChatFormat& format,
       auto p = format.prompt(examples[size_t(i)].question);
       prompts.emplace_back(p.begin(), p.end());
     }
-    auto gens = generate::generate(model, prompts, g);
+    auto cfg = g;
+    cfg.seed = g.seed + uint64_t(begin);  // every prompt its own generator across chunks
+    auto gens = generate::generate(model, prompts, cfg);
     for (int64_t i = begin; i < end; ++i) {
       const auto& gen = gens[size_t(i - begin)];
       std::vector<datasets::TokenId> ids(gen.tokens.begin(), gen.tokens.end());

@@ -10,7 +10,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "datasets/tasks/tasks.h"
+#include "suites/benchmarks/benchmarks.h"
 #include "datasets/chat_format/chat_format.h"
 #include "reproduce/model/generate.h"
 #include "reproduce/model/model.h"
@@ -45,5 +48,31 @@ struct EvalOutcome {
 EvalOutcome evaluate(model::CausalLM& model, const datasets::ChatFormat& format,
                      const std::vector<datasets::Example>& examples, const EvalSettings& s,
                      const std::function<void(int64_t, int64_t)>& progress = {});
+
+// A benchmark file ([[eval.suites]], suites/benchmarks): every item prompted through the chat
+// format, `samples` completions each (prompt copies decode with their own generators, so
+// sampled completions differ), graded by the suite's kind (suites/grading): the answer after
+// the thinking when the model reached it, else the whole completion (as lm-eval grades a
+// response). The score is the mean correctness over items x samples (pass@1 estimated from
+// `samples` draws); the Wilson interval counts items x samples.
+struct SuiteSettings : EvalSettings {
+  double top_p = 1.0;   // nucleus sampling (temperature > 0)
+  int64_t samples = 1;  // completions per item
+};
+
+struct SuiteOutcome {
+  int64_t items = 0, n = 0, correct = 0;          // n = items x samples
+  double accuracy = 0, ci_low = 0, ci_high = 0;   // Wilson 95% over n
+  double mean_thinking_tokens = 0;
+  double generated_tokens = 0;
+  // One row per completion, in item then sample order, as lm-eval's --log_samples writes them:
+  // doc_id, sample, question, reference, completion, graded_text, extracted, correct,
+  // thinking_tokens, generated_tokens, waits, thinking_capped, stop.
+  nlohmann::json rows = nlohmann::json::array();
+};
+
+SuiteOutcome evaluate_suite(model::CausalLM& model, const datasets::ChatFormat& format,
+                            const suites::Suite& suite, const SuiteSettings& s,
+                            const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace audit::eval

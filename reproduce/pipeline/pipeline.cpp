@@ -9,10 +9,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <torch/torch.h>
 
@@ -41,6 +45,9 @@
 #include "reproduce/trainer/trainer.h"
 #include "common/version.h"
 #include "reproduce/eval/evaluate.h"
+#include "reproduce/memory_plan/memory_plan.h"
+#include "suites/benchmarks/benchmarks.h"
+#include "suites/grading/grading.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -100,6 +107,147 @@ BaseSource resolve_base(const recipe::Recipe& r) {
   return src;
 }
 
+// Training data from a JSONL file (data.source = "jsonl"), read, rendered with the base's chat
+// format and counted before the run is opened.
+struct UserData {
+  std::string path;
+  std::vector<datasets::JsonlRecord> records;
+  std::vector<datasets::Sequence> seqs;  // full length; rows are cut at the block when batched
+  int64_t block = 0;                     // min(train.block_size, base.max_position)
+  int64_t longest = 0;                   // longest row after the cut
+  int64_t truncated = 0;                 // samples longer than the block
+  double trace_tokens = 0;               // thinking + answer tokens of every record (teacher output)
+  json stats;                            // the token counts stored with the run
+};
+
+double percentile(std::vector<int64_t> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  // nearest rank, as numpy's "higher" would: the smallest value with at least q of the data at
+  // or below it
+  size_t k = size_t(std::ceil(q * double(v.size())));
+  return double(v[std::min(v.size() - 1, k == 0 ? 0 : k - 1)]);
+}
+
+UserData read_user_data(const recipe::Recipe& r, const datasets::ChatFormat& fmt) {
+  UserData u;
+  u.path = (fs::path(r.path).parent_path() / r.data.jsonl_path).string();
+  datasets::JsonlOptions jo;
+  jo.fields.question = r.data.question_field;
+  jo.fields.thinking = r.data.thinking_field;
+  jo.fields.answer = r.data.answer_field;
+  u.records = datasets::load_jsonl(u.path, jo);
+  const auto loss_on = datasets::parse_loss_on(r.train.loss_on);
+  u.block = std::min<int64_t>(r.train.block_size, r.base.max_position);
+  std::vector<int64_t> lens;
+  double total = 0, kept = 0, supervised = 0;
+  for (const auto& rec : u.records) {
+    u.seqs.push_back(fmt.document(rec.question, rec.thinking, rec.answer, loss_on));
+    const auto& sq = u.seqs.back();
+    const int64_t n = int64_t(sq.tokens.size());
+    lens.push_back(n);
+    total += double(n);
+    kept += double(std::min(n, u.block));
+    for (int64_t i = 0; i < std::min(n, u.block); ++i) supervised += sq.loss_mask[size_t(i)];
+    if (n > u.block) ++u.truncated;
+    u.longest = std::max(u.longest, std::min(n, u.block));
+    u.trace_tokens += double(fmt.tokenizer().encode(rec.thinking).size() +
+                             fmt.tokenizer().encode(rec.answer).size());
+  }
+  const double n = double(std::max<size_t>(1, lens.size()));
+  u.stats = {{"file", u.path},
+             {"records", u.records.size()},
+             {"fields", {{"question", r.data.question_field}, {"thinking", r.data.thinking_field},
+                         {"answer", r.data.answer_field}}},
+             {"tokenizer", fmt.describe()},
+             {"tokens_mean", total / n},
+             {"tokens_p90", percentile(lens, 0.9)},
+             {"tokens_max", lens.empty() ? 0 : *std::max_element(lens.begin(), lens.end())},
+             {"tokens_total", total},
+             {"block_size", u.block},
+             {"truncated_samples", u.truncated},
+             {"tokens_after_truncation", kept},
+             {"tokens_cut", total - kept},
+             {"supervised_tokens", supervised},
+             {"trace_tokens", u.trace_tokens},
+             {"what", "tokens per training sample as rendered with the base's chat template "
+                      "(prompt, thinking, answer and markers), counted here"}};
+  return u;
+}
+
+// The benchmark files of [[eval.suites]], read and checked before the run is opened.
+std::vector<suites::Suite> read_suites(const recipe::Recipe& r) {
+  std::vector<suites::Suite> out;
+  const fs::path dir = fs::path(r.path).parent_path() / r.eval.suites_dir;
+  for (const auto& e : r.eval.suites) {
+    suites::SuiteSpec sp;
+    sp.name = e.name;
+    sp.path = (dir / e.path).string();
+    sp.kind = suites::parse_suite_kind(e.kind);
+    sp.ood = e.ood;
+    sp.question_field = e.question_field;
+    sp.answer_field = e.answer_field;
+    sp.choices_field = e.choices_field;
+    sp.shuffle_seed = uint64_t(r.data.seed);
+    sp.limit = e.limit;
+    out.push_back(suites::load_suite(sp));
+  }
+  return out;
+}
+
+// Memory this run may use on its device, and where the figure came from.
+int64_t device_memory(const std::string& device, std::string* source) {
+  if (device == "cuda") {
+    ledger::Nvml::Reading rd;
+    if (ledger::Nvml::instance().read(0, &rd) && rd.mem_total > 0) {
+      *source = "NVML GPU 0: total - used";
+      return int64_t(rd.mem_total - rd.mem_used);
+    }
+    *source = "unknown (NVML unavailable)";
+    return 0;
+  }
+  return plan::cpu_available_bytes(source);
+}
+
+plan::MemoryInputs memory_inputs(const recipe::Recipe& r, const std::string& device,
+                                 int64_t longest) {
+  plan::MemoryInputs mi;
+  mi.model = r.base;
+  mi.micro_batch = r.train.micro_batch_or_global();
+  mi.longest_tokens = longest;
+  mi.recompute = r.train.recompute;
+  mi.bf16 = r.train.precision == "bf16" && device == "cuda";
+  mi.device = device;
+  mi.device_bytes = device_memory(device, &mi.device_source);
+  return mi;
+}
+
+[[noreturn]] void refuse_memory(const recipe::Recipe& r, const plan::MemoryPlan& p,
+                                const std::string& device, const std::string& source,
+                                const std::string& what) {
+  throw InputError(r.path, 0, 0, "base",
+                   "memory plan: " + what + " needs " + text::bytes(p.total_bytes) + " on " +
+                       device + ", which has " + text::bytes(double(p.device_bytes)) +
+                       " available (" + source + "):\n" + p.to_text() +
+                       "  a full fine-tune of this model needs a larger device or sharding "
+                       "across several (train.parallelism with several processes)");
+}
+
+// Training keys this run cannot honour are refused before it opens.
+void check_train_keys(const recipe::Recipe& r, const std::string& device) {
+  const auto& t = r.train;
+  if (t.precision == "fp8")
+    throw InputError(r.path, 0, 0, "train.precision",
+                     "fp8 training is not built; use \"bf16\" (CUDA) or \"fp32\"");
+  if (t.precision == "bf16" && device != "cuda")
+    throw InputError(r.path, 0, 0, "train.precision",
+                     "bf16 autocast runs on CUDA; on the CPU train in fp32: "
+                     "--set train.precision=fp32 (the ledger stores the precision that ran)");
+  if (t.parallelism == "ep_pp_dp")
+    throw InputError(r.path, 0, 0, "train.parallelism",
+                     "expert/pipeline parallelism is for MoE models, which `audit run` does not train");
+}
+
 train::TrainData to_train_data(const datasets::Batch& b) {
   train::TrainData d;
   auto opts = torch::TensorOptions().dtype(torch::kInt32);
@@ -129,9 +277,11 @@ model::CausalLM clone_model(model::CausalLM& src) {
 
 class Pipeline {
  public:
-  Pipeline(const RunOptions& o, recipe::Recipe r, BaseSource base)
+  Pipeline(const RunOptions& o, recipe::Recipe r, BaseSource base, std::optional<UserData> data,
+           std::vector<suites::Suite> suites, plan::MemoryPlan memory)
       : o_(o), r_(std::move(r)), L_(o.ledger), device_(o.device),
-        checkpoint_(std::move(base.checkpoint)), fmt_(std::move(base.format)) {}
+        checkpoint_(std::move(base.checkpoint)), fmt_(std::move(base.format)),
+        data_(std::move(data)), suites_(std::move(suites)), memory_(std::move(memory)) {}
 
   int64_t run();
 
@@ -152,8 +302,10 @@ class Pipeline {
   void load_base();
   void distill();
   void select();
+  void user_data();
   void sft(int64_t seed_index);
   void eval();
+  void eval_suites(ledger::StageMeter& meter, const std::function<void()>& tick);
   void costs();
 
   RunOptions o_;
@@ -164,12 +316,16 @@ class Pipeline {
   fs::path work_;
   fs::path checkpoint_;                           // the base checkpoint; empty = pretrain
   std::unique_ptr<datasets::ChatFormat> fmt_;     // tokenizer and template of the base
+  std::optional<UserData> data_;                  // data.source = "jsonl"
+  std::vector<suites::Suite> suites_;             // [[eval.suites]]
+  plan::MemoryPlan memory_;                       // at the longest sample (jsonl); else empty
   datasets::Splits splits_;
   std::vector<datasets::Example> pool_;     // with teacher traces after distill
   std::vector<datasets::Example> selected_;
   model::CausalLM base_{nullptr};
   std::vector<model::CausalLM> tuned_;
-  double teacher_tokens_ = 0;    // teacher output tokens written in distill (measured)
+  double teacher_tokens_ = 0;    // teacher output tokens (distill: measured; jsonl: estimated)
+  int64_t teacher_questions_ = 0;  // questions the teacher answered
   double inference_tokens_ = 0;  // tokens generated by filter and eval inference (measured)
 };
 
@@ -181,6 +337,13 @@ std::vector<train::StepInfo> Pipeline::train_model(model::CausalLM& m, const dat
   cfg.checkpoint_meta["run_id"] = std::to_string(run_id_);
   cfg.checkpoint_meta["stage"] = label;
   train::Trainer t(m, cfg, to_train_data(data));
+  if (t.resume_if_present()) {
+    event(stage_id, "resumed", {{"label", label}, {"checkpoint", cfg.checkpoint_path},
+                                {"step", t.position().step}});
+    if (!o_.quiet)
+      std::fprintf(stderr, "[%s] resumed from %s at step %lld\n", label.c_str(),
+                   cfg.checkpoint_path.c_str(), (long long)t.position().step);
+  }
   Progress progress(label, t.total_steps(), o_.quiet);
   json curve = {{"step", json::array()}, {"loss", json::array()}, {"lr", json::array()},
                 {"tokens_per_s", json::array()}};
@@ -272,6 +435,7 @@ void Pipeline::distill() {
          {"questions", pool_.size()}, {"output_tokens", trace_tokens},
          {"tokens_per_sample", pool_.empty() ? 0.0 : trace_tokens / double(pool_.size())}});
   teacher_tokens_ = trace_tokens;
+  teacher_questions_ = int64_t(pool_.size());
   meter.finish();
 }
 
@@ -315,6 +479,79 @@ void Pipeline::select() {
   meter.finish();
 }
 
+// data.source = "jsonl": the file is the selected training set (s1K is the output of s1's
+// filters). Its token counts, the teacher's bill they imply, and its overlap with every
+// benchmark file are recorded; the reading and rendering happened before the run was opened.
+void Pipeline::user_data() {
+  ledger::StageMeter meter(L_, run_id_, "data", meter_opts());
+  const auto& u = *data_;
+  event(meter.stage_id(), "sft_data", u.stats);
+  if (!o_.quiet) {
+    std::fprintf(stderr,
+                 "[data] %s: %zu samples, tokens per sample mean %.0f, p90 %.0f, max %.0f, "
+                 "total %s\n",
+                 u.path.c_str(), u.records.size(), u.stats["tokens_mean"].get<double>(),
+                 u.stats["tokens_p90"].get<double>(), u.stats["tokens_max"].get<double>(),
+                 text::num(u.stats["tokens_total"].get<double>()).c_str());
+    if (u.truncated > 0)
+      std::fprintf(stderr,
+                   "[data] %lld of %zu samples are longer than the block of %lld tokens: each is "
+                   "cut to its first %lld tokens (%s tokens cut; recorded in sft_data)\n",
+                   (long long)u.truncated, u.records.size(), (long long)u.block,
+                   (long long)u.block, text::num(u.stats["tokens_cut"].get<double>()).c_str());
+  }
+  // The teacher wrote the traces elsewhere (an API the claimant paid): its bill is estimated
+  // from the traces' measured length in the base's tokenizer over the pool it was asked about.
+  const double per_sample = u.records.empty() ? 0 : u.trace_tokens / double(u.records.size());
+  const double pool =
+      double(r_.data.pool_size_declared > 0 ? r_.data.pool_size_declared : int64_t(u.records.size()));
+  teacher_tokens_ = per_sample * pool;
+  teacher_questions_ = int64_t(pool);
+  event(meter.stage_id(), "teacher_tokens",
+        {{"teacher", r_.data.teacher}, {"teacher_name", r_.data.teacher_name},
+         {"questions", int64_t(pool)}, {"output_tokens", teacher_tokens_},
+         {"tokens_per_sample", per_sample}, {"provenance", "estimated"},
+         {"formula", "mean thinking + answer tokens of the training file (base tokenizer, "
+                     "measured) x data.pool_size_declared (or the file's size)"}});
+  // Decontamination: every training sample (question, thinking, answer) against every
+  // benchmark file's questions, at s1's 8-grams and the 13-grams of GPT-3's report.
+  std::vector<datasets::TextSet> training(1);
+  training[0].name = "sft";
+  for (const auto& rec : u.records)
+    training[0].texts.push_back(rec.question + "\n" + rec.thinking + "\n" + rec.answer);
+  std::vector<datasets::TextSet> tests;
+  for (const auto& su : suites_) {
+    datasets::TextSet t;
+    t.name = su.spec.name;
+    for (const auto& it : su.items) t.texts.push_back(it.question);
+    tests.push_back(std::move(t));
+  }
+  json reports = json::object();
+  for (int n : {8, 13}) {
+    datasets::DecontamConfig dc;
+    dc.n = n;
+    auto rep = datasets::decontaminate(training, tests, dc);
+    reports[std::to_string(n) + "-gram"] = rep;
+    if (!o_.quiet)
+      for (const auto& set : rep.sets)
+        std::fprintf(stderr, "[data] %d-gram overlap: %zu of %zu %s items share %s %d-gram with the training file\n",
+                     n, set.items_with_overlap, set.items, set.test_set.c_str(), n == 8 ? "an" : "a", n);
+  }
+  L_.put_artifact(run_id_, meter.stage_id(), "decontamination", reports);
+  // The claimed run's compute with D measured on this file instead of the recipe's length band.
+  reproduce::MeasuredTokens mt;
+  mt.samples = double(u.records.size());
+  mt.mean = u.stats["tokens_mean"].get<double>();
+  mt.source = u.path + " rendered with the base's chat template (sft_data event)";
+  try {
+    L_.put_artifact(run_id_, meter.stage_id(), "claimed_run_estimate",
+                    reproduce::estimate_recipe(r_, &mt).to_json());
+  } catch (const std::exception& e) {
+    event(meter.stage_id(), "claimed_run_estimate_skipped", {{"reason", e.what()}});
+  }
+  meter.finish();
+}
+
 void Pipeline::sft(int64_t seed_index) {
   // Seed 1 is the final run; the others repeat it only to measure the evaluation's spread over
   // seeds, and their stage names say so (ledger::stage_category prices them as evaluation).
@@ -323,19 +560,49 @@ void Pipeline::sft(int64_t seed_index) {
   ledger::StageMeter meter(L_, run_id_, label, meter_opts());
   const auto& t = r_.train;
   auto loss_on = datasets::parse_loss_on(t.loss_on);
-  auto seqs = fmt_->documents(selected_, loss_on);
+  auto seqs = data_ ? data_->seqs : fmt_->documents(selected_, loss_on);
   int block = int(std::min<int64_t>(t.block_size, r_.base.max_position));
-  datasets::Batch data = t.packing ? datasets::pack_sequences(seqs, iota(seqs.size()), block,
-                                                              fmt_->pad_id()).blocks
-                                   : datasets::pad_batch(seqs, iota(seqs.size()), block,
-                                                         fmt_->pad_id());
+  datasets::Batch data;
+  json packing_stats;
+  if (t.packing) {
+    auto packed = datasets::pack_sequences(seqs, iota(seqs.size()), block, fmt_->pad_id());
+    data = std::move(packed.blocks);
+    packing_stats = packed.stats;
+  } else {
+    data = datasets::pad_batch(seqs, iota(seqs.size()), block, fmt_->pad_id());
+  }
+  int64_t truncated = 0;
+  for (const auto& sq : seqs) truncated += int64_t(sq.tokens.size()) > block ? 1 : 0;
+  // The memory plan at this batch's longest row (JSONL runs were also checked before opening).
+  if (seed_index == 0) {
+    auto mp = plan::plan_memory(memory_inputs(r_, device_, data.cols));
+    event(meter.stage_id(), "memory_plan", mp.to_json());
+    if (!o_.quiet) std::fprintf(stderr, "[%s] memory plan:\n%s", label.c_str(), mp.to_text().c_str());
+    if (!mp.fits)
+      throw std::runtime_error("memory plan: SFT needs " + text::bytes(mp.total_bytes) +
+                               ", the device has " + text::bytes(double(mp.device_bytes)));
+  }
   model::CausalLM m = clone_model(base_);
   train::TrainConfig cfg(t);  // the claimed schedule as it stands, one seed per repetition
   cfg.seed = t.seed + seed_index;
+  // checkpoint_every: a resumable checkpoint in the work folder; a rerun with the same
+  // --work-dir continues from it (the trainer checks it belongs to this model and data).
+  if (t.checkpoint_every > 0 && !work_.empty())
+    cfg.checkpoint_path = (work_ / (label + ".resume.ckpt")).string();
   event(meter.stage_id(), "sft_config",
-        {{"seed", t.seed + seed_index}, {"samples", selected_.size()}, {"rows", data.rows},
-         {"packing", t.packing}, {"block", block}, {"loss_on", t.loss_on},
-         {"supervised_tokens", data.supervised_tokens()}});
+        {{"seed", t.seed + seed_index}, {"samples", seqs.size()}, {"rows", data.rows},
+         {"packing", t.packing}, {"packing_stats", packing_stats}, {"block", block},
+         {"truncated_samples", truncated}, {"loss_on", t.loss_on},
+         {"supervised_tokens", data.supervised_tokens()}, {"schedule", t.schedule},
+         {"precision", device_ == "cuda" ? t.precision : std::string("fp32")},
+         {"recompute", t.recompute}, {"checkpoint_every", t.checkpoint_every},
+         {"parallelism", t.parallelism},
+         {"processes", 1},
+         {"parallelism_note", t.parallelism == "none"
+                                  ? "one process"
+                                  : "one process: " + t.parallelism +
+                                        " shards nothing at world size 1, so it computes what "
+                                        "\"none\" computes (several processes: issue 14)"}});
   train_model(m, data, cfg, label, meter.stage_id());
   // The tuned model as a Hugging Face checkpoint folder (config.json, model.safetensors and the
   // base's tokenizer files), which transformers loads as it is.
@@ -351,78 +618,134 @@ void Pipeline::sft(int64_t seed_index) {
 void Pipeline::eval() {
   ledger::StageMeter meter(L_, run_id_, "eval", meter_opts());
   const auto& e = r_.eval;
-  auto sets = splits_.test_sets();
-  int64_t total = int64_t(sets.size()) * (1 + int64_t(tuned_.size())) +
-                  int64_t(tuned_.size()) * int64_t(e.think_budgets.size() + (e.wait_extensions > 0));
+  const bool synthetic = r_.data.source == "synthetic";
+  auto sets = synthetic ? splits_.test_sets() : decltype(splits_.test_sets()){};
+  const int64_t models = 1 + int64_t(tuned_.size());
+  const int64_t sweeps = int64_t(tuned_.size()) * int64_t(e.think_budgets.size() + (e.wait_extensions > 0));
+  int64_t total = int64_t(sets.size()) * models + int64_t(suites_.size()) * models +
+                  (synthetic || !suites_.empty() ? sweeps : 0);
   Progress progress("eval", total, o_.quiet, 5.0);
   int64_t done = 0;
   auto record = [&](const std::string& model_name, int64_t seed, const std::string& split,
-                    int64_t budget, const std::string& suite, const eval::EvalOutcome& out) {
+                    int64_t budget, const std::string& suite, bool ood, int64_t n, int64_t correct,
+                    double accuracy, double lo, double hi, double generated) {
     ledger::EvalResult r;
     r.run_id = run_id_;
     r.model = model_name;
     r.suite = suite;
     r.split = split == "id_test" ? "id" : split;
-    r.ood = r.split != "id";
+    r.ood = ood;
     r.seed = seed;
     r.budget = budget;
-    r.n = out.n;
-    r.correct = out.correct;
-    r.score = out.accuracy;
-    r.ci_low = out.ci_low;
-    r.ci_high = out.ci_high;
+    r.n = n;
+    r.correct = correct;
+    r.score = accuracy;
+    r.ci_low = lo;
+    r.ci_high = hi;
     L_.add_eval(r);
-    inference_tokens_ += out.generated_tokens;
-    progress.update(++done, model_name + " " + r.split + " " + std::to_string(out.correct) + "/" +
-                                std::to_string(out.n));
+    inference_tokens_ += generated;
+    progress.update(++done, model_name + " " + r.split + " " + std::to_string(correct) + "/" +
+                                std::to_string(n));
+  };
+  auto record_outcome = [&](const std::string& model_name, int64_t seed, const std::string& split,
+                            int64_t budget, const std::string& suite, const eval::EvalOutcome& out) {
+    const std::string sp = split == "id_test" ? "id" : split;
+    record(model_name, seed, split, budget, suite, sp != "id", out.n, out.correct, out.accuracy,
+           out.ci_low, out.ci_high, out.generated_tokens);
   };
   eval::EvalSettings es;
   es.max_new_tokens = e.max_new_tokens;
   es.temperature = e.greedy ? 0.0 : e.temperature;
-  // The base model is evaluated once: it was pretrained once, and greedy decoding is
-  // deterministic, so repeating it per seed would only copy the same row.
-  for (const auto& [name, set] : sets) record("base", 0, name, -1, "arith", eval::evaluate(base_, *fmt_, *set, es));
-  // Where each tuned model's traces first go wrong, per seed and split (datasets::first_trace_error).
-  json trace_errors = json::object();
-  for (size_t s = 0; s < tuned_.size(); ++s) {
-    int64_t seed = r_.train.seed + int64_t(s);
-    es.seed = uint64_t(seed);
-    for (const auto& [name, set] : sets) {
-      auto es_s = es;
-      es_s.keep_completions = s == 0;
-      auto out = eval::evaluate(tuned_[s], *fmt_, *set, es_s);
-      if (s == 0) {
-        // Every completion of the first seed, so that any error analysis can be redone from
-        // the ledger alone.
-        json items = json::array();
-        for (size_t i = 0; i < out.completions.size(); ++i)
-          items.push_back({(*set)[i].question, out.completions[i], bool(out.correct_flags[i])});
-        event(meter.stage_id(), "eval_completions",
-              {{"model", "tuned"}, {"seed", seed}, {"split", name},
-               {"fields", {"question", "completion", "correct"}}, {"items", items}});
+  es.batch_size = e.batch_size;
+  if (synthetic) {
+    // The base model is evaluated once: it was pretrained once, and greedy decoding is
+    // deterministic, so repeating it per seed would only copy the same row.
+    for (const auto& [name, set] : sets)
+      record_outcome("base", 0, name, -1, "arith", eval::evaluate(base_, *fmt_, *set, es));
+    // Where each tuned model's traces first go wrong, per seed and split (datasets::first_trace_error).
+    json trace_errors = json::object();
+    for (size_t s = 0; s < tuned_.size(); ++s) {
+      int64_t seed = r_.train.seed + int64_t(s);
+      es.seed = uint64_t(seed);
+      for (const auto& [name, set] : sets) {
+        auto es_s = es;
+        es_s.keep_completions = s == 0;
+        auto out = eval::evaluate(tuned_[s], *fmt_, *set, es_s);
+        if (s == 0) {
+          // Every completion of the first seed, so that any error analysis can be redone from
+          // the ledger alone.
+          json items = json::array();
+          for (size_t i = 0; i < out.completions.size(); ++i)
+            items.push_back({(*set)[i].question, out.completions[i], bool(out.correct_flags[i])});
+          event(meter.stage_id(), "eval_completions",
+                {{"model", "tuned"}, {"seed", seed}, {"split", name},
+                 {"fields", {"question", "completion", "correct"}}, {"items", items}});
+        }
+        trace_errors[std::to_string(seed)][name == "id_test" ? "id" : name] = out.trace_errors;
+        record_outcome("tuned", seed, name, -1, "arith", out);
       }
-      trace_errors[std::to_string(seed)][name == "id_test" ? "id" : name] = out.trace_errors;
-      record("tuned", seed, name, -1, "arith", out);
+      // Accuracy against the thinking budget (ID), and s1's "Wait" extension.
+      for (int64_t b : e.think_budgets) {
+        auto es_b = es;
+        es_b.think_budget = b;
+        record_outcome("tuned", seed, "id_test", b, "budget_forcing",
+                       eval::evaluate(tuned_[s], *fmt_, splits_.id_test, es_b));
+      }
+      if (e.wait_extensions > 0) {
+        auto es_w = es;
+        es_w.waits = e.wait_extensions;
+        record_outcome("tuned", seed, "id_test", -1, "wait_x" + std::to_string(e.wait_extensions),
+                       eval::evaluate(tuned_[s], *fmt_, splits_.id_test, es_w));
+      }
     }
-    // Accuracy against the thinking budget (ID), and s1's "Wait" extension.
-    for (int64_t b : e.think_budgets) {
-      auto es_b = es;
-      es_b.think_budget = b;
-      record("tuned", seed, "id_test", b, "budget_forcing", eval::evaluate(tuned_[s], *fmt_, splits_.id_test, es_b));
-    }
-    if (e.wait_extensions > 0) {
-      auto es_w = es;
-      es_w.waits = e.wait_extensions;
-      record("tuned", seed, "id_test", -1, "wait_x" + std::to_string(e.wait_extensions),
-             eval::evaluate(tuned_[s], *fmt_, splits_.id_test, es_w));
+    L_.put_artifact(run_id_, meter.stage_id(), "trace_errors",
+                    {{"what", "per tuned seed and split, how many completions first depart from the "
+                              "solver's trace at each kind of line (datasets/tasks/tasks.h first_trace_error)"},
+                     {"kinds", datasets::trace_error_kinds()},
+                     {"tuned", trace_errors}});
+  }
+  if (!suites_.empty()) {
+    // Benchmark files: base and every tuned seed on every suite, each completion logged; the
+    // budget sweep and the "Wait" extension on the first in-distribution suite (or the first).
+    eval::SuiteSettings ss;
+    static_cast<eval::EvalSettings&>(ss) = es;
+    ss.top_p = e.greedy ? 1.0 : e.top_p;
+    ss.samples = e.samples;
+    auto run_suite = [&](model::CausalLM& m, const std::string& model_name, int64_t seed,
+                         const suites::Suite& su, int64_t budget, int64_t waits,
+                         const std::string& suite_label) {
+      auto s2 = ss;
+      s2.seed = uint64_t(seed);
+      s2.think_budget = budget;
+      s2.waits = waits;
+      auto out = eval::evaluate_suite(m, *fmt_, su, s2);
+      record(model_name, seed, su.spec.name, budget, suite_label, su.spec.ood, out.n, out.correct,
+             out.accuracy, out.ci_low, out.ci_high, out.generated_tokens);
+      std::string name = "samples/" + model_name + "-seed" + std::to_string(seed) + "/" + su.spec.name;
+      if (suite_label != su.spec.name) name += "/" + suite_label + (budget >= 0 ? "-" + std::to_string(budget) : "");
+      L_.put_artifact(run_id_, meter.stage_id(), name,
+                      {{"suite", su.spec.name}, {"kind", suites::to_string(su.spec.kind)},
+                       {"model", model_name}, {"seed", seed}, {"budget", budget}, {"waits", waits},
+                       {"samples", out.rows}});
+    };
+    for (const auto& su : suites_) run_suite(base_, "base", 0, su, -1, 0, su.spec.name);
+    const suites::Suite* sweep = &suites_.front();
+    for (const auto& su : suites_)
+      if (!su.spec.ood) {
+        sweep = &su;
+        break;
+      }
+    for (size_t s = 0; s < tuned_.size(); ++s) {
+      const int64_t seed = r_.train.seed + int64_t(s);
+      for (const auto& su : suites_) run_suite(tuned_[s], "tuned", seed, su, -1, 0, su.spec.name);
+      if (synthetic) continue;  // the miniature sweeps its own ID split above
+      for (int64_t b : e.think_budgets) run_suite(tuned_[s], "tuned", seed, *sweep, b, 0, "budget_forcing");
+      if (e.wait_extensions > 0)
+        run_suite(tuned_[s], "tuned", seed, *sweep, -1, e.wait_extensions,
+                  "wait_x" + std::to_string(e.wait_extensions));
     }
   }
   event(meter.stage_id(), "inference_tokens", {{"generated_tokens", inference_tokens_}});
-  L_.put_artifact(run_id_, meter.stage_id(), "trace_errors",
-                  {{"what", "per tuned seed and split, how many completions first depart from the "
-                            "solver's trace at each kind of line (datasets/tasks/tasks.h first_trace_error)"},
-                   {"kinds", datasets::trace_error_kinds()},
-                   {"tuned", trace_errors}});
   meter.finish();
 }
 
@@ -461,14 +784,23 @@ void Pipeline::costs() {
   // The teacher's bill: output tokens counted here, priced per token as the recipe declares.
   ledger::ExtraItem t;
   t.category = "data_generation";
-  t.description = "teacher output tokens for the " + std::to_string(pool_.size()) +
+  t.description = "teacher output tokens for the " + std::to_string(teacher_questions_) +
                   "-question pool (" + (r_.data.teacher_name.empty() ? r_.data.teacher : r_.data.teacher_name) + ")";
   t.quantity = teacher_tokens_ / 1e6;
   t.unit = "1M tokens";
   t.provenance = ledger::Provenance::estimated;
-  t.formula = "output tokens counted in the distill stage / 1e6 x API price band";
-  t.inputs = {{"output_tokens", teacher_tokens_}, {"questions", pool_.size()}};
-  t.source = "measured token count; price from [prices] api_usd_per_mtok or the shipped table";
+  t.inputs = {{"output_tokens", teacher_tokens_}, {"questions", teacher_questions_}};
+  if (data_) {
+    t.formula = "mean thinking + answer tokens per sample of " + data_->path +
+                " (measured in the base's tokenizer) x " + std::to_string(teacher_questions_) +
+                " questions / 1e6 x API price band";
+    t.source = "token counts measured here on the training file (the teacher's own tokenizer "
+               "may count differently); pool size declared (data.pool_size_declared); price "
+               "from [prices] api_usd_per_mtok or the shipped table";
+  } else {
+    t.formula = "output tokens counted in the distill stage / 1e6 x API price band";
+    t.source = "measured token count; price from [prices] api_usd_per_mtok or the shipped table";
+  }
   in.extras.push_back(t);
   auto items = ledger::build_cost_items(in, reproduce::prices_from_recipe(r_));
   L_.transaction([&] {
@@ -504,30 +836,37 @@ int64_t Pipeline::run() {
     event(0, "environment",
           {{"torch_threads", torch::get_num_threads()}, {"device", device_},
            {"format", fmt_->describe()}, {"version", version()}});
-    datasets::SplitConfig sc;
-    sc.seed = uint64_t(r_.data.seed);
-    sc.train_ops = r_.data.operations;
-    sc.heldout_ops = r_.data.ood_heldout_op.empty() ? std::vector<std::string>{}
-                                                    : std::vector<std::string>{r_.data.ood_heldout_op};
-    sc.min_digits = int(r_.data.min_digits);
-    sc.max_digits = int(r_.data.max_digits);
-    sc.long_min_digits = int(r_.data.ood_long_digits);
-    sc.long_max_digits = int(r_.data.ood_long_max_digits);
-    sc.ood_format = r_.data.ood_format;
-    sc.pool_size = size_t(r_.data.pool_size);
-    sc.id_test_size = size_t(r_.eval.n_id);
-    sc.ood_test_size = size_t(r_.eval.n_ood);
-    sc.pretrain_size = size_t(r_.base.pretrain_examples);
-    sc.pretrain_skills_fraction = r_.base.pretrain_skills_fraction;
-    splits_ = datasets::make_splits(sc);
-    datasets::check_disjoint(splits_.all());
-    L_.put_artifact(run_id_, 0, "splits", datasets::summary(splits_));
+    if (r_.data.source == "synthetic") {
+      datasets::SplitConfig sc;
+      sc.seed = uint64_t(r_.data.seed);
+      sc.train_ops = r_.data.operations;
+      sc.heldout_ops = r_.data.ood_heldout_op.empty() ? std::vector<std::string>{}
+                                                      : std::vector<std::string>{r_.data.ood_heldout_op};
+      sc.min_digits = int(r_.data.min_digits);
+      sc.max_digits = int(r_.data.max_digits);
+      sc.long_min_digits = int(r_.data.ood_long_digits);
+      sc.long_max_digits = int(r_.data.ood_long_max_digits);
+      sc.ood_format = r_.data.ood_format;
+      sc.pool_size = size_t(r_.data.pool_size);
+      sc.id_test_size = size_t(r_.eval.n_id);
+      sc.ood_test_size = size_t(r_.eval.n_ood);
+      sc.pretrain_size = size_t(r_.base.pretrain_examples);
+      sc.pretrain_skills_fraction = r_.base.pretrain_skills_fraction;
+      splits_ = datasets::make_splits(sc);
+      datasets::check_disjoint(splits_.all());
+      L_.put_artifact(run_id_, 0, "splits", datasets::summary(splits_));
+    }
+    if (!memory_.lines.empty()) event(0, "memory_plan", memory_.to_json());
     if (checkpoint_.empty())
       pretrain();
     else
       load_base();
-    distill();
-    select();
+    if (data_) {
+      user_data();
+    } else {
+      distill();
+      select();
+    }
     // epochs = 0: no SFT stage; the base model is evaluated as it was loaded.
     if (r_.train.epochs > 0)
       for (int64_t s = 0; s < r_.eval.seeds; ++s) sft(s);
@@ -558,12 +897,50 @@ int64_t run(const RunOptions& o) {
   auto r = recipe::load_recipe(o.recipe_path, recipe::with_seed(o.sets, o.seed));
   if (o.device == "cuda" && !torch::cuda::is_available())
     throw InputError("--device", 0, 0, "device", "cuda requested but no CUDA device is available");
-  if (r.data.source != "synthetic")
-    throw InputError(r.path, 0, 0, "data.source",
-                     "`audit run` on this version re-executes the synthetic s1 miniature; JSONL "
-                     "user data loads (datasets/jsonl/jsonl.h) but its training path is not built yet");
+  check_train_keys(r, o.device);
+  // A model whose weights, gradients and optimizer states alone cannot fit is refused first,
+  // with the numbers, before any file is read.
+  {
+    auto mi = memory_inputs(r, o.device, 1);
+    auto p = plan::plan_memory(mi);
+    double fixed = 0;
+    for (const auto& l : p.lines)
+      if (l.key == "weights" || l.key == "gradients" || l.key == "optimizer") fixed += l.bytes;
+    if (mi.device_bytes > 0 && fixed > double(mi.device_bytes)) {
+      p.total_bytes = fixed;
+      p.fits = false;
+      refuse_memory(r, p, o.device, mi.device_source,
+                    "a full fine-tune of " + text::num(double(p.parameters)) +
+                        " parameters (weights, gradients and AdamW states alone)");
+    }
+  }
+  if (r.data.source == "jsonl") {
+    if (r.base.checkpoint.empty())
+      throw InputError(r.path, 0, 0, "base.checkpoint",
+                       "data.source = \"jsonl\" fine-tunes a checkpoint: set base.checkpoint "
+                       "(--set base.checkpoint=DIR, a Hugging Face model folder)");
+    if (r.data.teacher == "solver")
+      throw InputError(r.path, 0, 0, "data.teacher",
+                       "\"solver\" writes traces for the synthetic task; a JSONL file brings its "
+                       "own traces: set teacher = \"api\" (the claim's teacher, declared)");
+    if (r.data.teacher == "model")
+      throw InputError(r.path, 0, 0, "data.teacher",
+                       "a teacher model run here is not built; a JSONL file brings its own traces: "
+                       "set teacher = \"api\"");
+  }
   auto base = resolve_base(r);
-  Pipeline p(o, std::move(r), std::move(base));
+  std::optional<UserData> data;
+  plan::MemoryPlan memory;
+  if (r.data.source == "jsonl") {
+    data = read_user_data(r, *base.format);
+    auto mi = memory_inputs(r, o.device, data->longest);
+    memory = plan::plan_memory(mi);
+    if (!memory.fits)
+      refuse_memory(r, memory, o.device, mi.device_source,
+                    "SFT at the longest sample (" + std::to_string(data->longest) + " tokens)");
+  }
+  auto suites = read_suites(r);
+  Pipeline p(o, std::move(r), std::move(base), std::move(data), std::move(suites), std::move(memory));
   return p.run();
 }
 
