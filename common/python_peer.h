@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,20 @@ inline std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
+}
+
+// Every line of a peer's output that is a JSON object, in order (the peers print one per job).
+inline std::vector<nlohmann::json> json_object_lines(const std::string& out) {
+  std::vector<nlohmann::json> lines;
+  size_t pos = 0;
+  while (pos < out.size()) {
+    size_t end = out.find('\n', pos);
+    if (end == std::string::npos) end = out.size();
+    const std::string line = out.substr(pos, end - pos);
+    if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
+    pos = end + 1;
+  }
+  return lines;
 }
 
 // Runs `command` (a peer script), and returns the last JSON object it printed on a line of its

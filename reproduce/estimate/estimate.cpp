@@ -84,8 +84,13 @@ const EstimateLine* Estimate::line(const std::string& key) const {
 }
 
 ledger::ArchSpec arch_from_recipe(const recipe::BaseSection& b) {
-  ledger::ArchSpec a;
+  ledger::ArchSpec a = arch_from_settings(b);
   a.name = b.name;
+  return a;
+}
+
+ledger::ArchSpec arch_from_settings(const settings::ModelSettings& b) {
+  ledger::ArchSpec a;
   a.vocab = b.vocab;
   a.hidden = b.hidden;
   a.layers = b.layers;

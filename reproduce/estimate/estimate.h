@@ -54,6 +54,8 @@ struct Estimate {
 
 // Recipe [base] -> cost-model architecture (router bias for sigmoid gates, MLA dims, MTP).
 ledger::ArchSpec arch_from_recipe(const recipe::BaseSection& b);
+// The same from the architecture alone (no name): what the memory plan counts.
+ledger::ArchSpec arch_from_settings(const settings::ModelSettings& m);
 
 // The shipped price table with the recipe's [prices] bands applied (gpu_hour_usd prices the
 // claimed GPU type; api_usd_per_mtok the teacher's output tokens; base_mfu the base-model MFU

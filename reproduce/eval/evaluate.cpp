@@ -27,6 +27,33 @@ generate::GenerateConfig generate_config(const datasets::ChatFormat& format, con
   return g;
 }
 
+// Decodes the prompts in chunks of four batches, each prompt with its own generator (seed + its
+// index), calling on(index, generation) in order and progress(done, total) after each chunk.
+void generate_all(model::CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+                  const generate::GenerateConfig& g,
+                  const std::function<void(int64_t, const generate::Generation&)>& on,
+                  const std::function<void(int64_t, int64_t)>& progress) {
+  const int64_t n = int64_t(prompts.size());
+  const int64_t chunk = std::max<int64_t>(g.batch_size * 4, 1);
+  for (int64_t begin = 0; begin < n; begin += chunk) {
+    const int64_t end = std::min(n, begin + chunk);
+    std::vector<std::vector<int64_t>> part(prompts.begin() + begin, prompts.begin() + end);
+    auto cfg = g;
+    cfg.seed = g.seed + uint64_t(begin);
+    auto gens = generate::generate(model, part, cfg);
+    for (int64_t i = begin; i < end; ++i) on(i, gens[size_t(i - begin)]);
+    if (progress) progress(end, n);
+  }
+}
+
+// Accuracy of correct / n with its Wilson 95% interval.
+void score(int64_t correct, int64_t n, double* accuracy, double* low, double* high) {
+  *accuracy = n ? double(correct) / double(n) : 0;
+  const auto ci = stats::wilson(correct, n);
+  *low = ci.low;
+  *high = ci.high;
+}
+
 }  // namespace
 
 SuiteOutcome evaluate_suite(model::CausalLM& model, const datasets::ChatFormat& format,
@@ -40,47 +67,33 @@ SuiteOutcome evaluate_suite(model::CausalLM& model, const datasets::ChatFormat& 
   g.top_p = s.top_p;
   const char* kind = suites::to_string(suite.spec.kind);
   // Prompt p = item * samples + k decodes with generator seed + p: every sample its own draw.
-  const int64_t chunk = std::max<int64_t>(s.batch_size * 4, 1);
   double thinking = 0;
   std::vector<std::vector<int64_t>> prompts;
   for (const auto& item : suite.items) {
     auto p = format.prompt(item.question);
     for (int64_t k = 0; k < samples; ++k) prompts.emplace_back(p.begin(), p.end());
   }
-  for (int64_t begin = 0; begin < out.n; begin += chunk) {
-    const int64_t end = std::min(out.n, begin + chunk);
-    std::vector<std::vector<int64_t>> part(prompts.begin() + begin, prompts.begin() + end);
-    auto cfg = g;
-    cfg.seed = g.seed + uint64_t(begin);  // prompt i of the chunk draws from seed + begin + i
-    auto gens = generate::generate(model, part, cfg);
-    for (int64_t p = begin; p < end; ++p) {
-      const auto& gen = gens[size_t(p - begin)];
-      const auto& item = suite.items[size_t(p / samples)];
-      std::vector<datasets::TokenId> ids(gen.tokens.begin(), gen.tokens.end());
-      auto parsed = format.parse(ids);
-      const std::string graded =
-          parsed.has_answer ? parsed.answer : format.tokenizer().decode(ids, true);
-      auto grade = suites::grade(kind, graded, item.reference, item.n_choices);
-      out.correct += grade.correct ? 1 : 0;
-      thinking += double(gen.thinking_tokens);
-      out.generated_tokens += double(gen.tokens.size());
-      out.rows.push_back(
-          {{"doc_id", item.id}, {"sample", p % samples}, {"question", item.question},
-           {"reference", item.reference}, {"completion", format.tokenizer().decode(ids)},
-           {"graded_text", parsed.has_answer ? "answer" : "whole completion"},
-           {"extracted", grade.extracted}, {"correct", grade.correct},
-           {"thinking_tokens", gen.thinking_tokens},
-           {"generated_tokens", int64_t(gen.tokens.size())}, {"waits", gen.waits},
-           {"thinking_capped", gen.thinking_capped},
-           {"stop", gen.reason == generate::StopReason::stop_token ? "stop_token"
-                                                                  : "max_new_tokens"}});
-    }
-    if (progress) progress(end, out.n);
-  }
-  out.accuracy = out.n ? double(out.correct) / double(out.n) : 0;
-  auto ci = stats::wilson(out.correct, out.n);
-  out.ci_low = ci.low;
-  out.ci_high = ci.high;
+  generate_all(model, prompts, g, [&](int64_t p, const generate::Generation& gen) {
+    const auto& item = suite.items[size_t(p / samples)];
+    std::vector<datasets::TokenId> ids(gen.tokens.begin(), gen.tokens.end());
+    auto parsed = format.parse(ids);
+    const std::string graded =
+        parsed.has_answer ? parsed.answer : format.tokenizer().decode(ids, true);
+    auto grade = suites::grade(kind, graded, item.reference, item.n_choices);
+    out.correct += grade.correct ? 1 : 0;
+    thinking += double(gen.thinking_tokens);
+    out.generated_tokens += double(gen.tokens.size());
+    out.rows.push_back(
+        {{"doc_id", item.id}, {"sample", p % samples}, {"question", item.question},
+         {"reference", item.reference}, {"completion", format.tokenizer().decode(ids)},
+         {"graded_text", parsed.has_answer ? "answer" : "whole completion"},
+         {"extracted", grade.extracted}, {"correct", grade.correct},
+         {"thinking_tokens", gen.thinking_tokens},
+         {"generated_tokens", int64_t(gen.tokens.size())}, {"waits", gen.waits},
+         {"thinking_capped", gen.thinking_capped},
+         {"stop", gen.reason == generate::StopReason::stop_token ? "stop_token" : "max_new_tokens"}});
+  }, progress);
+  score(out.correct, out.n, &out.accuracy, &out.ci_low, &out.ci_high);
   out.mean_thinking_tokens = out.n ? thinking / double(out.n) : 0;
   return out;
 }
@@ -93,38 +106,25 @@ EvalOutcome evaluate(model::CausalLM& model, const datasets::ChatFormat& format,
   auto g = generate_config(format, s);
 
   for (const auto& k : datasets::trace_error_kinds()) out.trace_errors[k] = 0;
-  const int64_t chunk = std::max<int64_t>(s.batch_size * 4, 1);
   double thinking = 0;
-  for (int64_t begin = 0; begin < out.n; begin += chunk) {
-    int64_t end = std::min(out.n, begin + chunk);
-    std::vector<std::vector<int64_t>> prompts;
-    for (int64_t i = begin; i < end; ++i) {
-      auto p = format.prompt(examples[size_t(i)].question);
-      prompts.emplace_back(p.begin(), p.end());
-    }
-    auto cfg = g;
-    cfg.seed = g.seed + uint64_t(begin);  // every prompt its own generator across chunks
-    auto gens = generate::generate(model, prompts, cfg);
-    for (int64_t i = begin; i < end; ++i) {
-      const auto& gen = gens[size_t(i - begin)];
-      std::vector<datasets::TokenId> ids(gen.tokens.begin(), gen.tokens.end());
-      auto parsed = format.parse(ids);
-      bool ok = parsed.has_answer && datasets::check_answer(examples[size_t(i)], parsed.answer);
-      out.correct_flags.push_back(ok);
-      out.correct += ok ? 1 : 0;
-      thinking += double(gen.thinking_tokens);
-      out.generated_tokens += double(gen.tokens.size());
-      ++out.trace_errors[datasets::first_trace_error(examples[size_t(i)].question, parsed.thinking,
-                                                     parsed.answer)
-                             .kind];
-      if (s.keep_completions) out.completions.push_back(format.tokenizer().decode(ids));
-    }
-    if (progress) progress(end, out.n);
+  std::vector<std::vector<int64_t>> prompts;
+  for (const auto& e : examples) {
+    auto p = format.prompt(e.question);
+    prompts.emplace_back(p.begin(), p.end());
   }
-  out.accuracy = out.n ? double(out.correct) / double(out.n) : 0;
-  auto ci = stats::wilson(out.correct, out.n);
-  out.ci_low = ci.low;
-  out.ci_high = ci.high;
+  generate_all(model, prompts, g, [&](int64_t i, const generate::Generation& gen) {
+    const auto& ex = examples[size_t(i)];
+    std::vector<datasets::TokenId> ids(gen.tokens.begin(), gen.tokens.end());
+    auto parsed = format.parse(ids);
+    bool ok = parsed.has_answer && datasets::check_answer(ex, parsed.answer);
+    out.correct_flags.push_back(ok);
+    out.correct += ok ? 1 : 0;
+    thinking += double(gen.thinking_tokens);
+    out.generated_tokens += double(gen.tokens.size());
+    ++out.trace_errors[datasets::first_trace_error(ex.question, parsed.thinking, parsed.answer).kind];
+    if (s.keep_completions) out.completions.push_back(format.tokenizer().decode(ids));
+  }, progress);
+  score(out.correct, out.n, &out.accuracy, &out.ci_low, &out.ci_high);
   out.mean_thinking_tokens = out.n ? thinking / double(out.n) : 0;
   return out;
 }

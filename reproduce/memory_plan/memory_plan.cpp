@@ -8,25 +8,12 @@
 
 #include "common/format.h"
 #include "ledger/costs/cost_model.h"
+#include "reproduce/estimate/estimate.h"
 
 namespace audit::plan {
 namespace {
 
 std::string bytes_text(double b) { return text::bytes(b); }
-
-ledger::ArchSpec arch_of(const settings::ModelSettings& m) {
-  ledger::ArchSpec a;
-  a.vocab = m.vocab;
-  a.hidden = m.hidden;
-  a.layers = m.layers;
-  a.heads = m.heads;
-  a.kv_heads = m.kv_heads;
-  a.head_dim = m.head_dim;
-  a.ffn = m.ffn;
-  a.qkv_bias = m.qkv_bias;
-  a.tie_embeddings = m.tie_embeddings;
-  return a;
-}
 
 int64_t read_int_file(const std::string& path) {
   std::ifstream in(path);
@@ -44,7 +31,7 @@ int64_t read_int_file(const std::string& path) {
 MemoryPlan plan_memory(const MemoryInputs& in) {
   MemoryPlan p;
   const auto& m = in.model;
-  p.parameters = ledger::count_parameters(arch_of(m)).total;
+  p.parameters = ledger::count_parameters(reproduce::arch_from_settings(m)).total;
   const double P = double(p.parameters);
   const double B = double(std::max<int64_t>(1, in.micro_batch));
   const double T = double(std::max<int64_t>(1, in.longest_tokens));

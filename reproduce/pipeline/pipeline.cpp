@@ -3,8 +3,12 @@
 // solver, priced per token as an API bill) writing traces for a question
 // pool, s1's three filters (quality, difficulty by base-model inference, diversity), SFT with
 // the claimed schedule over several seeds, and evaluation of base and tuned models in and out of
-// distribution with budget forcing. Every stage is metered into the ledger; every number the
-// report shows is written here as a ledger row.
+// distribution with budget forcing. A real claim (data.source = "jsonl") instead loads its
+// checkpoint, reads its training file (token counts, truncation, the teacher's bill, 8- and
+// 13-gram overlap with every benchmark file), fine-tunes on it and evaluates on its
+// [[eval.suites]] files, logging every completion. Bad input and a model that cannot fit the
+// device (the memory plan) are refused before the run is opened. Every stage is metered into the
+// ledger; every number the report shows is written here as a ledger row.
 #include "reproduce/pipeline/pipeline.h"
 
 #include <unistd.h>
@@ -15,8 +19,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <torch/torch.h>
 

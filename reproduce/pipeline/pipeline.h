@@ -1,5 +1,6 @@
-// The s1-style pipeline behind `audit run`: pretrain -> distill -> select -> sft (per seed) ->
-// eval, each stage metered into the ledger, then the cost roll-up and the verdicts.
+// The s1-style pipeline behind `audit run`: pretrain (or load_base) -> distill -> select (or data,
+// for a JSONL training file) -> sft (per seed) -> eval (synthetic splits and benchmark suites),
+// each stage metered into the ledger, then the cost roll-up and the verdicts.
 #pragma once
 
 #include <cstdint>

@@ -109,19 +109,6 @@ ModelConfig round_trip_config(const std::string& arch) {
   return c;
 }
 
-// The peer's JSON lines in `output`, in order.
-std::vector<nlohmann::json> peer_lines(const std::string& output) {
-  std::vector<nlohmann::json> lines;
-  size_t pos = 0;
-  while (pos < output.size()) {
-    size_t end = output.find('\n', pos);
-    if (end == std::string::npos) end = output.size();
-    const std::string line = output.substr(pos, end - pos);
-    if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
-    pos = end + 1;
-  }
-  return lines;
-}
 
 nlohmann::json job(const Case& c, const std::string& out) {
   const int64_t vocab = c.round_trip ? 96 : 128;
@@ -157,7 +144,7 @@ Suite& suite() {
               " --threads 1 --jobs jobs.json 2>&1",
           {script});
       if (refs.empty()) throw std::runtime_error("hf_forward_peer.py failed on the fixtures");
-      const auto lines = peer_lines(audit::testing::read_file(refs + "/.made"));
+      const auto lines = audit::json_object_lines(audit::testing::read_file(refs + "/.made"));
       if (lines.size() != s->cases.size())
         throw std::runtime_error("hf_forward_peer.py printed " + std::to_string(lines.size()) +
                                  " results for " + std::to_string(s->cases.size()) + " jobs");
@@ -192,7 +179,7 @@ Case make_round_trip(Suite& s, const std::string& arch) {
       audit::shell_quote(audit::default_python()) + " " +
       audit::shell_quote(peer("hf_forward_peer.py")) + " --threads 1 --jobs " +
       audit::shell_quote(s.dir.file(c.name + ".jobs.json")) + " 2>&1");
-  const auto lines = peer_lines(ran.output);
+  const auto lines = audit::json_object_lines(ran.output);
   if (ran.exit_code != 0 || lines.size() != 1)
     throw std::runtime_error("hf_forward_peer.py failed on " + c.dir + ":\n" + ran.output);
   c.peer_line = lines[0];

@@ -122,18 +122,6 @@ struct Peer {
   std::string error;
 };
 
-std::vector<nlohmann::json> json_lines(const std::string& output) {
-  std::vector<nlohmann::json> lines;
-  size_t pos = 0;
-  while (pos < output.size()) {
-    size_t end = output.find('\n', pos);
-    if (end == std::string::npos) end = output.size();
-    const std::string line = output.substr(pos, end - pos);
-    if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
-    pos = end + 1;
-  }
-  return lines;
-}
 
 // The fixture and the peer's results, made once per build folder (tests/support python_fixture).
 const Peer& peer() {
@@ -171,7 +159,7 @@ const Peer& peer() {
               " --threads 1 --jobs jobs.json 2>&1",
           {script});
       if (p->dir.empty()) throw std::runtime_error("sft_peer.py failed");
-      const auto lines = json_lines(audit::testing::read_file(p->dir + "/.made"));
+      const auto lines = audit::json_object_lines(audit::testing::read_file(p->dir + "/.made"));
       if (lines.size() != jobs.size())
         throw std::runtime_error("sft_peer.py printed " + std::to_string(lines.size()) +
                                  " results for " + std::to_string(jobs.size()) + " jobs");
