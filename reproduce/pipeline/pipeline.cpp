@@ -899,23 +899,28 @@ int64_t run(const RunOptions& o) {
   auto r = recipe::load_recipe(o.recipe_path, recipe::with_seed(o.sets, o.seed));
   if (o.device == "cuda" && !torch::cuda::is_available())
     throw InputError("--device", 0, 0, "device", "cuda requested but no CUDA device is available");
-  check_train_keys(r, o.device);
   // A model whose weights, gradients and optimizer states alone cannot fit is refused first,
   // with the numbers, before any file is read.
   {
     auto mi = memory_inputs(r, o.device, 1);
     auto p = plan::plan_memory(mi);
-    double fixed = 0;
+    plan::MemoryPlan fixed = p;
+    fixed.lines.clear();
+    fixed.total_bytes = 0;
     for (const auto& l : p.lines)
-      if (l.key == "weights" || l.key == "gradients" || l.key == "optimizer") fixed += l.bytes;
-    if (mi.device_bytes > 0 && fixed > double(mi.device_bytes)) {
-      p.total_bytes = fixed;
-      p.fits = false;
-      refuse_memory(r, p, o.device, mi.device_source,
+      if (l.key == "weights" || l.key == "gradients" || l.key == "optimizer") {
+        fixed.lines.push_back(l);
+        fixed.total_bytes += l.bytes;
+      }
+    fixed.lines.push_back({"total", "total before activations", fixed.total_bytes, "sum of the above"});
+    if (mi.device_bytes > 0 && fixed.total_bytes > double(mi.device_bytes)) {
+      fixed.fits = false;
+      refuse_memory(r, fixed, o.device, mi.device_source,
                     "a full fine-tune of " + text::num(double(p.parameters)) +
                         " parameters (weights, gradients and AdamW states alone)");
     }
   }
+  check_train_keys(r, o.device);
   if (r.data.source == "jsonl") {
     if (r.base.checkpoint.empty())
       throw InputError(r.path, 0, 0, "base.checkpoint",
