@@ -105,9 +105,10 @@ std::optional<EvalCell> cell_of(const std::vector<EvalCell>& cells, const std::s
 }
 
 std::vector<SplitRow> split_rows(const std::vector<EvalCell>& cells) {
-  const EvalCell* tid = headline_cell(cells, "tuned", recipe::kSplitId);
+  const auto splits = splits_of(cells);
+  const EvalCell* tid = headline_cell(cells, "tuned", id_split(splits));
   std::vector<SplitRow> out;
-  for (const auto& [name, ood] : splits_of(cells)) {
+  for (const auto& [name, ood] : splits) {
     SplitRow r;
     r.split = name;
     r.ood = ood;
@@ -174,8 +175,11 @@ Summary summarize(const std::vector<ledger::Verdict>& verdicts,
   }
   const SplitRow* id = nullptr;
   double ood_sum = 0;
+  std::vector<std::pair<std::string, bool>> names;
+  for (const auto& r : splits) names.emplace_back(r.split, r.ood);
+  const std::string id_name = id_split(names);
   for (const auto& r : splits) {
-    if (r.split == recipe::kSplitId) id = &r;
+    if (r.split == id_name) id = &r;
     if (r.ood && r.tuned) {
       ood_sum += r.tuned->mean;
       ++s.ood_splits;

@@ -214,6 +214,14 @@ std::vector<std::pair<std::string, bool>> splits_of(const std::vector<EvalCell>&
   return out;
 }
 
+std::string id_split(const std::vector<std::pair<std::string, bool>>& splits) {
+  for (const auto& [name, ood] : splits)
+    if (name == recipe::kSplitId) return name;
+  for (const auto& [name, ood] : splits)
+    if (!ood) return name;
+  return recipe::kSplitId;
+}
+
 // ---- The claim ----
 
 StoredClaim read_claim(const ledger::Ledger& l, int64_t run_id) {
@@ -404,21 +412,11 @@ std::vector<ledger::Verdict> result_verdicts(const VerdictRows& in) {
   return out;
 }
 
-// The in-distribution split: the miniature's "id", else the first suite not marked ood
-// (benchmark files, [[eval.suites]]).
-std::string id_split(const VerdictRows& in) {
-  for (const auto& [name, ood] : in.splits)
-    if (name == recipe::kSplitId) return name;
-  for (const auto& [name, ood] : in.splits)
-    if (!ood) return name;
-  return recipe::kSplitId;
-}
-
 // Generalization: ID vs OOD of the tuned model.
 ledger::Verdict id_vs_ood_verdict(const VerdictRows& in) {
   auto v = make(in.run_id, "generalization", "generalization: ID vs OOD (tuned model)");
   v.claimed = "the tuned model's accuracy holds out of distribution";
-  const EvalCell* id = headline_cell(in.cells, "tuned", id_split(in));
+  const EvalCell* id = headline_cell(in.cells, "tuned", id_split(in.splits));
   std::vector<const EvalCell*> oods;
   for (const auto& [name, ood] : in.splits)
     if (ood)
@@ -468,8 +466,8 @@ ledger::Verdict id_vs_ood_verdict(const VerdictRows& in) {
 ledger::Verdict tuned_vs_base_verdict(const VerdictRows& in) {
   auto v = make(in.run_id, "generalization", "generalization: tuned vs base");
   v.claimed = "fine-tuning improves on the base model";
-  const EvalCell* bid = headline_cell(in.cells, "base", id_split(in));
-  const EvalCell* tid = headline_cell(in.cells, "tuned", id_split(in));
+  const EvalCell* bid = headline_cell(in.cells, "base", id_split(in.splits));
+  const EvalCell* tid = headline_cell(in.cells, "tuned", id_split(in.splits));
   if (!bid || !tid) {
     v.measured = "not measured";
     v.verdict = kNotReproducible;

@@ -92,6 +92,9 @@ const EvalCell* headline_cell(const std::vector<EvalCell>& cells, const std::str
                               const std::string& split);
 // Split names in display order (id first), and whether each is OOD.
 std::vector<std::pair<std::string, bool>> splits_of(const std::vector<EvalCell>& cells);
+// The in-distribution split among splits_of(): the miniature's "id", else the first benchmark
+// suite not marked ood; "id" when there is none.
+std::string id_split(const std::vector<std::pair<std::string, bool>>& splits);
 
 // ---- The claim, re-read from the ledger ----
 struct StoredClaim {
