@@ -63,13 +63,6 @@ std::vector<std::vector<int64_t>> test_ids(int64_t vocab) {
   return rows;
 }
 
-torch::Tensor to_tensor(const std::vector<std::vector<int64_t>>& rows) {
-  auto t = torch::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())},
-                        torch::kLong);
-  for (size_t r = 0; r < rows.size(); ++r)
-    for (size_t c = 0; c < rows[r].size(); ++c) t[r][c] = rows[r][c];
-  return t;
-}
 
 struct Case {
   std::string name, dir, arch, dtype;

@@ -34,6 +34,7 @@
 #include "reproduce/model/safetensors.h"
 #include "reproduce/trainer/trainer.h"
 #include "tests/support/support.h"
+#include "tests/support/torch_rows.h"
 
 namespace {
 
@@ -72,18 +73,11 @@ Batch make_batch() {
   return b;
 }
 
-torch::Tensor to_tensor(const std::vector<std::vector<int64_t>>& rows) {
-  auto t = torch::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())},
-                        torch::kLong);
-  for (size_t r = 0; r < rows.size(); ++r)
-    for (size_t c = 0; c < rows[r].size(); ++c) t[r][c] = rows[r][c];
-  return t;
-}
 
 TrainData train_data(const Batch& b) {
   TrainData d;
-  d.tokens = to_tensor(b.tokens);
-  d.loss_mask = to_tensor(b.loss_mask);
+  d.tokens = audit::testing::rows_to_tensor(b.tokens);
+  d.loss_mask = audit::testing::rows_to_tensor(b.loss_mask);
   return d;
 }
 
