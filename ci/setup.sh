@@ -9,7 +9,10 @@ set -euo pipefail
 AUDIT_HOME=${AUDIT_HOME:-$HOME/.cache/audit}
 VENV=$AUDIT_HOME/venv
 TORCH_VERSION=2.11.0
-HF_PINS=(transformers==5.24.0 tokenizers==0.23.3 safetensors==0.8.0 jinja2==3.1.6)
+# accelerate: the Hugging Face Trainer of the [launch] test fixture (torchrun, Gloo). mlflow-skinny
+# and mlperf-logging: the readers the MLflow and MLPerf log exports are checked against.
+HF_PINS=(transformers==5.24.0 tokenizers==0.23.3 safetensors==0.8.0 jinja2==3.1.6
+         accelerate==1.15.0 mlflow-skinny==3.17.2 mlperf-logging==4.1.68)
 
 pkgs=(build-essential cmake ninja-build ccache git pkg-config python3-venv
       libsqlite3-dev sqlite3 libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
