@@ -140,8 +140,15 @@ void StageMeter::take_sample(std::vector<MeterSample>* buf) {
   cpu.t = t;
   cpu.device = "cpu";
   cpu.wall_s = t - t0_;
-  cpu.cpu_s = process_cpu_seconds() - cpu0_;
-  cpu.mem_bytes = process_rss_bytes();
+  if (opt_.tree_probe) {
+    double c = 0, rss = 0;
+    if (!opt_.tree_probe(&c, &rss)) c = rss = 0;
+    cpu.cpu_s = c;
+    cpu.mem_bytes = rss;
+  } else {
+    cpu.cpu_s = process_cpu_seconds() - cpu0_;
+    cpu.mem_bytes = process_rss_bytes();
+  }
   buf->push_back(cpu);
   const Nvml& nvml = Nvml::instance();
   for (size_t i = 0; i < opt_.gpus.size(); ++i) {
@@ -215,6 +222,10 @@ StageInfo StageMeter::finish(const std::string& status) {
   s.ended_at = now_unix();
   s.wall_s = s.ended_at - t0_;
   s.cpu_s = process_cpu_seconds() - cpu0_;
+  if (opt_.tree_probe) {
+    double c = 0, rss = 0;
+    s.cpu_s = opt_.tree_probe(&c, &rss) ? c : 0;
+  }
   s.gpu_count = int(opt_.gpus.size());
   s.gpu_s = s.gpu_count * s.wall_s;
   for (size_t i = 0; i < opt_.gpus.size(); ++i) {

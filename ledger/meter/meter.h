@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,6 +52,12 @@ struct MeterOptions {
   double interval_s = 1.0;       // sampling period of the background thread
   int flush_every = 5;           // samples buffered before one ledger transaction
   std::vector<int> gpus;         // NVML indices allocated to this stage (empty on CPU runs)
+  // When set, the "cpu" samples and the stage's cpu_s come from this probe instead of this
+  // process's getrusage: CPU seconds since the stage began and resident bytes now, of another
+  // process tree (reproduce/launch meters the claimant's command with it). Called from the
+  // sampler thread and once more by finish(); returns false when it has nothing yet (the sample
+  // then carries 0).
+  std::function<bool(double* cpu_s, double* rss_bytes)> tree_probe;
 };
 
 class StageMeter {

@@ -34,6 +34,8 @@ inline constexpr const char* kCheckpoint = "checkpoint";       // POINT, {path, 
 inline constexpr const char* kDataset = "dataset";             // POINT, {name, rows, sha256}
 inline constexpr const char* kDecontamination = "decontamination";  // POINT, overlap summary
 inline constexpr const char* kSelection = "selection";         // POINT, filter counts
+inline constexpr const char* kLaunchStart = "launch_start";   // POINT, {argv, workdir, env_keys, ...}
+inline constexpr const char* kLaunchStop = "launch_stop";     // POINT, {pid, exit_code, status, ...}
 inline constexpr const char* kWarning = "warning";             // POINT, {message}
 inline constexpr const char* kError = "error";                 // POINT, {message}
 
