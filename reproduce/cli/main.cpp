@@ -1,10 +1,17 @@
 // The `audit` command line: assembles the verbs; each verb's work lives in its own module.
 #include <CLI/CLI.hpp>
 
+#include <cstring>
+
 #include "reproduce/cli/cli.h"
 #include "common/version.h"
+#include "reproduce/launch/launch.h"  // the hidden supervisor verb of [launch]
 
 int main(int argc, char** argv) {
+  // `audit __launch-supervisor ...`: started by audit itself to run a [launch] command (never
+  // listed in the help); it must not go through the CLI or exec audit-torch.
+  if (argc >= 2 && std::strcmp(argv[1], audit::launch::kSupervisorVerb) == 0)
+    return audit::launch::supervisor_main(argc, argv);
 #ifndef AUDIT_TORCH_VERBS
   // The torch-free binary: verbs that train, replay or benchmark run in audit-torch.
   if (audit::cli::needs_torch(argc, argv)) audit::cli::exec_torch_binary(argv);
