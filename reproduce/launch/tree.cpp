@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -73,7 +74,39 @@ bool read_proc(int64_t pid, Proc* out) {
   return true;
 }
 
-std::vector<Proc> descendants(int64_t root, const std::vector<int64_t>& extra) {
+namespace {
+
+// Whether /proc/PID/task/TID/children exists here (CONFIG_PROC_CHILDREN): then the tree is walked
+// from the root instead of scanning every process of the machine.
+bool have_children_files() {
+  static const bool have = [] {
+    const std::string self = "/proc/self/task/" + std::to_string(::syscall(SYS_gettid)) + "/children";
+    return ::access(self.c_str(), R_OK) == 0;
+  }();
+  return have;
+}
+
+// The children of pid, from each of its threads' children file.
+void children_of(int64_t pid, std::vector<int64_t>* out) {
+  const std::string base = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(base.c_str());
+  if (!d) return;  // gone
+  std::string text;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    if (!read_small(base + "/" + e->d_name + "/children", &text)) continue;
+    const char* p = text.c_str();
+    char* end = nullptr;
+    for (long long v = std::strtoll(p, &end, 10); end != p; v = std::strtoll(p, &end, 10)) {
+      out->push_back(v);
+      p = end;
+    }
+  }
+  closedir(d);
+}
+
+// One scan of every /proc/PID/stat: pid -> its record.
+std::map<int64_t, Proc> scan_all() {
   std::map<int64_t, Proc> all;
   if (DIR* d = opendir("/proc")) {
     while (dirent* e = readdir(d)) {
@@ -83,12 +116,36 @@ std::vector<Proc> descendants(int64_t root, const std::vector<int64_t>& extra) {
     }
     closedir(d);
   }
-  std::multimap<int64_t, int64_t> children;
-  for (const auto& [pid, p] : all) children.emplace(p.ppid, pid);
+  return all;
+}
+
+}  // namespace
+
+std::vector<Proc> descendants(int64_t root, const std::vector<int64_t>& extra) {
   std::set<int64_t> seen;
   std::vector<int64_t> todo = {root};
   for (int64_t x : extra)
-    if (x != root && all.count(x) && seen.insert(x).second) todo.push_back(x);
+    if (x != root && seen.insert(x).second) todo.push_back(x);
+  std::vector<Proc> out;
+  if (have_children_files()) {
+    std::vector<int64_t> kids;
+    while (!todo.empty()) {
+      const int64_t pid = todo.back();
+      todo.pop_back();
+      kids.clear();
+      children_of(pid, &kids);
+      for (int64_t k : kids)
+        if (k != root && seen.insert(k).second) todo.push_back(k);
+    }
+    for (int64_t pid : seen) {
+      Proc p;
+      if (read_proc(pid, &p)) out.push_back(p);
+    }
+    return out;
+  }
+  const std::map<int64_t, Proc> all = scan_all();
+  std::multimap<int64_t, int64_t> children;
+  for (const auto& [pid, p] : all) children.emplace(p.ppid, pid);
   while (!todo.empty()) {
     const int64_t pid = todo.back();
     todo.pop_back();
@@ -96,9 +153,10 @@ std::vector<Proc> descendants(int64_t root, const std::vector<int64_t>& extra) {
     for (auto it = range.first; it != range.second; ++it)
       if (it->second != root && seen.insert(it->second).second) todo.push_back(it->second);
   }
-  std::vector<Proc> out;
-  out.reserve(seen.size());
-  for (int64_t pid : seen) out.push_back(all.at(pid));
+  for (int64_t pid : seen) {
+    auto it = all.find(pid);
+    if (it != all.end()) out.push_back(it->second);
+  }
   return out;
 }
 

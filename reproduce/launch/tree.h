@@ -21,7 +21,8 @@ struct Proc {
 bool read_proc(int64_t pid, Proc* out);
 
 // Every process whose chain of parents reaches root (root itself excluded), plus `extra` pids
-// (the cgroup's) that are alive: one scan of /proc.
+// (the cgroup's) and their descendants, zombies included: walked from the root through
+// /proc/PID/task/TID/children where the kernel has them, else one scan of every /proc/PID/stat.
 std::vector<Proc> descendants(int64_t root, const std::vector<int64_t>& extra = {});
 
 // A cgroup v2 folder of its own for the command, under this process's cgroup.

@@ -18,6 +18,9 @@
 
 #include <toml++/toml.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include <sys/stat.h>
 
 #include "datasets/tasks/tasks.h"  // the task family's operation and format names
@@ -268,6 +271,30 @@ void visit_extra(V& v, ExtraCost& x) {
 }
 
 template <class V>
+void visit_launch_eval(V& v, LaunchEvalSection& e) {
+  v.command("command", e.command);
+  v.str("workdir", e.workdir);
+  v.string_map("env", e.env);
+  v.duration("timeout", e.timeout);
+  v.str("results", e.results);
+}
+
+template <class V>
+void visit_launch(V& v, LaunchSection& l) {
+  v.command("command", l.command);
+  v.str("workdir", l.workdir);
+  v.string_map("env", l.env);
+  v.str("output_dir", l.output_dir);
+  v.choice("log_format", l.log_format, {"hf-trainer", "regex", "none"});
+  v.str("log_regex", l.log_regex);
+  v.duration("timeout", l.timeout);
+  v.real("grace", l.grace, 0, 86400);
+  v.cap("max_gpu_hours", l.max_gpu_hours);
+  v.cap("max_usd", l.max_usd);
+  v.optional_section("eval", l.eval.set, [&](auto& s) { visit_launch_eval(s, l.eval); });
+}
+
+template <class V>
 void visit_recipe(V& v, Recipe& r) {
   v.section("claim", [&](auto& s) { visit_claim(s, r.claim); });
   v.section("base", [&](auto& s) { visit_base(s, r.base); });
@@ -277,6 +304,7 @@ void visit_recipe(V& v, Recipe& r) {
   v.section("prices", [&](auto& s) { visit_prices(s, r.prices); });
   v.section("hardware", [&](auto& s) { visit_hardware(s, r.hardware); });
   v.section("replay", [&](auto& s) { visit_replay(s, r.replay); });
+  v.optional_section("launch", r.launch.set, [&](auto& s) { visit_launch(s, r.launch); });
   v.table_array("extras", r.extras, [](auto& e, ExtraCost& x) { visit_extra(e, x); });
 }
 
@@ -403,6 +431,85 @@ class Reader {
     Reader sub(ctx_, n ? n->as_table() : nullptr, name, where, false);
     fn(sub);
     sub.finish();
+  }
+
+  // A table that may be absent; `set` says whether it is there.
+  template <class F>
+  void optional_section(const char* name, bool& set, F fn) {
+    const toml::node* n = get(name);
+    if (n && !n->is_table())
+      fail(loc_of(ctx_, n->source()), dotted(name),
+           "expected a table [" + dotted(name) + "], got " + describe(*n));
+    set = n != nullptr;
+    if (n) ctx_.locs[dotted(name)] = loc_of(ctx_, n->source());
+    Loc where = n ? loc_of(ctx_, n->source()) : Loc{ctx_.file, 0, 0};
+    Reader sub(ctx_, n ? n->as_table() : nullptr, dotted(name), where, false);
+    fn(sub);
+    sub.finish();
+  }
+
+  // argv as an array of strings, or one string run by sh -c.
+  void command(const char* key, std::vector<std::string>& out) {
+    const toml::node* n = value(key, false);
+    if (!n) return;
+    if (n->is_string()) {
+      const std::string& text = n->as_string()->get();
+      out.clear();
+      if (text.find_first_not_of(" \t\n") != std::string::npos) out = {"sh", "-c", text};
+      return;
+    }
+    if (!n->is_array())
+      type_error(*n, key, "a string (run by sh -c) or an array of strings (the argv)");
+    strings(key, out);
+  }
+
+  // A table of string values, e.g. env = { CUDA_VISIBLE_DEVICES = "0,1" }.
+  void string_map(const char* key, std::map<std::string, std::string>& out) {
+    const toml::node* n = value(key, false);
+    if (!n) return;
+    const toml::table* t = n->as_table();
+    if (!t) type_error(*n, key, "a table of strings, e.g. { NAME = \"value\" }");
+    out.clear();
+    for (auto&& [k, e] : *t) {
+      const std::string name(k.str());
+      if (!e.is_string())
+        fail(loc_of(ctx_, e.source()), dotted(key) + "." + name,
+             "expected a string, got " + describe(e));
+      if (name.empty() || name.find('=') != std::string::npos)
+        fail(loc_of(ctx_, e.source()), dotted(key) + "." + name,
+             "an environment variable's name must be non-empty and hold no '='");
+      out[name] = e.as_string()->get();
+    }
+  }
+
+  // Seconds as a positive number, or a string such as "90m", "2h", "30s"; absent = 0 (none).
+  void duration(const char* key, double& out) {
+    const toml::node* n = value(key, false);
+    if (!n) return;
+    double v = 0;
+    if (n->is_string()) {
+      if (!parse_duration(n->as_string()->get(), &v))
+        fail(loc_of(ctx_, n->source()), dotted(key),
+             "cannot read " + toml_string(n->as_string()->get()) +
+                 " as a duration; write seconds as a number, or e.g. \"90m\", \"2h\", \"30s\"");
+    } else {
+      v = read_real(*n, dotted(key), -kInf, kInf);
+    }
+    if (!(v > 0))
+      fail(loc_of(ctx_, n->source()), dotted(key),
+           "must be a positive duration, got " + toml_double(v) + " s (leave it out for none)");
+    out = v;
+  }
+
+  // A budget cap: absent = no cap; when given it must be > 0.
+  void cap(const char* key, double& out) {
+    const toml::node* n = value(key, false);
+    if (!n) return;
+    const double v = read_real(*n, dotted(key), -kInf, kInf);
+    if (!(v > 0))
+      fail(loc_of(ctx_, n->source()), dotted(key),
+           "a cap must be positive, got " + toml_double(v) + " (leave it out for no cap)");
+    out = v;
   }
 
   void str(const char* key, std::string& out, bool required = false) {
@@ -623,6 +730,32 @@ class Writer {
     out_ += "[" + std::string(name) + "]\n" + sub.out_;
   }
 
+  // Written only when set; a table inside a section comes after the section's keys.
+  template <class F>
+  void optional_section(const char* name, bool& set, F fn) {
+    if (!set) return;
+    const std::string full = prefix_.empty() ? name : prefix_ + "." + name;
+    Writer sub(Mode::section);
+    sub.prefix_ = full;
+    fn(sub);
+    std::string& into = mode_ == Mode::root ? out_ : nested_;
+    if (!into.empty() || mode_ != Mode::root) into += "\n";
+    into += "[" + full + "]\n" + sub.out_ + sub.nested_;
+  }
+
+  void command(const char* key, std::vector<std::string>& v) { strings(key, v); }
+  void string_map(const char* key, std::map<std::string, std::string>& m) {
+    std::vector<std::string> parts;
+    for (const auto& [k, v] : m) parts.push_back(toml_string(k) + " = " + toml_string(v));
+    put(key, parts.empty() ? "{}" : "{ " + join(parts, ", ") + " }");
+  }
+  void duration(const char* key, double& v) {
+    if (v > 0) put(key, toml_double(v));
+  }
+  void cap(const char* key, double& v) {
+    if (v > 0) put(key, toml_double(v));
+  }
+
   void str(const char* key, std::string& v, bool = false) { put(key, toml_string(v)); }
   void choice(const char* key, std::string& v, const std::vector<std::string>&, bool = false) {
     put(key, toml_string(v));
@@ -678,6 +811,8 @@ class Writer {
   const std::string& text() const { return out_; }
 
  private:
+  std::string prefix_;   // the dotted name of the section being written ("" at the top)
+  std::string nested_;   // tables inside this section, written after its keys
   void put(const std::string& key, const std::string& value) {
     if (mode_ == Mode::inline_table) parts_.push_back(key + " = " + value);
     else out_ += key + " = " + value + "\n";
@@ -690,7 +825,8 @@ class Writer {
 
 // ---------------------------------------------------------------- KeyCollector: the key table
 
-enum class Kind { string, integer, real, boolean, strings, integers, band, tables };
+enum class Kind { string, integer, real, boolean, strings, integers, band, tables, command,
+                  string_map };
 
 class KeyCollector {
  public:
@@ -702,6 +838,18 @@ class KeyCollector {
     fn(sub);
     sections[name] = sub.sections[""];
   }
+  template <class F>
+  void optional_section(const char* name, bool&, F fn) {
+    KeyCollector sub;
+    fn(sub);
+    sections[name] = sub.sections[""];  // (a table inside a section is not settable by --set)
+  }
+  void command(const char* k, std::vector<std::string>&) { add(k, Kind::command); }
+  void string_map(const char* k, std::map<std::string, std::string>&) {
+    add(k, Kind::string_map);
+  }
+  void duration(const char* k, double&) { add(k, Kind::command); }  // a number or a string
+  void cap(const char* k, double&) { add(k, Kind::real); }
   void str(const char* k, std::string&, bool = false) { add(k, Kind::string); }
   void choice(const char* k, std::string&, const std::vector<std::string>&, bool = false) {
     add(k, Kind::string);
@@ -1048,8 +1196,74 @@ void apply_hf_config(BaseSection& b, const ParseCtx& ctx) {
   static_cast<settings::ModelSettings&>(b) = c.model;
 }
 
+// A launch command: non-empty, with a program name.
+void validate_command(const std::vector<std::string>& argv, const std::string& key,
+                      const std::string& section, const Validator& check) {
+  check(!argv.empty(), key,
+        "[" + section + "] needs a non-empty command (an array of strings, or a string run by "
+        "sh -c)",
+        {section.c_str()});
+  check(argv.empty() || !argv[0].empty(), key, "the program name (the first element) is empty");
+  for (size_t i = 0; i < argv.size(); ++i)
+    check(argv[i].find('\0') == std::string::npos, key, "an argument holds a NUL character");
+}
+
+// log_regex: compiles with PCRE2 and has a named group `loss`.
+void validate_log_regex(const LaunchSection& l, const Validator& check) {
+  if (l.log_format != "regex") {
+    check(l.log_regex.empty(), "launch.log_regex",
+          "log_regex is only read with log_format = \"regex\" (log_format is " +
+              toml_string(l.log_format) + ")");
+    return;
+  }
+  check(!l.log_regex.empty(), "launch.log_regex",
+        "log_format = \"regex\" needs log_regex, a PCRE2 pattern with a named group (?<loss>...)",
+        {"launch.log_format", "launch"});
+  int err = 0;
+  PCRE2_SIZE offset = 0;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(l.log_regex.data()),
+                                   l.log_regex.size(), PCRE2_UTF, &err, &offset, nullptr);
+  if (!code) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof msg);
+    check(false, "launch.log_regex",
+          "invalid regular expression at offset " + std::to_string(offset) + ": " +
+              reinterpret_cast<const char*>(msg));
+  }
+  const bool has_loss =
+      pcre2_substring_number_from_name(code, reinterpret_cast<PCRE2_SPTR>("loss")) >= 0;
+  pcre2_code_free(code);
+  check(has_loss, "launch.log_regex",
+        "the pattern needs a named group for the loss, e.g. loss=(?<loss>[0-9.eE+-]+) (step and "
+        "lr groups are optional)");
+}
+
+// [launch] and [launch.eval]: commands, folders that exist, the log format.
+void validate_launch(const Recipe& r, const ParseCtx& ctx, const Validator& check) {
+  const LaunchSection& l = r.launch;
+  if (!l.set) return;
+  validate_command(l.command, "launch.command", "launch", check);
+  const std::string wd = recipe_relative(ctx.file, l.workdir.empty() ? "." : l.workdir);
+  check(path_is(wd, true), "launch.workdir",
+        "workdir " + wd + " is not an existing folder" +
+            (l.workdir.empty() ? " (the recipe's folder is the default)" : ""),
+        {"launch"});
+  validate_log_regex(l, check);
+  if (!l.eval.set) return;
+  validate_command(l.eval.command, "launch.eval.command", "launch.eval", check);
+  if (!l.eval.workdir.empty()) {
+    const std::string ewd = recipe_relative(ctx.file, l.eval.workdir);
+    check(path_is(ewd, true), "launch.eval.workdir", "workdir " + ewd + " is not an existing folder");
+  }
+  check(!l.eval.results.empty(), "launch.eval.results",
+        "[launch.eval] needs results: the lm-eval results JSON, or the --output_path folder it "
+        "writes into (relative to its workdir)",
+        {"launch.eval"});
+}
+
 void validate(const Recipe& r, const ParseCtx& ctx) {
   const Validator check(ctx);
+  validate_launch(r, ctx, check);
   const auto& c = r.claim;
   check(!c.name.empty() && c.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
                                                     "qrstuvwxyz0123456789._-") == std::string::npos,
@@ -1175,5 +1389,54 @@ std::string resolve_path(const Recipe& r, const std::string& p) {
 }
 
 bool is_moe(const BaseSection& b) { return b.routed_experts > 0; }
+
+namespace {
+// A folder of the recipe, without the trailing '/' lexically_normal leaves on "dir/.".
+std::string recipe_folder_path(const Recipe& r, const std::string& p) {
+  std::string out = resolve_path(r, p.empty() ? "." : p);
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out.empty() ? "." : out;
+}
+}  // namespace
+
+std::string launch_workdir(const Recipe& r) { return recipe_folder_path(r, r.launch.workdir); }
+
+std::string launch_eval_workdir(const Recipe& r) {
+  return r.launch.eval.workdir.empty() ? launch_workdir(r)
+                                       : recipe_folder_path(r, r.launch.eval.workdir);
+}
+
+bool parse_duration(const std::string& text, double* seconds) {
+  size_t i = 0;
+  double total = 0;
+  bool any = false;
+  while (i < text.size()) {
+    while (i < text.size() && text[i] == ' ') ++i;
+    if (i == text.size()) break;
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str() + i, &end);
+    const size_t used = size_t(end - (text.c_str() + i));
+    if (used == 0 || !std::isfinite(v) || v < 0) return false;
+    i += used;
+    double unit = 1;
+    if (i < text.size() && text[i] != ' ') {
+      switch (text[i]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        case 'd': unit = 86400; break;
+        default: return false;
+      }
+      ++i;
+    } else if (any) {
+      return false;  // "1h 30": a unit is needed after the first part
+    }
+    total += v * unit;
+    any = true;
+  }
+  if (!any) return false;
+  *seconds = total;
+  return true;
+}
 
 }  // namespace audit::recipe

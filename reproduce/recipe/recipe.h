@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -257,6 +258,39 @@ struct ExtraCost {
   std::string source;       // citation
 };
 
+// [launch.eval] — an external evaluator run on what the launched command produced (e.g.
+// `lm_eval ... --output_path out`); its lm-eval results JSON is read into the ledger's evals.
+struct LaunchEvalSection {
+  bool set = false;                    // the recipe has a [launch.eval] table
+  std::vector<std::string> command;    // REQUIRED. argv; a TOML string is run as {"sh", "-c", it}
+  std::string workdir;                 // relative to the recipe file's folder; "" = launch.workdir
+  std::map<std::string, std::string> env;  // set on top of audit's environment
+  double timeout = 0;                  // seconds (or "90m", "2h", "30s" in TOML); 0 = none
+  std::string results;                 // REQUIRED. lm-eval's results JSON, or the --output_path
+                                       // folder it writes into; relative to the eval's workdir
+};
+
+// [launch] — the claimant's own command (torchrun, accelerate, a shell script), run as a
+// metered stage (reproduce/launch; docs/launch.md). Absent = audit trains with its own trainer.
+struct LaunchSection {
+  bool set = false;                    // the recipe has a [launch] table
+  std::vector<std::string> command;    // REQUIRED. argv; a TOML string is run as {"sh", "-c", it}
+  std::string workdir;                 // relative to the recipe file's folder; "" = that folder;
+                                       // must be an existing folder
+  std::map<std::string, std::string> env;  // set on top of audit's environment
+  std::string output_dir;              // where the command writes its Hugging Face checkpoint,
+                                       // relative to workdir; "" = none to evaluate
+  std::string log_format = "hf-trainer";  // how its output is read into the loss curve:
+                                       // "hf-trainer" | "regex" | "none"
+  std::string log_regex;               // PCRE2 pattern with a named group `loss` (and optional
+                                       // `step`, `lr`); required with log_format = "regex"
+  double timeout = 0;                  // seconds (or "90m", "2h", "30s" in TOML); 0 = none
+  double grace = 30;                   // seconds between SIGTERM and SIGKILL when stopping it
+  double max_gpu_hours = 0;            // budget cap on metered GPU-hours; 0 = no cap
+  double max_usd = 0;                  // budget cap on the metered cost in USD; 0 = no cap
+  LaunchEvalSection eval;              // [launch.eval]
+};
+
 struct Recipe {
   ClaimSection claim;
   BaseSection base;
@@ -266,6 +300,7 @@ struct Recipe {
   PricesSection prices;
   HardwareSection hardware;
   ReplaySection replay;
+  LaunchSection launch;
   std::vector<ExtraCost> extras;
 
   std::string path;                // the file it was loaded from ("" for text)
@@ -293,5 +328,12 @@ std::vector<std::string> with_seed(std::vector<std::string> sets, int64_t seed);
 double claimed_gpu_hours(const ClaimSection& c);      // gpu_hours, else gpu_count*wall_hours
 std::string resolve_path(const Recipe& r, const std::string& p);  // relative to recipe's folder
 bool is_moe(const BaseSection& b);                    // routed_experts > 0
+// The folders the launch and its evaluator run in: launch.workdir (or launch.eval.workdir, else
+// the launch's) relative to the recipe file's folder, which is the default.
+std::string launch_workdir(const Recipe& r);
+std::string launch_eval_workdir(const Recipe& r);
+// A duration as written in a recipe: seconds as a number, or "90m", "2h", "30s", "1h30m", "2d".
+// Returns false (and leaves *seconds) for anything else.
+bool parse_duration(const std::string& text, double* seconds);
 
 }  // namespace audit::recipe
