@@ -167,6 +167,29 @@ TEST(Launch, BudgetGuardStopsACommandThatIgnoresSigterm) {
   EXPECT_NE(o.stdout_kept.find("ready"), std::string::npos);
 }
 
+TEST(Launch, BudgetReasonPricesGpuHoursAndCost) {
+  Budget b;
+  b.gpu_count = 8;
+  b.max_gpu_hours = 2;
+  b.usd_per_gpu_hour = 2.5;
+  b.usd_per_cpu_hour = 0.05;
+  TreeSample s;
+  s.wall_s = 899;  // 8 x 899 s = 1.998 GPU-hours
+  s.cpu_s = 3600;
+  EXPECT_EQ(budget_reason(b, s), "");
+  s.wall_s = 901;
+  EXPECT_EQ(budget_reason(b, s),
+            "budget: 2.002 GPU-hours metered (8 GPUs x 901 s) passed max_gpu_hours = 2");
+  b.max_gpu_hours = 0;
+  b.max_usd = 5;  // 2.002 x 2.5 + 1 x 0.05 = 5.055
+  EXPECT_EQ(budget_reason(b, s),
+            "budget: $5.06 metered (2.002 GPU-hours x $2.5 + 1.000 CPU-hours x $0.05) passed "
+            "max_usd = 5");
+  b.max_usd = 6;
+  EXPECT_EQ(budget_reason(b, s), "");
+  EXPECT_EQ(budget_reason(Budget{}, s), "");  // no caps
+}
+
 TEST(Launch, TimeoutStopsTheCommand) {
   Command c{{"sleep", "30"}, "", {}};
   Limits lim = fast_limits();

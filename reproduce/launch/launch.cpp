@@ -176,6 +176,27 @@ std::string seconds_text(double s) {
 
 }  // namespace
 
+std::string budget_reason(const Budget& b, const TreeSample& s) {
+  const double gpu_hours = double(b.gpu_count) * s.wall_s / 3600.0;
+  const double cpu_hours = s.cpu_s / 3600.0;
+  const double usd = gpu_hours * b.usd_per_gpu_hour + cpu_hours * b.usd_per_cpu_hour;
+  char buf[256];
+  if (b.max_gpu_hours > 0 && gpu_hours >= b.max_gpu_hours) {
+    std::snprintf(buf, sizeof buf,
+                  "budget: %.3f GPU-hours metered (%d GPUs x %.0f s) passed max_gpu_hours = %g",
+                  gpu_hours, b.gpu_count, s.wall_s, b.max_gpu_hours);
+    return buf;
+  }
+  if (b.max_usd > 0 && usd >= b.max_usd) {
+    std::snprintf(buf, sizeof buf,
+                  "budget: $%.2f metered (%.3f GPU-hours x $%g + %.3f CPU-hours x $%g) passed "
+                  "max_usd = %g",
+                  usd, gpu_hours, b.usd_per_gpu_hour, cpu_hours, b.usd_per_cpu_hour, b.max_usd);
+    return buf;
+  }
+  return "";
+}
+
 std::string supervisor_binary(const Limits& lim) {
   if (!lim.supervisor.empty()) return lim.supervisor;
   if (const char* env = std::getenv("AUDIT_SUPERVISOR"); env && *env) return env;

@@ -79,6 +79,18 @@ struct Outcome {
   std::string stdout_kept, stderr_kept;  // head + tail, at most 2 * keep_bytes plus a marker
 };
 
+// The budget guard's arithmetic, for Callbacks::check: GPU-hours as a cloud bills them
+// (gpu_count x wall hours, as the ledger's gpu_s) and USD at the given prices (GPU-hours x
+// usd_per_gpu_hour + the tree's CPU-hours x usd_per_cpu_hour). A cap of 0 is no cap.
+struct Budget {
+  double max_gpu_hours = 0, max_usd = 0;
+  int gpu_count = 0;
+  double usd_per_gpu_hour = 0, usd_per_cpu_hour = 0;
+};
+// "" while under both caps; else the reason, e.g. "budget: 2.001 GPU-hours metered passed
+// max_gpu_hours = 2".
+std::string budget_reason(const Budget& b, const TreeSample& s);
+
 // Runs the command to its end as ledger stage `stage` of run `run_id`. The stage is a
 // StageMeter (GPU sampling as `meter.gpus` says) whose "cpu" samples are the tree's (cpu_s and
 // RSS of all descendants, exited ones included), flushed every sample so that a run whose audit
