@@ -104,7 +104,9 @@ std::string budget_reason(const Budget& b, const TreeSample& s);
 Outcome run_stage(ledger::Ledger& l, int64_t run_id, const std::string& stage, const Command& c,
                   const Limits& lim, const Callbacks& cb, ledger::MeterOptions meter = {});
 
-// The same without a ledger (tests, benchmarks).
+// The same without a ledger (tests, benchmarks). While it runs, this process's SIGINT and
+// SIGTERM handlers are replaced by the forwarding ones (restored at the end); one launch runs at
+// a time per process (a second call waits for the first). Callbacks run on the calling thread.
 Outcome run(const Command& c, const Limits& lim, const Callbacks& cb);
 
 // The `audit` binary that runs the supervisor: lim.supervisor, else $AUDIT_SUPERVISOR, else
