@@ -1264,17 +1264,29 @@ TEST(ExecutiveReport, LinearCostBarsAddUpAndALogViewIsLabelled) {
 TEST(ExecutiveReport, NoExponentInAnyMoneyText) {
   TempDir d("money");
   Ledger l((d.path / "a.db").string());
-  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
-  // A line of two micro-dollars: the log axis then reaches 1e-6, which used to print "$1e-06".
-  CostItem c;
-  c.run_id = run;
-  c.category = "evaluation";
-  c.description = "a tiny line";
-  c.quantity = 1e-4;
-  c.unit = "CPU-hour";
-  c.price_low = 0.01, c.price_mid = 0.02, c.price_high = 0.04;
-  c.provenance = Provenance::measured;
-  l.add_cost_item(c);
+  // A run of tiny costs: a claim of $0.00001, a final run of $0.00001, 4 cents of a cent of
+  // a micro-dollar of data, a cent of base model; the log axis then reaches $0.000001, which
+  // used to print "$1e-06".
+  audit::ledger::RunInfo ri;
+  ri.name = "tiny";
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.00001);
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  const int64_t run = l.begin_run(ri);
+  auto add = [&](const char* cat, double q, double price) {
+    CostItem c;
+    c.run_id = run;
+    c.category = cat;
+    c.description = cat;
+    c.quantity = q;
+    c.unit = "CPU-hour";
+    c.price_low = price / 2, c.price_mid = price, c.price_high = price * 2;
+    c.provenance = Provenance::measured;
+    l.add_cost_item(c);
+  };
+  add("final_run", 0.001, 0.01);  // $0.00001
+  add("data", 1e-6, 0.04);        // $0.00000004
+  add("base_model", 0.5, 0.02);   // $0.01
+  l.end_run(run, audit::ledger::RunStatus::succeeded);
   const std::string html = render_report(l, run);
   const std::regex exp_money(R"(\$[0-9][0-9.,]*[eE][-+]?[0-9])");
   EXPECT_FALSE(std::regex_search(html, exp_money));
@@ -1284,11 +1296,15 @@ TEST(ExecutiveReport, NoExponentInAnyMoneyText) {
     EXPECT_EQ(svg.find("e-0"), std::string::npos) << id;
     EXPECT_EQ(svg.find("e+0"), std::string::npos) << id;
   }
-  EXPECT_NE(figure_of(html, "costs-log").find(">$0.000001</text>"), std::string::npos);
-  const auto kpis = html.substr(html.find("<div class=\"kpis\">"),
-                                html.find("<nav>") - html.find("<div class=\"kpis\">"));
-  EXPECT_EQ(kpis.find("e-0"), std::string::npos);
-  EXPECT_EQ(kpis.find("e+0"), std::string::npos);
+  EXPECT_NE(figure_of(html, "costs-log").find(">$0.000001</text>"), std::string::npos)
+      << figure_of(html, "costs-log");
+  EXPECT_NE(html.find(">+$0.00000004</text>"), std::string::npos);
+  const auto k0 = html.find("<div class=\"kpis\">");
+  ASSERT_NE(k0, std::string::npos);
+  const std::string kpis = html.substr(k0, html.find("<nav>") - k0);
+  EXPECT_EQ(kpis.find("e-0"), std::string::npos) << kpis;
+  EXPECT_EQ(kpis.find("e+0"), std::string::npos) << kpis;
+  EXPECT_NE(kpis.find("$0.00001"), std::string::npos) << kpis;
 }
 
 TEST(ExecutiveReport, ADeclaredBaseShareIsUsedAndNamed) {
@@ -1330,7 +1346,9 @@ TEST(ExecutiveReport, ADeclaredBaseShareIsUsedAndNamed) {
   EXPECT_NE(html.find("base.amortize_share = 0.25 in the recipe: one of four fine-tunes of this "
                       "base (test)"),
             std::string::npos);
-  EXPECT_NE(html.find("+ base model (25%, declared)"), std::string::npos);
+  ASSERT_EQ(m.waterfall.size(), 7u);  // no evaluation line: no "+ evaluation and other" step
+  EXPECT_EQ(m.waterfall[5].label, "+ base model (25%, declared)");
+  EXPECT_NEAR(m.waterfall[5].cost.mid, 500, 1e-9);
 }
 
 // ---- WCAG contrast of the page's colour pairs ----

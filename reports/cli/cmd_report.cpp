@@ -35,8 +35,8 @@ void add_report_command(CLI::App& app, GlobalOptions& g) {
                 "Also print the page's figures as JSON to stdout (verdicts, the totals with the "
                 "marginal cost and the base's share, the ledger rows behind them)");
   cmd->footer(
-      "Writes one self-contained HTML page of the run: no script, no network, inline SVG\n"
-      "charts, print-friendly. It reads the ledger only (opened read-only: the file's bytes do\n"
+      "Writes one self-contained HTML page of the run: no network, inline SVG charts, light\n"
+      "and dark, print-friendly (one script opens closed sections for printing). It reads the ledger only (opened read-only: the file's bytes do\n"
       "not change), so the page is regenerated from the ledger alone. The verdicts shown are\n"
       "those stored when the run ended; a run without them (an older ledger, a run that died)\n"
       "gets them computed for the page, which says they are not stored: `audit verdicts RUN`\n"
