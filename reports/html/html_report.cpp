@@ -299,8 +299,9 @@ std::string full_cost_card(const ReportModel& m) {
                   "</div><div class=\"band\">band " + h(money(full.low)) + " – " +
                   h(money(full.high)) + "</div>";
   if (mc.declared && mc.share != 1.0)
-    p += "<div class=\"also\">With all of the base's pretraining: " +
-         h(money(mc.marginal.mid + mc.base_all.mid)) + "</div>";
+    p += "<div class=\"also\">" +
+         h("With all of the base's pretraining: " + money(mc.marginal.mid + mc.base_all.mid)) +
+         "</div>";
   p += "<div class=\"sub\">Marginal cost + " + h(money(mc.base_all.mid * mc.share)) +
        " for the base model (" + h(share(mc.share)) + " of " + h(money(mc.base_all.mid)) + ", " +
        h(rows_text(mc.base_rows)) + "). Share: " + h(mc.source) + ". ";
