@@ -239,16 +239,16 @@ for s in "${STEPS[@]}"; do
       cmd="$(q "$B/bench/audit_bench") --benchmark_filter='^BM_MoeGatingCuda'"
       cmd+=" --benchmark_out=$D/bench.json --benchmark_out_format=json" ;;
     replay-self-check)
-      cmd="$A replay --self-check --device cuda --ledger $D/audit.db --json $D/replay.json" ;;
+      cmd="$A replay --self-check --device cuda --ledger $D/audit.db --json-out $D/replay.json" ;;
     bench-train)
-      cmd="$A bench train --device cuda --model both --repeats 3 --json $D/bench.json" ;;
+      cmd="$A bench train --device cuda --model both --repeats 3 --json-out $D/bench.json" ;;
     replay-s1-8k)
       # Two layers, not "fit memory" (up to 4): the eager peer runs while this process still holds
       # its cached GPU memory, and 4 + 4 Qwen2.5-32B layers at 8192 tokens come near 141 GB.
       cmd="$A replay recipes/s1.toml --device cuda --compare-eager --set 'replay.seq_lens=[8192]' --layers 2"
-      cmd+=" --ledger $D/audit.db --json $D/replay.json" ;;
+      cmd+=" --ledger $D/audit.db --json-out $D/replay.json" ;;
     replay-deepseek-v3)
-      cmd="$A replay recipes/deepseek-v3.toml --device cuda --ledger $D/audit.db --json $D/replay.json" ;;
+      cmd="$A replay recipes/deepseek-v3.toml --device cuda --ledger $D/audit.db --json-out $D/replay.json" ;;
     run-s1-mini)
       cmd="$A run recipes/s1-mini.toml --device cuda --set eval.seeds=1 --ledger $D/audit.db"
       cmd+=" --work-dir $D/work" ;;

@@ -14,7 +14,7 @@ Layout read (written by ci/check-gpu.sh, or by a test):
   STEPS_DIR/<step>/timed_out    present when the step never started because the check's time
                                 budget was spent: why (counted as timed out)
   STEPS_DIR/<step>/output.log   stdout and stderr together
-  STEPS_DIR/<step>/*.json       what the step wrote with --json / --benchmark_out
+  STEPS_DIR/<step>/*.json       what the step wrote with --json-out / --benchmark_out
 
 Exit status: 0 when no step failed or timed out, 1 otherwise, 2 on bad usage. Standard library
 only, so any python3 runs it.

@@ -10,6 +10,8 @@ namespace audit {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitVerdictFailed = 1;  // a verdict or regression failed, verify found tampering
 inline constexpr int kExitBadInput = 2;
+inline constexpr int kExitUnexpected = 3;     // an unexpected failure (a bug, a full disk, an
+                                              // unwritable output): message on stderr
 
 struct InputError : std::runtime_error {
   std::string file;

@@ -58,10 +58,26 @@ std::string with_commas(double v) {
   return std::string(out.rbegin(), out.rend());
 }
 
+std::string decimal(double v, int sig) {
+  if (!std::isfinite(v)) return "n/a";
+  if (v == 0) return "0";
+  if (sig < 1) sig = 1;
+  const double a = std::fabs(v);
+  if (a < 1e-15) return v < 0 ? "-0.000000000000001" : "0.000000000000001";
+  if (a >= 1e15) return with_commas(v);
+  const int mag = int(std::floor(std::log10(a)));
+  const int dec = std::min(15, std::max(0, sig - 1 - mag));
+  std::string s = trim_zeros(fmt(("%." + std::to_string(dec) + "f").c_str(), v));
+  if (s == "-0") s = "0";
+  return s;
+}
+
 std::string money(double usd) {
   if (!std::isfinite(usd)) return "n/a";
   if (usd < 0) return "-" + money(-usd);
   if (usd == 0) return "$0";
+  if (usd >= 1e15) return "$" + with_commas(usd / 1e12) + "T";
+  if (usd >= 1e12) return "$" + num(usd / 1e12, 3) + "T";
   if (usd >= 1e9) return "$" + num(usd / 1e9, 3) + "B";
   if (usd >= 1e6) return "$" + num(usd / 1e6, 3) + "M";
   if (usd >= 1000) return "$" + with_commas(usd);
@@ -71,7 +87,10 @@ std::string money(double usd) {
     return "$" + fmt("%.2f", usd);
   }
   if (usd >= 0.1) return "$" + fmt("%.2f", usd);
-  return "$" + num(usd, 2);  // two significant digits: "$0.042", "$0.0013"
+  // Two significant digits in plain decimals, never an exponent: "$0.042", "$0.0013",
+  // "$0.000012"; under $1e-15 "<$0.000000000000001".
+  if (usd < 1e-15) return "<$0.000000000000001";
+  return "$" + decimal(usd, 2);
 }
 
 std::string percent(double fraction, int decimals) {
@@ -86,7 +105,7 @@ std::string share(double fraction) {
   if (!std::isfinite(p)) return "n/a";
   if (p >= 10) return fmt("%.0f%%", p);
   if (p >= 1) return fmt("%.1f%%", p);
-  return num(p, 2) + "%";
+  return decimal(p, 2) + "%";
 }
 
 std::string points(double d) {

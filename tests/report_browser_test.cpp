@@ -1,8 +1,9 @@
 // The HTML report in a real browser: writes the report of the synthetic run (tests/support/synthetic_run.h)
 // and opens it in headless Chromium (Debian's `chromium`, --headless --no-sandbox --disable-gpu).
 // Fails on any console message (script error, CSP violation, failed load), on a missing chart in
-// the rendered DOM, or on a blank screenshot. The screenshot is kept at
-// $AUDIT_BUILD_DIR/report_screenshot.png for a human to look at. Skips when chromium is absent.
+// the rendered DOM, or on a blank screenshot; then renders it again in emulated dark mode. The
+// screenshots are kept at $AUDIT_BUILD_DIR/report_screenshot.png and report_screenshot_dark.png
+// for a human to look at. Skips when chromium is absent.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,6 +82,12 @@ std::pair<uint32_t, uint32_t> png_size(const std::string& png) {
   return {be32(16), be32(20)};
 }
 
+size_t count_of(const std::string& s, const std::string& needle) {
+  size_t n = 0;
+  for (size_t i = s.find(needle); i != std::string::npos; i = s.find(needle, i + 1)) ++n;
+  return n;
+}
+
 // The HTML of one <section id="...">, from the dumped DOM.
 std::string section(const std::string& dom, const std::string& id) {
   auto a = dom.find("<section id=\"" + id + "\"");
@@ -145,14 +152,41 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
   EXPECT_NE(section(dom, "costs").find("<rect"), std::string::npos);
   EXPECT_NE(section(dom, "generalization").find("<circle"), std::string::npos);
   EXPECT_NE(section(dom, "loss").find("<polyline"), std::string::npos);
-  // Escaped hostile text never became an element.
-  EXPECT_EQ(dom.find("<script"), std::string::npos);
+  // Escaped hostile text never became an element; the one script is the print helper, which
+  // the page's CSP allows by its hash (a wrong hash would log "Refused to execute").
+  EXPECT_EQ(count_of(dom, "<script"), 1u);
+  EXPECT_NE(dom.find("beforeprint"), std::string::npos);
   EXPECT_EQ(dom.find("<img"), std::string::npos);
   problems = console_problems(b.err("dom"));
   EXPECT_TRUE(problems.empty()) << "console: " << problems.front();
 
+  // 3. Dark mode: the flags make prefers-color-scheme match "dark" (checked on a probe page
+  // that reports matchMedia), and the report renders under them without a console message.
+  const std::string dark_flags =
+      "--force-dark-mode --blink-settings=preferredColorScheme=0 ";
+  const fs::path dprobe = dir / "dark-probe.html";
+  std::ofstream(dprobe) << "<!DOCTYPE html><html><body><p id=p>?</p><script>"
+                           "document.getElementById('p').textContent='scheme-'+"
+                           "(matchMedia('(prefers-color-scheme: dark)').matches?'dark':'light');"
+                           "</script></body></html>";
+  b.run(dprobe, dark_flags + "--dump-dom", "dark-probe");
+  EXPECT_NE(b.out("dark-probe").find("scheme-dark"), std::string::npos)
+      << "chromium did not emulate dark mode:\n"
+      << b.out("dark-probe") << b.err("dark-probe");
+  const fs::path dark_shot = dir / "report-dark.png";
+  rc = b.run(page, dark_flags + "--screenshot=" + dark_shot.string() + " --window-size=1280,2400",
+             "dark");
+  EXPECT_EQ(rc, 0) << b.err("dark");
+  ASSERT_TRUE(fs::exists(dark_shot)) << b.err("dark");
+  EXPECT_GT(slurp(dark_shot).size(), 60000u) << "dark screenshot looks blank";
+  EXPECT_NE(slurp(dark_shot), png) << "dark mode changed nothing on the page";
+  problems = console_problems(b.err("dark"));
+  EXPECT_TRUE(problems.empty()) << "console (dark): " << problems.front();
+
   std::error_code ec;
   fs::copy_file(shot, fs::path(audit::testing::build_dir()) / "report_screenshot.png",
+                fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(dark_shot, fs::path(audit::testing::build_dir()) / "report_screenshot_dark.png",
                 fs::copy_options::overwrite_existing, ec);
   fs::copy_file(page, fs::path(audit::testing::build_dir()) / "report_synthetic.html",
                 fs::copy_options::overwrite_existing, ec);

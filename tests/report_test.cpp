@@ -18,13 +18,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <tuple>
 
 #include "ledger/store/ledger.h"
 #include "reports/html/html_report.h"
+#include "reports/html/sections.h"  // print_script, print_script_hash
 #include "reports/html/svg.h"
 #include "reproduce/verdicts/verdicts.h"
 #include "tests/support/support.h"
@@ -210,6 +213,27 @@ TEST(Verdicts, MoneyFormatting) {
   EXPECT_EQ(percent(0.9), "90.0%");
   EXPECT_EQ(points(-0.123), "-12.3 pts");
   EXPECT_EQ(share(0.0356633), "3.6%");
+}
+
+// Money is never printed in exponent notation (axes, labels, cards): tiny, huge and zero values.
+TEST(Verdicts, MoneyNeverUsesExponents) {
+  EXPECT_EQ(money(0), "$0");
+  EXPECT_EQ(money(1e-5), "$0.00001");
+  EXPECT_EQ(money(1.23e-5), "$0.000012");
+  EXPECT_EQ(money(2e-7), "$0.0000002");
+  EXPECT_EQ(money(-3e-6), "-$0.000003");
+  EXPECT_EQ(money(1e-18), "<$0.000000000000001");
+  EXPECT_EQ(money(4.5e12), "$4.5T");
+  EXPECT_EQ(money(1.2345e18), "$1,234,500T");
+  EXPECT_EQ(share(1.4e-9), "0.00000014%");
+  EXPECT_EQ(audit::text::decimal(0.000012345, 3), "0.0000123");
+  EXPECT_EQ(audit::text::decimal(1234.6, 2), "1235");
+  for (double v = 1e-14; v < 1e20; v *= 3.7) {
+    for (const std::string& s : {money(v), money(-v), share(v)}) {
+      EXPECT_EQ(s.find("e-"), std::string::npos) << v << " -> " << s;
+      EXPECT_EQ(s.find("e+"), std::string::npos) << v << " -> " << s;
+    }
+  }
 }
 
 TEST(Verdicts, WilsonIntervalMatchesTheFormula) {
@@ -574,17 +598,33 @@ TEST(ReportModel, FiguresOfTheSyntheticRun) {
   EXPECT_DOUBLE_EQ(m.final_run_metering.wall_s, 1800);
   EXPECT_DOUBLE_EQ(m.final_run_metering.cpu_s, 3500);
 
-  // The waterfall: claimed, final run, four parts added (evaluation is non-zero), full cost;
-  // the mids span more than 200x, so the axis is log.
-  ASSERT_EQ(m.waterfall.size(), 7u);
+  // The waterfall: claimed, final run, three parts added (evaluation is non-zero), the marginal
+  // cost, the base model (all of it: no share declared), full cost; the mids span more than
+  // 200x, so a log view is drawn beside the linear one.
+  ASSERT_EQ(m.waterfall.size(), 8u);
   EXPECT_EQ(m.waterfall[0].kind, StepKind::claimed);
   EXPECT_EQ(m.waterfall[1].label, "Final run (measured)");
   EXPECT_EQ(m.waterfall[3].label, "+ failed runs and search");
   EXPECT_NEAR(m.waterfall[3].cost.mid, 0.128, 1e-12);
   EXPECT_EQ(m.waterfall[4].label, "+ evaluation and other");
-  EXPECT_EQ(m.waterfall[6].kind, StepKind::full);
-  EXPECT_NEAR(m.waterfall[6].cost.mid, 1.402, 1e-12);
+  EXPECT_EQ(m.waterfall[5].kind, StepKind::marginal);
+  EXPECT_NEAR(m.waterfall[5].cost.mid, 1.362, 1e-12);
+  EXPECT_EQ(m.waterfall[6].label, "+ base model (all)");
+  EXPECT_NEAR(m.waterfall[6].cost.mid, 0.04, 1e-12);
+  EXPECT_EQ(m.waterfall[7].kind, StepKind::full);
+  EXPECT_NEAR(m.waterfall[7].cost.mid, 1.402, 1e-12);
   EXPECT_TRUE(m.waterfall_log_scale);
+  // The marginal cost: every line in the full total but the base model's pretraining (1 CPU-hour
+  // at $0.02/0.04/0.08), and the rows behind each figure.
+  EXPECT_NEAR(m.marginal.marginal.low, 0.881, 1e-12);
+  EXPECT_NEAR(m.marginal.marginal.mid, 1.362, 1e-12);
+  EXPECT_NEAR(m.marginal.marginal.high, 2.324, 1e-12);
+  EXPECT_NEAR(m.marginal.base_all.mid, 0.04, 1e-12);
+  EXPECT_DOUBLE_EQ(m.marginal.share, 1.0);
+  EXPECT_FALSE(m.marginal.declared);
+  EXPECT_NEAR(m.marginal.full_with_share.mid, m.costs.full.mid, 1e-12);
+  EXPECT_EQ(m.marginal.base_rows.size(), 1u);
+  EXPECT_EQ(m.marginal.marginal_rows.size(), 6u);
 
   // Every cost line with provenance, formula, inputs, source; the claim's line first.
   ASSERT_EQ(m.cost_lines.size(), 9u);
@@ -870,7 +910,11 @@ TEST(HtmlReport, SelfContainedNoScriptNoNetwork) {
             std::string::npos);
   EXPECT_EQ(count(html, "<span class=\"muted small\">not stored</span>"), 6u);
   std::string lo = lower(html);
-  EXPECT_EQ(lo.find("<script"), std::string::npos);
+  // One script, the print helper, allowed by its hash and nothing else.
+  EXPECT_EQ(count(lo, "<script"), 1u);
+  EXPECT_NE(html.find("<script>" + sections::print_script() + "</script>"), std::string::npos);
+  EXPECT_NE(html.find("script-src '" + sections::print_script_hash() + "'"), std::string::npos);
+  EXPECT_EQ(lo.find("unsafe-eval"), std::string::npos);
   EXPECT_EQ(lo.find("<link"), std::string::npos);
   EXPECT_EQ(lo.find("<img"), std::string::npos);
   EXPECT_EQ(lo.find("<iframe"), std::string::npos);
@@ -895,7 +939,8 @@ TEST(HtmlReport, EscapesHostileRecipeAndDataText) {
   write_report(l, run, (d.path / "r.html").string());
   std::string html = slurp(d.path / "r.html");
   std::string lo = lower(html);
-  EXPECT_EQ(lo.find("<script"), std::string::npos);
+  EXPECT_EQ(count(lo, "<script"), 1u);  // the print helper in <head>, nothing from the data
+  EXPECT_LT(lo.find("<script"), lo.find("</head>"));
   EXPECT_EQ(lo.find("<img"), std::string::npos);
   EXPECT_EQ(lo.find("<b>5 cents"), std::string::npos);
   EXPECT_EQ(lo.find("href=\"http://evil"), std::string::npos);
@@ -1117,3 +1162,368 @@ TEST(VerdictsCli, StoresOnceAndExitsLikeReport) {
 }
 
 }  // namespace
+
+// ---- the report for the executive: the verdict word, the linear cost view, money text, the
+// glossary, the marginal cost, WCAG contrast in light, dark and print ----
+
+namespace {
+
+// The SVG of one <figure id="...">.
+std::string figure_of(const std::string& html, const std::string& id) {
+  const auto a = html.find("<figure id=\"" + id + "\"");
+  if (a == std::string::npos) return "";
+  return html.substr(a, html.find("</figure>", a) - a);
+}
+
+// Every <rect>'s fill and height, in document order.
+std::vector<std::pair<std::string, double>> rects(const std::string& svg) {
+  std::vector<std::pair<std::string, double>> out;
+  const std::regex re(R"re(<rect [^>]*height="([0-9.]+)" fill="(#[0-9a-fA-F]{6})")re");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), re); it != std::sregex_iterator();
+       ++it)
+    out.emplace_back((*it)[2].str(), std::stod((*it)[1].str()));
+  return out;
+}
+
+}  // namespace
+
+TEST(ExecutiveReport, VerdictWordGlossaryAndMarginalCost) {
+  TempDir d("exec");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
+  store_verdicts(l, run);
+  const ReportModel m = read_report_model(l, run);
+  const std::string html = render_report(m);
+  // The verdict as a word, inside the box whose colour says the same.
+  const auto box = html.find("<p class=\"verdict tone-bad\"");
+  ASSERT_NE(box, std::string::npos);
+  EXPECT_EQ(html.find("<span class=\"word\">Verdict: NOT SUPPORTED</span>"),
+            html.find("<span class=\"word\">", box));
+  size_t bad = 0;
+  for (const auto& v : m.verdicts) bad += v.verdict == kNotSupported;
+  ASSERT_GT(bad, 0u);
+  EXPECT_NE(html.find(std::to_string(bad) + " of " + std::to_string(m.verdicts.size()) +
+                      " claims not supported"),
+            std::string::npos)
+      << html.substr(box, 400);
+  // The glossary, and terms linked to it where they are first used.
+  EXPECT_NE(html.find("<section id=\"glossary\">"), std::string::npos);
+  for (const char* id : {"g-id", "g-ood", "g-wilson", "g-gpu-hour", "g-mfu", "g-provenance",
+                         "g-budget", "g-pass1", "g-decontam", "g-marginal", "g-full"}) {
+    EXPECT_NE(html.find(std::string("<dt id=\"") + id + "\">"), std::string::npos) << id;
+    if (std::string(id) != "g-mfu")  // MFU appears in cost formulas, from the data
+      EXPECT_LT(html.find(std::string("href=\"#") + id + "\""), html.find("id=\"glossary\""))
+          << id << " is never linked";
+  }
+  EXPECT_NE(html.find("<dt id=\"g-wilson\">Wilson 95% interval</dt>"), std::string::npos);
+  // Three figures where the full cost was: the marginal cost, the full cost with the base's
+  // share (all of it: none declared), the share's source; each naming its ledger rows.
+  EXPECT_NE(html.find(">Marginal cost</a></div><div class=\"value\">$1.36</div><div "
+                      "class=\"band\">band $0.88 – $2.32"),
+            std::string::npos);
+  EXPECT_NE(html.find(">Full cost</a>, with all of the base&#39;s pretraining</div><div "
+                      "class=\"value\">$1.40</div>"),
+            std::string::npos);
+  EXPECT_NE(html.find("no share declared in the recipe (base.amortize_share): all of it"),
+            std::string::npos);
+  EXPECT_NE(html.find("cost line #" + std::to_string(m.marginal.base_rows.at(0)) + ")"),
+            std::string::npos);
+  // The evidence table ends with the same totals.
+  EXPECT_NE(html.find("Marginal cost (all but the base model&#39;s pretraining)"), std::string::npos);
+}
+
+TEST(ExecutiveReport, LinearCostBarsAddUpAndALogViewIsLabelled) {
+  TempDir d("linear");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
+  const ReportModel m = read_report_model(l, run);
+  const std::string html = render_report(m);
+  const std::string lin = figure_of(html, "costs-linear");
+  ASSERT_FALSE(lin.empty());
+  EXPECT_NE(lin.find("linear scale: the bars add up"), std::string::npos);
+  EXPECT_NE(figure_of(html, "costs-log").find("log scale"), std::string::npos);
+  // Bars by colour: final run, the added parts, the marginal total, the base, the full total.
+  const auto bars = rects(lin);
+  double final_run = -1, marginal = -1, full = -1, added_before = 0, added_after = 0;
+  for (const auto& [fill, height] : bars) {
+    if (fill == "#2b6cb0") final_run = height;
+    else if (fill == "#4a6d8c") marginal = height;
+    else if (fill == "#243b53") full = height;
+    else if (fill == "#c0553f") (marginal < 0 ? added_before : added_after) += height;
+  }
+  ASSERT_GT(final_run, 0);
+  ASSERT_GT(marginal, 0);
+  ASSERT_GT(full, 0);
+  // Pixel heights are printed to 0.1 px: the parts add up to the totals within rounding.
+  EXPECT_NEAR(final_run + added_before, marginal, 0.35);
+  EXPECT_NEAR(marginal + added_after, full, 0.25);
+  // And the heights are in proportion to the dollars (linear: full / marginal).
+  EXPECT_NEAR(full / marginal, m.marginal.full_with_share.mid / m.marginal.marginal.mid, 0.01);
+}
+
+TEST(ExecutiveReport, NoExponentInAnyMoneyText) {
+  TempDir d("money");
+  Ledger l((d.path / "a.db").string());
+  // A run of tiny costs: a claim of $0.00001, a final run of $0.00001, 4 cents of a cent of
+  // a micro-dollar of data, a cent of base model; the log axis then reaches $0.000001, which
+  // used to print "$1e-06".
+  audit::ledger::RunInfo ri;
+  ri.name = "tiny";
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.00001);
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  const int64_t run = l.begin_run(ri);
+  auto add = [&](const char* cat, double q, double price) {
+    CostItem c;
+    c.run_id = run;
+    c.category = cat;
+    c.description = cat;
+    c.quantity = q;
+    c.unit = "CPU-hour";
+    c.price_low = price / 2, c.price_mid = price, c.price_high = price * 2;
+    c.provenance = Provenance::measured;
+    l.add_cost_item(c);
+  };
+  add("final_run", 0.001, 0.01);  // $0.00001
+  add("data", 1e-6, 0.04);        // $0.00000004
+  add("base_model", 0.5, 0.02);   // $0.01
+  l.end_run(run, audit::ledger::RunStatus::succeeded);
+  const std::string html = render_report(l, run);
+  const std::regex exp_money(R"(\$[0-9][0-9.,]*[eE][-+]?[0-9])");
+  EXPECT_FALSE(std::regex_search(html, exp_money));
+  for (const char* id : {"costs-linear", "costs-log"}) {
+    const std::string svg = figure_of(html, id);
+    ASSERT_FALSE(svg.empty()) << id;
+    EXPECT_EQ(svg.find("e-0"), std::string::npos) << id;
+    EXPECT_EQ(svg.find("e+0"), std::string::npos) << id;
+  }
+  EXPECT_NE(figure_of(html, "costs-log").find(">$0.000001</text>"), std::string::npos)
+      << figure_of(html, "costs-log");
+  EXPECT_NE(html.find(">+$0.00000004</text>"), std::string::npos);
+  const auto k0 = html.find("<div class=\"kpis\">");
+  ASSERT_NE(k0, std::string::npos);
+  const std::string kpis = html.substr(k0, html.find("<nav>") - k0);
+  EXPECT_EQ(kpis.find("e-0"), std::string::npos) << kpis;
+  EXPECT_EQ(kpis.find("e+0"), std::string::npos) << kpis;
+  EXPECT_NE(kpis.find("$0.00001"), std::string::npos) << kpis;
+}
+
+TEST(ExecutiveReport, ADeclaredBaseShareIsUsedAndNamed) {
+  TempDir d("share");
+  Ledger l((d.path / "a.db").string());
+  audit::ledger::RunInfo ri;
+  ri.name = "share";
+  ri.recipe_text = audit::testing::synthetic_recipe(false, 0.05) +
+                   "[base]\namortize_share = 0.25\n"
+                   "amortize_source = \"one of four fine-tunes of this base (test)\"\n";
+  ri.recipe_sha256 = audit::ledger::sha256_hex(ri.recipe_text);
+  const int64_t run = l.begin_run(ri);
+  auto add = [&](const char* cat, double q) {
+    CostItem c;
+    c.run_id = run;
+    c.category = cat;
+    c.description = cat;
+    c.quantity = q;
+    c.unit = "GPU-hour";
+    c.price_low = c.price_mid = c.price_high = 2.0;
+    c.provenance = Provenance::estimated;
+    return l.add_cost_item(c);
+  };
+  add("final_run", 10);     // $20
+  add("base_model", 1000);  // $2,000
+  l.end_run(run, audit::ledger::RunStatus::succeeded);
+  const ReportModel m = read_report_model(l, run);
+  ASSERT_TRUE(m.claim.parse_error.empty()) << m.claim.parse_error;
+  EXPECT_TRUE(m.marginal.declared);
+  EXPECT_DOUBLE_EQ(m.marginal.share, 0.25);
+  EXPECT_NEAR(m.marginal.marginal.mid, 20, 1e-9);
+  EXPECT_NEAR(m.marginal.full_with_share.mid, 520, 1e-9);
+  EXPECT_NEAR(m.costs.full.mid, 2020, 1e-9);  // all of it, as the ledger's totals have it
+  const std::string html = render_report(m);
+  EXPECT_NE(html.find("with 25% of the base&#39;s pretraining (declared)</div><div "
+                      "class=\"value\">$520</div>"),
+            std::string::npos);
+  EXPECT_NE(html.find("With all of the base&#39;s pretraining: $2,020"), std::string::npos);
+  EXPECT_NE(html.find("base.amortize_share = 0.25 in the recipe: one of four fine-tunes of this "
+                      "base (test)"),
+            std::string::npos);
+  ASSERT_EQ(m.waterfall.size(), 7u);  // no evaluation line: no "+ evaluation and other" step
+  EXPECT_EQ(m.waterfall[5].label, "+ base model (25%, declared)");
+  EXPECT_NEAR(m.waterfall[5].cost.mid, 500, 1e-9);
+}
+
+// ---- WCAG contrast of the page's colour pairs ----
+
+namespace {
+
+struct CssRule {
+  std::string prelude, body;
+};
+
+// Top-level rules of a stylesheet; an @media rule's body holds its own rules.
+std::vector<CssRule> css_rules(const std::string& css) {
+  std::vector<CssRule> out;
+  size_t i = 0;
+  while (i < css.size()) {
+    const size_t open = css.find('{', i);
+    if (open == std::string::npos) break;
+    int depth = 1;
+    size_t j = open + 1;
+    for (; j < css.size() && depth > 0; ++j) depth += css[j] == '{' ? 1 : css[j] == '}' ? -1 : 0;
+    std::string pre = css.substr(i, open - i);
+    pre.erase(0, pre.find_first_not_of(" \n\t"));
+    out.push_back({pre, css.substr(open + 1, j - open - 2)});
+    i = j;
+  }
+  return out;
+}
+
+// name -> value of a rule body's declarations ("color" -> "var(--ink)").
+std::map<std::string, std::string> declarations(const std::string& body) {
+  std::map<std::string, std::string> d;
+  std::stringstream in(body);
+  std::string decl;
+  while (std::getline(in, decl, ';')) {
+    const auto colon = decl.find(':');
+    if (colon == std::string::npos) continue;
+    auto trim = [](std::string s) {
+      s.erase(0, s.find_first_not_of(" \n\t"));
+      s.erase(s.find_last_not_of(" \n\t") + 1);
+      return s;
+    };
+    d[trim(decl.substr(0, colon))] = trim(decl.substr(colon + 1));
+  }
+  return d;
+}
+
+double channel(int v) {
+  const double c = v / 255.0;
+  return c <= 0.04045 ? c / 12.92 : std::pow((c + 0.055) / 1.055, 2.4);
+}
+double luminance(const std::string& hex) {
+  std::string h = hex.substr(1);
+  if (h.size() == 3) h = {h[0], h[0], h[1], h[1], h[2], h[2]};
+  const int r = std::stoi(h.substr(0, 2), nullptr, 16), g = std::stoi(h.substr(2, 2), nullptr, 16),
+            b = std::stoi(h.substr(4, 2), nullptr, 16);
+  return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+}
+// WCAG 2.x contrast ratio of two #rgb / #rrggbb colours.
+double contrast(const std::string& a, const std::string& b) {
+  double la = luminance(a), lb = luminance(b);
+  if (la < lb) std::swap(la, lb);
+  return (la + 0.05) / (lb + 0.05);
+}
+
+// The stylesheet's colours in one mode: the light :root, then the dark or print override.
+struct Mode {
+  std::string name;
+  std::map<std::string, std::string> vars;
+  std::string resolve(const std::string& v) const {
+    if (v.rfind("var(", 0) == 0) {
+      auto it = vars.find(v.substr(4, v.size() - 5));
+      return it == vars.end() ? "" : it->second;
+    }
+    return v;
+  }
+};
+
+}  // namespace
+
+TEST(ExecutiveReport, EveryColourPairMeetsWcagAaInLightDarkAndPrint) {
+  EXPECT_NEAR(contrast("#000000", "#ffffff"), 21.0, 1e-9);  // the formula itself
+  EXPECT_NEAR(contrast("#777777", "#ffffff"), 4.48, 0.01);
+  TempDir d("contrast");
+  Ledger l((d.path / "a.db").string());
+  int64_t run = audit::testing::add_synthetic_run(l, false, 0.05);
+  store_verdicts(l, run);
+  const std::string html = render_report(l, run);
+  const auto a = html.find("<style>") + 7;
+  const std::string css = html.substr(a, html.find("</style>") - a);
+  const auto rules = css_rules(css);
+
+  Mode light{"light", {}}, dark{"dark", {}}, print{"print", {}};
+  std::vector<CssRule> top;
+  for (const auto& r : rules) {
+    if (r.prelude == ":root") light.vars = declarations(r.body);
+    if (r.prelude.rfind("@media", 0) != 0) top.push_back(r);
+  }
+  // Print applies over the dark palette too (a dark-mode reader printing): it must set them all.
+  dark.vars = light.vars;
+  for (const auto& r : rules) {
+    Mode* m = r.prelude.find("prefers-color-scheme:dark") != std::string::npos ? &dark
+              : r.prelude == "@media print"                                     ? &print
+                                                                                : nullptr;
+    if (!m) continue;
+    if (m == &print) continue;
+    for (const auto& inner : css_rules(r.body))
+      if (inner.prelude == ":root")
+        for (const auto& [k, v] : declarations(inner.body)) m->vars[k] = v;
+  }
+  print.vars = dark.vars;
+  for (const auto& r : rules)
+    if (r.prelude == "@media print")
+      for (const auto& inner : css_rules(r.body))
+        if (inner.prelude == ":root")
+          for (const auto& [k, v] : declarations(inner.body)) print.vars[k] = v;
+  ASSERT_GT(light.vars.size(), 10u);
+  ASSERT_NE(dark.vars["--bg"], light.vars["--bg"]) << "no dark palette";
+
+  // Text with its own background is checked on it; text without one on every surface text sits
+  // on (the page and the cards). Borders that carry meaning (the verdict's tone, the cards) are
+  // graphics: 3:1 against the card. Chart text and marks: on the chart's own background.
+  int pairs = 0;
+  for (const Mode* m : {&light, &dark, &print}) {
+    const std::string page = m->resolve("var(--bg)"), card = m->resolve("var(--card)");
+    for (const auto& r : top) {
+      const auto decl = declarations(r.body);
+      auto c = decl.find("color");
+      if (c != decl.end() && c->second != "inherit") {
+        const std::string fg = m->resolve(c->second);
+        ASSERT_EQ(fg.rfind("#", 0), 0u) << r.prelude << " color " << c->second;
+        std::vector<std::string> bgs = {page, card};
+        auto b = decl.find("background");
+        if (b != decl.end()) bgs = {m->resolve(b->second)};
+        for (const auto& bg : bgs) {
+          const double cr = contrast(fg, bg);
+          std::printf("contrast %-5s %-34s %s on %s: %.2f\n", m->name.c_str(),
+                      r.prelude.substr(0, 34).c_str(), fg.c_str(), bg.c_str(), cr);
+          EXPECT_GE(cr, 4.5) << m->name << " " << r.prelude << ": " << fg << " on " << bg;
+          ++pairs;
+        }
+      }
+      for (const char* k : {"border-left-color", "border-top-color"}) {
+        auto bc = decl.find(k);
+        if (bc == decl.end()) continue;
+        const double cr = contrast(m->resolve(bc->second), card);
+        std::printf("contrast %-5s %-34s %s on %s: %.2f (graphics)\n", m->name.c_str(),
+                    r.prelude.substr(0, 34).c_str(), m->resolve(bc->second).c_str(), card.c_str(),
+                    cr);
+        EXPECT_GE(cr, 3.0) << m->name << " " << r.prelude << " " << k;
+        ++pairs;
+      }
+    }
+    // Chart text (4.5:1) and bars, dots and lines (3:1) on the chart's background.
+    const std::string chart = m->resolve("var(--chart)");
+    ASSERT_EQ(chart.rfind("#", 0), 0u);
+    const std::regex text_fill(R"re(<text [^>]*fill="(#[0-9a-fA-F]{6})")re");
+    const std::regex mark_fill(R"re(<(?:rect|circle) [^>]*fill="(#[0-9a-fA-F]{6})")re");
+    const std::regex line_stroke(R"re(<polyline [^>]*stroke="(#[0-9a-fA-F]{6})")re");
+    std::set<std::string> texts, marks;
+    for (auto it = std::sregex_iterator(html.begin(), html.end(), text_fill);
+         it != std::sregex_iterator(); ++it)
+      texts.insert((*it)[1].str());
+    for (const auto* re : {&mark_fill, &line_stroke})
+      for (auto it = std::sregex_iterator(html.begin(), html.end(), *re);
+           it != std::sregex_iterator(); ++it)
+        if (lower((*it)[1].str()) != "#ffffff") marks.insert((*it)[1].str());
+    ASSERT_FALSE(texts.empty());
+    for (const auto& t : texts) {
+      EXPECT_GE(contrast(t, chart), 4.5) << m->name << " chart text " << t;
+      ++pairs;
+    }
+    for (const auto& k : marks) {
+      EXPECT_GE(contrast(k, chart), 3.0) << m->name << " chart mark " << k;
+      ++pairs;
+    }
+  }
+  EXPECT_GT(pairs, 100);
+}

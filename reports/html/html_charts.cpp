@@ -8,7 +8,7 @@
 namespace audit::reports::sections {
 namespace {
 
-constexpr const char* kBaseColor = "#9aa5b1";
+constexpr const char* kBaseColor = "#7d8a99";  // 3.5:1 on the chart's white (graphics: 3:1)
 constexpr const char* kTunedColor = "#1f4e79";
 
 const char* split_color(const std::string& split, size_t index) {
@@ -26,6 +26,8 @@ const char* step_color(StepKind k) {
       return "#c9861a";
     case StepKind::final_run:
       return "#2b6cb0";
+    case StepKind::marginal:
+      return "#4a6d8c";
     case StepKind::full:
       return "#243b53";
     case StepKind::added:
@@ -117,21 +119,36 @@ std::string cost_waterfall(const ReportModel& m) {
   for (const auto& s : m.waterfall)
     steps.push_back({s.label, s.cost.low, s.cost.mid, s.cost.high, s.kind != StepKind::added,
                      step_color(s.kind)});
+  const auto money_axis = [](double v) { return money(v); };
   svg::Frame f;
   f.width = 1000;
   f.height = 380;
-  f.left = 84;
-  f.title = std::string("From the claim to the full cost, USD") +
-            (m.waterfall_log_scale ? " (log scale: the parts differ by orders of magnitude)" : "");
+  f.left = 96;
+  f.title = "From the claim to the full cost, USD (linear scale: the bars add up)";
   f.y_label = "USD";
-  return "<section id=\"costs\" class=\"chart\"><h2>Where the money went</h2>\n<p class=\"lede\">"
-         "Bars are mid prices; whiskers span the low–high price band. Each “+” bar adds a cost "
-         "the headline left out.</p>\n<figure>" +
-         svg::waterfall(f, steps, m.waterfall_log_scale, [](double v) { return money(v); }) +
-         "<figcaption>Data = trace generation, filtering, judging and curation. Failed runs "
-         "and search = aborted or failed runs of this recipe and hyperparameter sweeps. Energy "
-         "and CO2 lines are shown in the evidence but not added: rental prices already include "
-         "power.</figcaption></figure></section>\n";
+  std::string p =
+      "<section id=\"costs\" class=\"chart\"><h2>Where the money went</h2>\n<p class=\"lede\">"
+      "Bars are mid prices; whiskers span the low–high <a class=\"term\" href=\"#g-band\">price "
+      "band</a>. Each “+” bar adds a cost the headline left out; the <a class=\"term\" "
+      "href=\"#g-marginal\">marginal cost</a> is everything but the base model's pretraining, "
+      "and the <a class=\"term\" href=\"#g-full\">full cost</a> adds the base's share (" +
+      h(m.marginal.source) + ").</p>\n<figure id=\"costs-linear\">" +
+      svg::waterfall(f, steps, false, money_axis) +
+      "<figcaption><b>Linear scale</b>: each bar's height is its cost, so the “+” bars stacked on "
+      "the final run reach the marginal cost, and the base model's share on top of it reaches the "
+      "full cost. Data = trace generation, filtering, judging and curation. Failed runs and "
+      "search = aborted or failed runs of this recipe and hyperparameter sweeps. Energy and CO2 "
+      "lines are shown in the evidence but not added: rental prices already include "
+      "power.</figcaption></figure>\n";
+  if (m.waterfall_log_scale) {
+    svg::Frame g = f;
+    g.title = "The same steps on a log scale (heights do not add up; read the labels)";
+    p += "<figure id=\"costs-log\">" + svg::waterfall(g, steps, true, money_axis) +
+         "<figcaption><b>Log scale</b>, for the small parts the linear chart cannot show: each "
+         "gridline is ten times the one below, so bar heights do not add up. The figures on the "
+         "bars are the same as above.</figcaption></figure>\n";
+  }
+  return p + "</section>\n";
 }
 
 std::string generalization(const ReportModel& m) {
@@ -139,8 +156,10 @@ std::string generalization(const ReportModel& m) {
                   "training distribution?</h2>\n";
   if (m.cells.empty())
     return p + "<p class=\"lede\">No evaluation rows are recorded for this run.</p></section>\n";
-  p += "<p class=\"lede\">Base and tuned models on the in-distribution (ID) split and every "
-       "out-of-distribution (OOD) split";
+  p += "<p class=\"lede\">Base and tuned models on the in-distribution (<a class=\"term\" "
+       "href=\"#g-id\">ID</a>) split and every out-of-distribution (<a class=\"term\" "
+       "href=\"#g-ood\">OOD</a>) split, with <a class=\"term\" href=\"#g-wilson\">Wilson 95% "
+       "intervals</a>";
   p += m.any_budget_in_headline ? ", at the largest thinking budget evaluated."
                                 : ", unlimited thinking budget.";
   return p + "</p>\n<figure>" + accuracy_chart(m) + "</figure>\n" + split_table(m) +
@@ -167,7 +186,8 @@ std::string thinking_budget(const ReportModel& m) {
   o.fmt_y = [](double v) { return percent(v, 0); };
   o.extra_legend = {{"tuned (solid)", "#52606d", "", false},
                     {"base (dashed)", "#52606d", "5 4", false}};
-  return p + "<p class=\"lede\">Each split's accuracy as the thinking budget grows; whiskers are "
+  return p + "<p class=\"lede\">Each split's accuracy as the <a class=\"term\" "
+             "href=\"#g-budget\">thinking budget</a> grows (budget forcing); whiskers are "
              "Wilson 95% intervals of the tuned model.</p>\n<figure>" +
          svg::line_chart(f, series, o) + "</figure>\n</section>\n";
 }

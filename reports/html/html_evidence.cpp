@@ -151,7 +151,8 @@ std::string json_html(const json& j, int depth) {
 std::string cost_lines(const ReportModel& m) {
   std::string p =
       "<section id=\"cost-lines\"><h2>Every cost line</h2>\n<p class=\"lede\">Quantity × "
-      "price band = cost band. Provenance: <span class=\"badge b-measured\">measured</span> "
+      "<a class=\"term\" href=\"#g-band\">price band</a> = cost band. <a class=\"term\" "
+      "href=\"#g-provenance\">Provenance</a>: <span class=\"badge b-measured\">measured</span> "
       "here, <span class=\"badge b-declared\">declared</span> by the claim, or <span "
       "class=\"badge b-estimated\">estimated</span> with the formula and its inputs. Greyed "
       "lines are not added to the full cost.</p>\n"
@@ -161,7 +162,11 @@ std::string cost_lines(const ReportModel& m) {
       "<th>Formula and inputs</th></tr></thead><tbody>\n";
   for (const auto& l : m.cost_lines) p += cost_line_row(l);
   p += total_row("Final run, as " + m.final_run_provenance, m.costs.final_run);
-  p += total_row("Full cost", m.costs.full);
+  p += total_row("Marginal cost (all but the base model's pretraining)", m.marginal.marginal);
+  p += total_row("Full cost, with " + share(m.marginal.share) + " of the base's pretraining",
+                 m.marginal.full_with_share);
+  if (m.marginal.share != 1.0)
+    p += total_row("Full cost, with all of the base's pretraining", m.costs.full);
   p += "</tbody></table>\n";
   if (m.cost_lines.empty()) p += "<p class=\"lede\">No cost lines are recorded for this run.</p>\n";
   return p + "</section>\n";
@@ -191,7 +196,8 @@ std::string eval_cells(const ReportModel& m) {
   std::string p =
       "<section id=\"evals\"><h2>Evaluation cells</h2>\n<p class=\"lede\">Each row pools "
       "the seeds of one model, split and thinking budget: mean of the per-seed accuracies, "
-      "their spread, and the Wilson 95% interval of the pooled counts.</p>\n"
+      "their spread, and the <a class=\"term\" href=\"#g-wilson\">Wilson 95% interval</a> of "
+      "the pooled counts. Accuracy is <a class=\"term\" href=\"#g-pass1\">pass@1</a>.</p>\n"
       "<table><thead><tr><th>Model</th><th>Suite</th><th>Split</th><th class=\"num\">Budget"
       "</th><th class=\"num\">Seeds</th><th class=\"num\">Correct / n</th><th class=\"num\">"
       "Mean</th><th class=\"num\">Wilson 95%</th><th>Per seed</th></tr></thead><tbody>\n";
@@ -239,7 +245,8 @@ std::string selection(const ReportModel& m) {
 }
 
 std::string decontamination(const ReportModel& m) {
-  std::string p = "<section id=\"decontamination\"><h2>Decontamination</h2>\n";
+  std::string p = "<section id=\"decontamination\"><h2><a class=\"term\" "
+                  "href=\"#g-decontam\">Decontamination</a></h2>\n";
   if (!m.decontamination)
     return p + "<p class=\"lede\">No decontamination report is recorded for this run.</p>"
                "</section>\n";

@@ -1,5 +1,7 @@
-// The executive HTML report of one run, read from the ledger alone: a one-line verdict and the
-// three totals (claimed, final run as measured, full cost), then the charts (cost waterfall, ID vs
+// The executive HTML report of one run, read from the ledger alone: the verdict as a word and the
+// four totals (claimed, final run as measured, marginal cost, full cost with the base model's
+// declared share), then the charts (cost waterfall on a linear axis, and on a log axis too when
+// the parts differ by orders of magnitude, ID vs
 // OOD accuracy with Wilson whiskers, accuracy vs thinking budget, loss curves per stage), then the
 // evidence (every cost line with provenance, formula, inputs and source; stage metering; eval
 // cells; selection counts; decontamination; the recipe and its SHA-256; ledger verification;
@@ -10,9 +12,10 @@
 // section (sections.h). Nothing here writes to the ledger: verdicts not stored for the run are
 // computed in memory and the page says so (`audit verdicts` stores them).
 //
-// The page is one self-contained file: inline CSS and inline SVG, no script, no external font or
-// image, a Content-Security-Policy that forbids loading anything. Every text from the recipe or
-// the data is HTML-escaped. Output is deterministic: the same ledger rows give the same bytes
+// The page is one self-contained file: inline CSS (light, dark and print palettes, WCAG AA) and
+// inline SVG, no external font or image, a glossary of its terms, and one script (it opens the
+// closed sections for printing) that the Content-Security-Policy allows by its hash while
+// forbidding everything else. Every text from the recipe or the data is HTML-escaped. Output is deterministic: the same ledger rows give the same bytes
 // (no clock is read; times shown are the ledger's).
 #pragma once
 

@@ -74,9 +74,44 @@ std::vector<CostLine> cost_lines(const std::vector<ledger::CostItem>& items) {
   return out;
 }
 
+// The marginal cost and the base's share: the lines in the full total split into the base
+// model's (Bucket::base_model) and the rest, and the share the recipe declares.
+MarginalCost marginal_cost(const std::vector<ledger::CostItem>& items, const recipe::Recipe* r) {
+  MarginalCost m;
+  for (const auto& c : items) {
+    const Bucket b = bucket_of(c);
+    if (b == Bucket::claimed || b == Bucket::not_in_total) continue;
+    const Band cost = ledger::item_cost(c);
+    if (b == Bucket::base_model) {
+      m.base_all = m.base_all + cost;
+      m.base_rows.push_back(c.id);
+    } else {
+      m.marginal = m.marginal + cost;
+      m.marginal_rows.push_back(c.id);
+    }
+  }
+  if (r && (r->base.amortize_share != 1.0 || !r->base.amortize_source.empty())) {
+    m.share = r->base.amortize_share;
+    m.declared = true;
+    m.source = "base.amortize_share = " + text::num(m.share, 4) + " in the recipe" +
+               (r->base.amortize_source.empty() ? "" : ": " + r->base.amortize_source);
+  } else {
+    m.source = "no share declared in the recipe (base.amortize_share): all of it";
+  }
+  m.full_with_share = m.marginal + m.base_all * m.share;
+  return m;
+}
+
+// "+ base model (all)", "+ base model (25%, declared)".
+std::string base_step_label(const MarginalCost& m) {
+  if (!m.declared) return "+ base model (all)";
+  return "+ base model (" + share(m.share) + ", declared)";
+}
+
 // Claimed → final run → + data → + failed runs and search → (+ evaluation and other, when any)
-// → + base model → full cost.
-std::vector<CostStep> waterfall_steps(const CostRollup& cr, const std::string& final_how) {
+// → marginal cost → + the base model's share → full cost.
+std::vector<CostStep> waterfall_steps(const CostRollup& cr, const MarginalCost& mc,
+                                      const std::string& final_how) {
   std::vector<CostStep> s;
   s.push_back({cr.has_claim ? "Claimed" : "Claimed (none)", cr.claimed, StepKind::claimed});
   s.push_back({"Final run (" + final_how + ")", cr.final_run, StepKind::final_run});
@@ -84,8 +119,9 @@ std::vector<CostStep> waterfall_steps(const CostRollup& cr, const std::string& f
   s.push_back({"+ failed runs and search", cr.failed_and_search, StepKind::added});
   if (cr.evaluation_and_other.high > 0)
     s.push_back({"+ evaluation and other", cr.evaluation_and_other, StepKind::added});
-  s.push_back({"+ base model", cr.base_model, StepKind::added});
-  s.push_back({"Full cost", cr.full, StepKind::full});
+  s.push_back({"Marginal cost", mc.marginal, StepKind::marginal});
+  s.push_back({base_step_label(mc), mc.base_all * mc.share, StepKind::added});
+  s.push_back({"Full cost", mc.full_with_share, StepKind::full});
   return s;
 }
 
@@ -393,7 +429,8 @@ void read_costs(ReportModel& m, const ledger::Ledger& l, const recipe::Recipe* r
   m.final_run_provenance = final_run_provenance(items);
   m.final_run_metering = category_metering(stages, "final_run");
   m.cost_lines = cost_lines(items);
-  m.waterfall = waterfall_steps(m.costs, m.final_run_provenance);
+  m.marginal = marginal_cost(items, r);
+  m.waterfall = waterfall_steps(m.costs, m.marginal, m.final_run_provenance);
   m.waterfall_log_scale = mids_span_orders_of_magnitude(m.waterfall);
 }
 
@@ -463,6 +500,46 @@ std::vector<std::pair<std::string, double>> numeric_pairs(const json& j) {
     }
   }
   return out;
+}
+
+nlohmann::json figures_json(const ReportModel& m) {
+  auto band = [](const Band& b) { return json{{"low", b.low}, {"mid", b.mid}, {"high", b.high}}; };
+  json verdicts = json::array();
+  for (const auto& v : m.verdicts)
+    verdicts.push_back({{"kind", v.kind},
+                        {"claim", v.claim},
+                        {"verdict", v.verdict},
+                        {"claimed", v.claimed},
+                        {"measured", v.measured},
+                        {"stored", v.id != 0}});
+  json steps = json::array();
+  for (const auto& s : m.waterfall) steps.push_back({{"label", s.label}, {"usd", band(s.cost)}});
+  const MarginalCost& mc = m.marginal;
+  json costs = {
+      {"final_run", band(m.costs.final_run)},
+      {"final_run_provenance", m.final_run_provenance},
+      {"marginal", band(mc.marginal)},
+      {"marginal_rows", mc.marginal_rows},
+      {"base_model_all", band(mc.base_all)},
+      {"base_model_rows", mc.base_rows},
+      {"base_share", mc.share},
+      {"base_share_declared", mc.declared},
+      {"base_share_source", mc.source},
+      {"full_with_share", band(mc.full_with_share)},
+      {"full_with_all_of_base", band(m.costs.full)},
+      {"waterfall", steps}};
+  if (m.costs.has_claim) {
+    costs["claimed"] = band(m.costs.claimed);
+    costs["claimed_from"] = m.costs.claimed_from;
+  }
+  return {{"run", m.run.id},
+          {"title", m.claim.title},
+          {"status", ledger::to_string(m.run.status)},
+          {"recipe_sha256", m.run.recipe_sha256},
+          {"ledger_verified", m.verify.ok},
+          {"verdicts", verdicts},
+          {"verdicts_not_stored", m.verdicts_not_stored},
+          {"costs", costs}};
 }
 
 ReportModel read_report_model(const ledger::Ledger& l, int64_t run_id) {

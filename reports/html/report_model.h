@@ -60,8 +60,23 @@ struct CostLine {
   bool in_total = true;
 };
 
-// One step of the waterfall: a total bar (claimed, final run, full cost) or an added part.
-enum class StepKind { claimed, final_run, added, full };
+// The marginal cost beside the full cost: the base model's pretraining (the base_model cost lines)
+// taken out, then put back at the share the recipe declares (base.amortize_share with
+// base.amortize_source), or all of it when none is declared. Every figure is a sum of the ledger
+// cost rows named by id.
+struct MarginalCost {
+  Band marginal;         // every line in the full total except the base model's pretraining
+  Band base_all;         // the base_model lines: all of the base's pretraining
+  Band full_with_share;  // marginal + share x base_all (== the full total when share is 1)
+  double share = 1.0;    // the share of the base carried in full_with_share
+  bool declared = false; // the share comes from the recipe (base.amortize_share), not the default
+  std::string source;    // where the share comes from (base.amortize_source, or the default)
+  std::vector<int64_t> marginal_rows, base_rows;  // cost_items ids behind marginal and base_all
+};
+
+// One step of the waterfall: a total bar (claimed, final run, marginal, full cost) or an added
+// part.
+enum class StepKind { claimed, final_run, added, marginal, full };
 struct CostStep {
   std::string label;
   Band cost;
@@ -150,6 +165,9 @@ struct ReportModel {
   std::string final_run_provenance;  // measured | declared | estimated | partly measured
   CategoryMetering final_run_metering;
   std::vector<CostLine> cost_lines;
+  MarginalCost marginal;
+  // Claimed, final run, the added parts, the marginal cost, + the base's share, the full cost.
+  // Drawn on a linear axis (the bars add up); also on a log axis when waterfall_log_scale.
   std::vector<CostStep> waterfall;
   bool waterfall_log_scale = false;  // the mids differ by more than 200x
 
@@ -185,6 +203,12 @@ struct ReportModel {
 // in memory (compute_verdicts) and counted in verdicts_not_stored. Throws ledger::LedgerError
 // when the run does not exist.
 ReportModel read_report_model(const ledger::Ledger& l, int64_t run_id);
+
+// The page's figures as JSON (`audit report --json`): the run, the verdicts and the verdict
+// word's inputs, the totals (claimed, final run, marginal, the base's share and where it comes
+// from, full with the share, full with all of the base) as {low, mid, high}, each with the
+// cost_items ids it sums, and the waterfall's steps.
+nlohmann::json figures_json(const ReportModel& m);
 
 // The selection-counts view for the bar chart: an object of numbers, or an array of objects with
 // a name-like and a count-like field; empty when it has neither shape. Stored order.

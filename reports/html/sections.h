@@ -28,6 +28,11 @@ std::string totals(const ReportModel& m);   // claimed, final run, full cost
 std::string nav();
 std::string verdicts(const ReportModel& m);
 std::string footer(const ReportModel& m);
+std::string glossary();  // the terms the page uses, each with an id (#g-...) the page links to
+// The page's one script (opens closed <details> for printing) and its CSP source
+// ("sha256-<base64>"), which the page's Content-Security-Policy allows and nothing else.
+std::string print_script();
+std::string print_script_hash();
 
 // The charts (html_charts.cpp).
 std::string cost_waterfall(const ReportModel& m);

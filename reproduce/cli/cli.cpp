@@ -1,6 +1,7 @@
 // Shared command-line pieces: the common options and the error-to-exit-code mapping.
 #include "reproduce/cli/cli.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,8 +18,19 @@
 
 namespace audit::cli {
 
+void add_ledger_option(CLI::App& cmd, GlobalOptions& g, LedgerMissing missing) {
+  cmd.add_option("--ledger", g.ledger,
+                 missing == LedgerMissing::create
+                     ? "SQLite ledger file to write; created (with its folder's permission) if "
+                       "missing"
+                     : "SQLite ledger file to read; a missing file is refused with exit 2 "
+                       "naming it (nothing is created)")
+      ->capture_default_str()
+      ->envname("AUDIT_LEDGER");
+}
+
 void add_ledger_option(CLI::App& cmd, GlobalOptions& g) {
-  cmd.add_option("--ledger", g.ledger, "SQLite ledger file (created if missing)")
+  cmd.add_option("--ledger", g.ledger, "SQLite ledger file")
       ->capture_default_str()
       ->envname("AUDIT_LEDGER");
 }
@@ -91,22 +103,160 @@ void add_torch_subcommand_forwarders(CLI::App& verb) {
   }
 }
 
+int exit_code_for(const std::exception_ptr& e, const std::string& verb, std::string* message) {
+  std::string m;
+  int code = kExitUnexpected;
+  try {
+    std::rethrow_exception(e);
+  } catch (const InputError& x) {
+    m = "audit " + verb + ": error: " + x.what();
+    code = kExitBadInput;
+  } catch (const ledger::LedgerError& x) {
+    m = "audit " + verb + ": ledger error: " + x.what();
+    code = kExitBadInput;
+  } catch (const CLI::ParseError& x) {
+    m = "audit " + verb + ": usage error: " + x.what();
+    code = kExitBadInput;
+  } catch (const std::exception& x) {
+    m = "audit " + verb + ": failed (unexpected, exit 3): " + x.what();
+  } catch (...) {
+    m = "audit " + verb + ": failed (unexpected, exit 3): an exception that is not a "
+        "std::exception";
+  }
+  if (message) *message = m;
+  return code;
+}
+
 void run_and_exit(const char* verb, const std::function<int()>& fn) {
   int code = kExitOk;
   try {
     code = fn();
-  } catch (const InputError& e) {
-    std::fprintf(stderr, "audit %s: error: %s\n", verb, e.what());
-    code = kExitBadInput;
-  } catch (const ledger::LedgerError& e) {
-    std::fprintf(stderr, "audit %s: ledger error: %s\n", verb, e.what());
-    code = kExitBadInput;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "audit %s: failed: %s\n", verb, e.what());
-    code = 3;
+  } catch (...) {
+    std::string message;
+    code = exit_code_for(std::current_exception(), verb, &message);
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s\n", message.c_str());
   }
   std::fflush(stdout);
   std::exit(code);
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string closest_name(const std::string& word, const std::vector<std::string>& known) {
+  std::string best;
+  size_t best_d = std::max<size_t>(3, word.size() / 2) + 1;
+  for (const auto& k : known) {
+    const size_t d = edit_distance(word, k);
+    if (d < best_d) {
+      best_d = d;
+      best = k;
+    }
+  }
+  return best;
+}
+
+namespace {
+
+// True when `arg` is an option of cmd (or of a parent, with fallthrough) that takes a value
+// in the next argument ("--ledger PATH"; not "--ledger=PATH", not a flag).
+bool takes_next_value(const CLI::App& cmd, const std::string& arg) {
+  if (arg.size() < 2 || arg[0] != '-' || arg.find('=') != std::string::npos) return false;
+  for (const CLI::App* a = &cmd; a; a = a->get_parent()) {
+    const CLI::Option* o = nullptr;
+    try {
+      o = a->get_option_no_throw(arg);
+    } catch (...) {
+      o = nullptr;
+    }
+    if (o) return o->get_type_size_max() > 0;
+  }
+  return false;
+}
+
+}  // namespace
+
+int check_command_names(CLI::App& app, int argc, char** argv) {
+  CLI::App* cmd = &app;
+  std::string path = "audit";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") return -1;
+    if (!arg.empty() && arg[0] == '-') {
+      if (takes_next_value(*cmd, arg)) ++i;
+      continue;
+    }
+    // A positional word: a subcommand of cmd, or cmd's own argument.
+    const auto subs = cmd->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty() || !cmd->get_options([](const CLI::Option* o) {
+                             return o->get_positional();
+                           }).empty() ||
+        cmd->get_allow_extras())
+      return -1;
+    CLI::App* next = nullptr;
+    std::vector<std::string> names;
+    for (CLI::App* s : subs) {
+      names.push_back(s->get_name());
+      if (s->check_name(arg)) next = s;
+    }
+    if (!next) {
+      const std::string near = closest_name(arg, names);
+      std::string known;
+      for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+      if (!near.empty())
+        std::fprintf(stderr, "%s: unknown command '%s'. Did you mean '%s'?\n", path.c_str(),
+                     arg.c_str(), near.c_str());
+      else
+        std::fprintf(stderr, "%s: unknown command '%s'. Known commands: %s.\n", path.c_str(),
+                     arg.c_str(), known.c_str());
+      std::fprintf(stderr, "Run '%s --help' for the commands and their options.\n", path.c_str());
+      return kExitBadInput;
+    }
+    cmd = next;
+    path += " " + next->get_name();
+  }
+  return -1;
+}
+
+JsonStdout::JsonStdout(bool active) {
+  if (!active) return;
+  std::fflush(stdout);
+  saved_fd_ = ::dup(STDOUT_FILENO);
+  if (saved_fd_ >= 0) ::dup2(STDERR_FILENO, STDOUT_FILENO);
+}
+
+JsonStdout::~JsonStdout() {
+  if (saved_fd_ < 0) return;
+  std::fflush(stdout);
+  ::dup2(saved_fd_, STDOUT_FILENO);
+  ::close(saved_fd_);
+}
+
+void JsonStdout::print(const nlohmann::json& j) {
+  if (saved_fd_ < 0) return print_json(j);
+  std::fflush(stdout);
+  const std::string text = j.dump(2) + "\n";
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(saved_fd_, text.data() + done, text.size() - done);
+    if (n <= 0) throw std::runtime_error("cannot write the JSON to standard output");
+    done += size_t(n);
+  }
+}
+
+void print_json(const nlohmann::json& j) {
+  const std::string text = j.dump(2);
+  std::printf("%s\n", text.c_str());
 }
 
 }  // namespace audit::cli

@@ -3,9 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace CLI { class App; }
 
@@ -20,7 +23,21 @@ struct GlobalOptions {
   bool quiet = false;                     // --quiet: no progress lines
 };
 
+// The exit codes of every verb, as --help epilogues and docs/cli.md state them.
+inline constexpr const char* kExitCodesHelp =
+    "Exit codes: 0 ok; 1 a verdict, regression or verification failed (only where a flag such\n"
+    "as --fail-on-verdict asks, or `ledger verify` finds tampering); 2 bad input (usage, recipe,\n"
+    "missing ledger or run; the message names the file and key); 3 unexpected failure (an\n"
+    "output that cannot be written, a bug; the message says what failed).";
+
 // Adds the options above to a subcommand (each verb takes those that apply to it).
+// What a verb does when the --ledger file does not exist, stated in its --help.
+enum class LedgerMissing {
+  create,  // the verb writes: the file is created (run, replay)
+  refuse,  // the verb reads: exit 2 naming the file (report, verdicts, ledger, dashboard, diff)
+};
+void add_ledger_option(CLI::App& cmd, GlobalOptions& g, LedgerMissing missing);
+// The same, for a verb that has not said (help: "SQLite ledger file").
 void add_ledger_option(CLI::App& cmd, GlobalOptions& g);
 void add_recipe_options(CLI::App& cmd, GlobalOptions& g);  // --set, --seed
 void add_device_option(CLI::App& cmd, GlobalOptions& g);
@@ -77,8 +94,46 @@ void add_torch_subcommand_forwarders(CLI::App& verb);
 // Replaces this process with audit-torch (same arguments). On failure prints why and exits 2.
 [[noreturn]] void exec_torch_binary(char** argv);
 
-// Helper for verbs: runs fn, mapping audit::InputError and ledger errors to exit 2 with the
-// message on stderr, and exits the process with fn's return value.
+// Helper for verbs: runs fn, mapping audit::InputError and ledger errors to exit 2 and any other
+// exception to exit 3 (exit_code_for) with the message on stderr, and exits the process with
+// fn's return value.
 [[noreturn]] void run_and_exit(const char* verb, const std::function<int()>& fn);
+
+// The exit code of an exception that escaped a verb, and the line printed for it on stderr
+// ("audit VERB: error: ..."): audit::InputError and ledger::LedgerError are bad input (2);
+// CLI11's parse errors are usage errors (2); anything else, std::exception or not, is an
+// unexpected failure (3).
+int exit_code_for(const std::exception_ptr& e, const std::string& verb, std::string* message);
+
+// ---- unknown verbs ----
+// Levenshtein distance (insertions, deletions, substitutions; bytes).
+size_t edit_distance(const std::string& a, const std::string& b);
+// The known name closest to `word` by edit distance ("" when none is within 3 edits or
+// half the word's length, whichever is larger); ties go to the first in `known`.
+std::string closest_name(const std::string& word, const std::vector<std::string>& known);
+// Before parsing: the first word that is not an option must name one of app's subcommands, and
+// so on down (`ledger lsit`), for every parent that takes no positional argument of its own.
+// For an unknown one prints "audit: unknown command 'reprot'. Did you mean 'report'?" (or the
+// known commands) on stderr and returns kExitBadInput; returns -1 when every name is known.
+int check_command_names(CLI::App& app, int argc, char** argv);
+
+// ---- --json ----
+// `--json` on every verb that prints results means: print one JSON document to stdout and
+// nothing else there. JsonStdout sends stdout to stderr while it lives (for verbs whose
+// progress and tables are printed with printf), and print() writes to the real stdout.
+class JsonStdout {
+ public:
+  explicit JsonStdout(bool active);
+  ~JsonStdout();
+  JsonStdout(const JsonStdout&) = delete;
+  JsonStdout& operator=(const JsonStdout&) = delete;
+  void print(const nlohmann::json& j);
+  bool active() const { return saved_fd_ >= 0; }
+
+ private:
+  int saved_fd_ = -1;
+};
+// Prints j (indented 2) and a newline to stdout.
+void print_json(const nlohmann::json& j);
 
 }  // namespace audit::cli

@@ -20,7 +20,8 @@ void add_estimate_command(CLI::App& app, GlobalOptions& g) {
   auto recipe_path = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
   cmd->add_option("recipe", *recipe_path, "Recipe file (TOML), e.g. recipes/s1.toml")->required();
-  cmd->add_flag("--json", *as_json, "Print the estimate as JSON (lines, cost items, totals, prices)");
+  cmd->add_flag("--json", *as_json,
+                "Print the estimate as JSON to stdout (lines, cost items, totals, prices)");
   add_recipe_options(*cmd, g);
   add_out_option(*cmd, g, "Also write the JSON estimate to this file");
   cmd->footer(
@@ -37,7 +38,8 @@ void add_estimate_command(CLI::App& app, GlobalOptions& g) {
       "  audit estimate recipes/s1.toml\n"
       "  audit estimate recipes/deepseek-v3.toml --json\n"
       "  audit estimate recipes/sky-t1.toml --set 'prices.gpu_hour_usd=[2.0,2.5,3.0]'\n\n"
-      "Exit codes: 0 ok, 2 bad recipe (file, key and reason on stderr).");
+      "Exit codes: 0 ok, 2 bad recipe (file, key and reason on stderr), 3 unexpected failure\n"
+      "(e.g. --out cannot be written).");
   cmd->callback([recipe_path, as_json, &g] {
     run_and_exit("estimate", [&] {
       const recipe::Recipe r = recipe::load_recipe(*recipe_path, recipe::with_seed(g.sets, g.seed));

@@ -34,9 +34,29 @@ std::unique_ptr<Ledger> open_existing(const std::string& path) {
   return std::make_unique<Ledger>(path);
 }
 
-int cmd_list(const GlobalOptions& g) {
+nlohmann::json run_json(const ledger::RunInfo& r) {
+  return {{"id", r.id},
+          {"name", r.name},
+          {"status", ledger::to_string(r.status)},
+          {"started_at", r.started_at},
+          {"ended_at", r.ended_at},
+          {"wall_s", run_wall(r)},
+          {"recipe_path", r.recipe_path},
+          {"recipe_sha256", r.recipe_sha256},
+          {"host", r.host},
+          {"git_commit", r.git_commit},
+          {"device", r.device}};
+}
+
+int cmd_list(const GlobalOptions& g, bool as_json) {
   auto l = open_existing(g.ledger);
   auto runs = l->runs();
+  if (as_json) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& r : runs) a.push_back(run_json(r));
+    print_json({{"ledger", g.ledger}, {"runs", a}});
+    return kExitOk;
+  }
   if (runs.empty()) {
     std::printf("no runs in %s\n", g.ledger.c_str());
     return kExitOk;
@@ -51,9 +71,13 @@ int cmd_list(const GlobalOptions& g) {
   return kExitOk;
 }
 
-int cmd_show(const GlobalOptions& g, const std::string& spec) {
+int cmd_show(const GlobalOptions& g, const std::string& spec, bool as_json) {
   auto l = open_existing(g.ledger);
   int64_t id = ledger::resolve_run(*l, spec);
+  if (as_json) {  // everything about the run: the same document as `ledger export --format json`
+    std::printf("%s\n", nlohmann::json::parse(ledger::export_json(*l, id)).dump(2).c_str());
+    return kExitOk;
+  }
   auto r = *l->run(id);
   std::printf("run %lld: %s [%s]\n", static_cast<long long>(r.id), r.name.c_str(),
               ledger::to_string(r.status));
@@ -128,9 +152,13 @@ int cmd_show(const GlobalOptions& g, const std::string& spec) {
   return kExitOk;
 }
 
-int cmd_verify(const GlobalOptions& g) {
+int cmd_verify(const GlobalOptions& g, bool as_json) {
   auto l = open_existing(g.ledger);
   auto rep = l->verify();
+  if (as_json) {
+    print_json({{"ledger", g.ledger}, {"ok", rep.ok}, {"message", rep.message}});
+    return rep.ok ? kExitOk : kExitVerdictFailed;
+  }
   if (rep.ok) {
     std::printf("%s\n", rep.message.c_str());
     return kExitOk;
@@ -192,37 +220,48 @@ void add_ledger_command(CLI::App& app, GlobalOptions& g) {
   auto* cmd = app.add_subcommand("ledger", "List, show, verify and export ledger runs");
   cmd->require_subcommand(1);
   cmd->fallthrough();
-  add_ledger_option(*cmd, g);
+  add_ledger_option(*cmd, g, LedgerMissing::refuse);
+  static bool as_json = false;
   cmd->footer(
       "Examples:\n"
       "  audit ledger list\n"
-      "  audit ledger show latest\n"
+      "  audit ledger show latest --json\n"
       "  audit ledger verify --ledger audit.db\n"
-      "  audit ledger export 3 --format mllog --out run3.mllog");
+      "  audit ledger export 3 --format mllog --out run3.mllog\n\n"
+      "A missing --ledger file is refused (exit 2, naming it); nothing is created.\n"
+      "Exit codes: 0 ok; 1 `verify` found a bad row; 2 bad input (no such ledger or run);\n"
+      "3 unexpected failure.");
 
   auto* list = cmd->add_subcommand("list", "Table of runs, newest first: id, name, status, "
                                            "start time, wall time, recipe SHA-256 prefix");
-  add_ledger_option(*list, g);
+  add_ledger_option(*list, g, LedgerMissing::refuse);
+  list->add_flag("--json", as_json, "Print the runs as JSON to stdout: {ledger, runs: [...]}");
   list->footer("Example:\n  audit ledger list --ledger audit.db");
-  list->callback([&g] { run_and_exit("ledger list", [&] { return cmd_list(g); }); });
+  list->callback([&g] { run_and_exit("ledger list", [&] { return cmd_list(g, as_json); }); });
 
   static std::string show_run = "latest";
   auto* show = cmd->add_subcommand("show", "One run: recipe, host, stages with their metering "
                                            "(wall, CPU, GPU-seconds, busy, memory, energy), "
                                            "cost items, evaluations, verdicts");
   show->add_option("RUN", show_run, "Run id, or 'latest'")->capture_default_str();
-  add_ledger_option(*show, g);
+  add_ledger_option(*show, g, LedgerMissing::refuse);
+  show->add_flag("--json", as_json,
+                 "Print the run as JSON to stdout (the document `ledger export --format json` "
+                 "writes)");
   show->footer("Examples:\n  audit ledger show latest\n  audit ledger show 3 --ledger audit.db");
-  show->callback([&g] { run_and_exit("ledger show", [&] { return cmd_show(g, show_run); }); });
+  show->callback(
+      [&g] { run_and_exit("ledger show", [&] { return cmd_show(g, show_run, as_json); }); });
 
   auto* verify = cmd->add_subcommand(
       "verify",
       "Walk the events' hash chain and check every structured row against its event; exit 0 "
       "with 'ledger OK: N events, M rows checked', or exit 1 naming the first bad row (edited, "
       "deleted, inserted or reordered)");
-  add_ledger_option(*verify, g);
+  add_ledger_option(*verify, g, LedgerMissing::refuse);
+  verify->add_flag("--json", as_json, "Print {ledger, ok, message} as JSON to stdout");
   verify->footer("Example:\n  audit ledger verify --ledger audit.db && echo intact");
-  verify->callback([&g] { run_and_exit("ledger verify", [&] { return cmd_verify(g); }); });
+  verify->callback(
+      [&g] { run_and_exit("ledger verify", [&] { return cmd_verify(g, as_json); }); });
 
   static std::string export_run = "latest";
   static std::string format = "json";
@@ -236,7 +275,7 @@ void add_ledger_command(CLI::App& app, GlobalOptions& g) {
       ->check(CLI::IsMember({"json", "csv", "mllog", "samples"}))
       ->capture_default_str();
   add_out_option(*exp, g, "Write to this file instead of standard output");
-  add_ledger_option(*exp, g);
+  add_ledger_option(*exp, g, LedgerMissing::refuse);
   exp->footer(
       "Examples:\n"
       "  audit ledger export latest --format json > run.json\n"

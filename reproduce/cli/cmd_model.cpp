@@ -228,7 +228,7 @@ CLI::App* add_model_command(CLI::App& app, GlobalOptions&) {
       ->required();
   cmd->add_option("--declared", *declared,
                   "A published parameter count to check, e.g. 0.49e9 (agrees within 1%)");
-  cmd->add_flag("--json", *as_json, "Print one JSON object instead of text");
+  cmd->add_flag("--json", *as_json, "Print one JSON object to stdout instead of text");
   cmd->footer(
       "Reads config.json (qwen2, llama, mistral, qwen2_moe, mixtral, deepseek_v3), every\n"
       "safetensors header (single file or shards with model.safetensors.index.json) and checks\n"
@@ -237,7 +237,7 @@ CLI::App* add_model_command(CLI::App& app, GlobalOptions&) {
       "  audit model inspect ~/models/Qwen2.5-0.5B\n"
       "  audit model inspect ~/models/Qwen2.5-0.5B --declared 0.49e9 --json\n\n"
       "Exit codes: 0 ok, 1 the count disagrees with config.json or --declared, 2 bad input\n"
-      "(the message names the file and the key or tensor).");
+      "(the message names the file and the key or tensor), 3 unexpected failure.");
   cmd->callback([dir, declared, as_json] {
     run_and_exit("model inspect", [&] {
       const json j = inspect(*dir, *declared);

@@ -162,7 +162,8 @@ void add_tokenize_command(CLI::App& app, GlobalOptions& /*g*/) {
       "  audit tokenize ~/models/Qwen2.5-0.5B --text 'Hello, world!'\n"
       "  audit tokenize ~/models/Llama-2-7b/tokenizer.json --file corpus.txt --specials --compare\n\n"
       "Exit codes: 0 ok; 1 --compare found a difference; 2 bad input (no or unsupported\n"
-      "tokenizer.json, unreadable or non-UTF-8 text, neither --text nor --file).");
+      "tokenizer.json, unreadable or non-UTF-8 text, neither --text nor --file); 3 unexpected\n"
+      "failure.");
   cmd->callback([o, text, file] {
     run_and_exit("tokenize", [o, text, file] {
       if (text->count() == 0 && file->count() == 0)

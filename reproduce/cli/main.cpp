@@ -1,9 +1,12 @@
 // The `audit` command line: assembles the verbs; each verb's work lives in its own module.
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "reproduce/cli/cli.h"
+#include "common/errors.h"
 #include "common/version.h"
 #include "reproduce/launch/launch.h"  // the hidden supervisor verb of [launch]
 
@@ -24,7 +27,10 @@ int main(int argc, char** argv) {
       "  audit run recipes/s1-mini.toml            re-execute s1 in miniature on this CPU\n"
       "  audit report --out report.html            HTML report of the latest run\n"
       "  audit ledger verify                       check the ledger's hash chain\n\n"
-      "Exit codes: 0 ok, 1 a verdict/regression/verification failed, 2 bad input."};
+      "Every verb that prints results takes --json (one JSON document on stdout). Verbs that\n"
+      "read a ledger (report, verdicts, ledger) refuse a missing --ledger file with exit 2;\n"
+      "run and replay create it."};
+  app.footer(audit::cli::kExitCodesHelp);
   app.set_version_flag("--version", std::string(audit::version()) + " (" + audit::git_commit() + ")");
   app.require_subcommand(1);
   app.fallthrough();
@@ -49,11 +55,19 @@ int main(int argc, char** argv) {
 #else
   audit::cli::add_model_compare_command(*model, g);
 #endif
+  // An unknown verb or sub-verb names itself and the closest known one: exit 2.
+  if (const int code = audit::cli::check_command_names(app, argc, argv); code >= 0) return code;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; any usage error is bad input: exit 2.
-    return app.exit(e) == 0 ? 0 : 2;
+    return app.exit(e) == 0 ? audit::kExitOk : audit::kExitBadInput;
+  } catch (...) {
+    // Verbs map their own errors (run_and_exit); anything escaping them is unexpected: exit 3.
+    std::string message;
+    const int code = audit::cli::exit_code_for(std::current_exception(), "", &message);
+    std::fprintf(stderr, "%s\n", message.c_str());
+    return code;
   }
-  return 0;
+  return audit::kExitOk;
 }

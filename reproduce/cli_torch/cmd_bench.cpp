@@ -39,6 +39,17 @@ namespace audit::cli {
 
 namespace {
 
+// The figures of a benchmark: to --json-out FILE when given, and to stdout with --json.
+void emit_json(const nlohmann::json& j, const std::string& path, JsonStdout& out) {
+  if (!path.empty()) {
+    std::ofstream f(path);
+    if (!f) throw std::runtime_error("cannot write " + path);
+    f << j.dump(2) << "\n";
+    if (!f) throw std::runtime_error("cannot write " + path);
+  }
+  if (out.active()) out.print(j);
+}
+
 struct BenchTrainOptions {
   std::string models = "both";  // mini | small | large | 50m | both (small, large) | all
   int threads = 0;              // 0: torch's default for this machine
@@ -48,7 +59,8 @@ struct BenchTrainOptions {
   int64_t batch = 16;
   int64_t seq = 256;
   std::string python;
-  std::string json_out;
+  std::string json_out;  // --json-out FILE
+  bool json = false;     // --json: the figures to stdout, the tables to stderr
 };
 
 
@@ -73,7 +85,7 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
+int bench_train(const BenchTrainOptions& o, const GlobalOptions& g, JsonStdout& out) {
   const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
   torch::set_num_threads(threads);
   std::vector<std::string> sizes;
@@ -136,11 +148,7 @@ int bench_train(const BenchTrainOptions& o, const GlobalOptions& g) {
                        {"ratio_vs_sdpa", c_med / s_med},
                        {"ratio_vs_sdpa_cpu_time", cpu_ratio}});
   }
-  if (!o.json_out.empty()) {
-    std::ofstream f(o.json_out);
-    if (!f) throw std::runtime_error("cannot write " + o.json_out);
-    f << results.dump(2) << "\n";
-  }
+  emit_json(results, o.json_out, out);
   return 0;
 }
 
@@ -152,7 +160,8 @@ struct BenchForwardOptions {
   int64_t batch = 1;
   int64_t seq = 512;
   std::string python;
-  std::string json_out;
+  std::string json_out;  // --json-out FILE
+  bool json = false;     // --json: the figures to stdout, the tables to stderr
 };
 
 model::ModelConfig forward_bench_config(const std::string& name) {
@@ -181,7 +190,7 @@ model::ModelConfig forward_bench_config(const std::string& name) {
   return c;
 }
 
-int bench_forward(const BenchForwardOptions& o) {
+int bench_forward(const BenchForwardOptions& o, JsonStdout& out) {
   const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
   torch::set_num_threads(threads);
   const auto c = forward_bench_config(o.model);
@@ -219,10 +228,7 @@ int bench_forward(const BenchForwardOptions& o) {
   std::printf("%-28s %10.3f %11.2fx\n", "audit (C++)", t_ours, 1.0);
   std::printf("%-28s %10.3f %11.2fx\n", "transformers eager", t_eager, t_eager / t_ours);
   std::printf("%-28s %10.3f %11.2fx\n", "transformers sdpa", t_sdpa, t_sdpa / t_ours);
-  if (!o.json_out.empty()) {
-    std::ofstream f(o.json_out);
-    if (!f) throw std::runtime_error("cannot write " + o.json_out);
-    f << nlohmann::json{{"model", o.model},
+  emit_json(nlohmann::json{{"model", o.model},
                         {"config", c.to_string()},
                         {"params", c.parameter_count()},
                         {"threads", threads},
@@ -231,10 +237,8 @@ int bench_forward(const BenchForwardOptions& o) {
                         {"ours_s", ours},
                         {"transformers", py},
                         {"ratio_vs_eager", t_eager / t_ours},
-                        {"ratio_vs_sdpa", t_sdpa / t_ours}}
-             .dump(2)
-      << "\n";
-  }
+                        {"ratio_vs_sdpa", t_sdpa / t_ours}},
+            o.json_out, out);
   return 0;
 }
 
@@ -248,7 +252,8 @@ struct BenchGenerateOptions {
   int64_t max_new_tokens = 64;
   int64_t prompt_len = 32;  // the longest prompt of a batch; rows vary down to half of it
   std::string python;
-  std::string json_out;
+  std::string json_out;  // --json-out FILE
+  bool json = false;     // --json: the figures to stdout, the tables to stderr
 };
 
 // The shapes `bench generate` builds (a qwen2 model: q/k/v bias, rope theta 1e6).
@@ -320,7 +325,7 @@ double process_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-int bench_generate(const BenchGenerateOptions& o) {
+int bench_generate(const BenchGenerateOptions& o, JsonStdout& out) {
   const int threads = o.threads > 0 ? o.threads : torch::get_num_threads();
   torch::set_num_threads(threads);
   std::vector<int64_t> batches;
@@ -461,11 +466,7 @@ int bench_generate(const BenchGenerateOptions& o) {
               "implementation's call is faster, so eager s / matmul s bounds any ratio.\n"
               "agree: rows whose greedy tokens equal transformers eager's (random weights give\n"
               "near-tied logits, where fp32 rounding may pick the other token).\n");
-  if (!o.json_out.empty()) {
-    std::ofstream f(o.json_out);
-    if (!f) throw std::runtime_error("cannot write " + o.json_out);
-    f << results.dump(2) << "\n";
-  }
+  emit_json(results, o.json_out, out);
   return 0;
 }
 
@@ -474,7 +475,8 @@ int bench_generate(const BenchGenerateOptions& o) {
 void add_bench_command(CLI::App& app, GlobalOptions& g) {
   auto* bench = app.add_subcommand("bench", "Benchmarks against PyTorch eager (default: train)");
   bench->footer("Without a subcommand runs `audit bench train` with its defaults.\n"
-                "Example: audit bench train --threads 2 --model small");
+                "Example: audit bench train --threads 2 --model small\n\n" +
+                std::string(kExitCodesHelp));
   auto o = std::make_shared<BenchTrainOptions>();
   o->python = default_python();
   auto* train = bench->add_subcommand(
@@ -489,7 +491,7 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
   train->footer(
       "Examples:\n"
       "  audit bench train                       # small and large, torch's default threads\n"
-      "  audit bench train --threads 2 --steps 10 --repeats 3 --json bench.json\n"
+      "  audit bench train --threads 2 --steps 10 --repeats 3 --json-out bench.json\n"
       "  audit bench train --model 50m --batch 4 --repeats 3\n"
       "  audit bench train --model small --device cuda");
   train->add_option("--model", o->models,
@@ -507,9 +509,13 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
   train->add_option("--seq", o->seq, "Tokens per sequence")->check(CLI::Range(2, 1 << 20))->capture_default_str();
   train->add_option("--python", o->python, "Python with torch (default $AUDIT_PYTHON or the venv)")
       ->capture_default_str();
-  train->add_option("--json", o->json_out, "Also write the figures as JSON to this file");
+  train->add_option("--json-out", o->json_out, "Also write the figures as JSON to this file");
+  train->add_flag("--json", o->json, "Print the figures as JSON to stdout (the tables go to stderr)");
   add_device_option(*train, g);
-  train->callback([o, &g] { run_and_exit("bench train", [&] { return bench_train(*o, g); }); });
+  train->callback([o, &g] { run_and_exit("bench train", [&] {
+      JsonStdout out(o->json);
+      return bench_train(*o, g, out);
+    }); });
 
   auto f = std::make_shared<BenchForwardOptions>();
   f->python = default_python();
@@ -533,8 +539,12 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
   fwd->add_option("--seq", f->seq, "Tokens per sequence")->check(CLI::Range(1, 1 << 16))->capture_default_str();
   fwd->add_option("--python", f->python, "Python with transformers (default $AUDIT_PYTHON or the venv)")
       ->capture_default_str();
-  fwd->add_option("--json", f->json_out, "Also write the figures as JSON to this file");
-  fwd->callback([f] { run_and_exit("bench forward", [&] { return bench_forward(*f); }); });
+  fwd->add_option("--json-out", f->json_out, "Also write the figures as JSON to this file");
+  fwd->add_flag("--json", f->json, "Print the figures as JSON to stdout (the table goes to stderr)");
+  fwd->callback([f] { run_and_exit("bench forward", [&] {
+      JsonStdout out(f->json);
+      return bench_forward(*f, out);
+    }); });
   auto gen = std::make_shared<BenchGenerateOptions>();
   gen->python = default_python();
   auto* gcmd = bench->add_subcommand(
@@ -566,11 +576,18 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
       ->capture_default_str();
   gcmd->add_option("--python", gen->python, "Python with transformers (default $AUDIT_PYTHON or the venv)")
       ->capture_default_str();
-  gcmd->add_option("--json", gen->json_out, "Also write the figures as JSON to this file");
-  gcmd->callback([gen] { run_and_exit("bench generate", [&] { return bench_generate(*gen); }); });
+  gcmd->add_option("--json-out", gen->json_out, "Also write the figures as JSON to this file");
+  gcmd->add_flag("--json", gen->json, "Print the figures as JSON to stdout (the table goes to stderr)");
+  gcmd->callback([gen] { run_and_exit("bench generate", [&] {
+      JsonStdout out(gen->json);
+      return bench_generate(*gen, out);
+    }); });
   bench->callback([bench, o, &g] {
     if (bench->get_subcommands().empty())
-      run_and_exit("bench", [&] { return bench_train(*o, g); });
+      run_and_exit("bench", [&] {
+        JsonStdout out(o->json);
+        return bench_train(*o, g, out);
+      });
   });
 }
 

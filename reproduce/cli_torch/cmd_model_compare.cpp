@@ -181,7 +181,8 @@ void add_model_compare_command(CLI::App& parent, GlobalOptions& /*g*/) {
       "Loads the Hugging Face checkpoint DIR into our model (fp32, CPU) and, through the Python\n"
       "peer hf_forward_peer.py, into transformers (eager attention, float32); runs both on the\n"
       "same token ids and prints the largest absolute logit difference and the share of\n"
-      "positions whose top-1 token agrees. Exit 0 within --tolerance, 1 above it, 2 on bad input.");
+      "positions whose top-1 token agrees. Exit 0 within --tolerance, 1 above it, 2 on bad input,\n"
+      "3 unexpected failure (the Python peer failed).");
   cmd->footer(
       "Examples:\n"
       "  audit model compare ./Qwen2.5-0.5B\n"
@@ -194,7 +195,7 @@ void add_model_compare_command(CLI::App& parent, GlobalOptions& /*g*/) {
   cmd->add_option("--tolerance", o->tolerance, "Largest allowed absolute logit difference")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_flag("--json", o->json, "Print one JSON object instead of the table");
+  cmd->add_flag("--json", o->json, "Print one JSON object to stdout instead of the table");
   cmd->add_option("--threads", o->threads, "Intra-op threads for both sides (0: torch default)");
   cmd->add_option("--python", o->python, "Python with transformers (default $AUDIT_PYTHON or the venv)")
       ->capture_default_str();

@@ -48,7 +48,8 @@ struct ReplayOptions {
   bool self_check = false;
   bool compare_eager = false;
   std::string python;
-  std::string json_out;
+  std::string json_out;  // --json-out FILE
+  bool json = false;     // --json: the artifact to stdout, the table to stderr
   bool quiet = false;
 };
 
@@ -109,7 +110,7 @@ json run_eager(const ReplayOptions& o, const ledger::ArchSpec& a, const recipe::
   return j;
 }
 
-int do_self_check(const ReplayOptions& o, const GlobalOptions& g) {
+int do_self_check(const ReplayOptions& o, const GlobalOptions& g, json& artifact) {
   if (o.threads > 0) torch::set_num_threads(o.threads);
   auto sc = replay::default_self_check();
   sc.device = g.device;
@@ -153,7 +154,9 @@ int do_self_check(const ReplayOptions& o, const GlobalOptions& g) {
     std::printf("  prediction error                   %+.1f%% (goal: within 15%%): %s\n",
                 100 * r.error, v.verdict.c_str());
     std::printf("ledger: run %lld in %s\n", (long long)run, g.ledger.c_str());
-    if (!o.json_out.empty()) std::ofstream(o.json_out) << art.dump(2) << "\n";
+    if (!o.json_out.empty() && !(std::ofstream(o.json_out) << art.dump(2) << "\n"))
+      throw std::runtime_error("cannot write " + o.json_out);
+    artifact = art;
     return ok ? kExitOk : kExitVerdictFailed;
   } catch (...) {
     L.end_run(run, ledger::RunStatus::failed);
@@ -379,7 +382,7 @@ void print_prediction(const replay::Prediction& pred, const replay::ReplayInputs
               band_text(pred.mfu, [](double x) { return text::fmt("%.1f%%", 100 * x); }).c_str());
 }
 
-int do_replay(const ReplayOptions& o, const GlobalOptions& g) {
+int do_replay(const ReplayOptions& o, const GlobalOptions& g, json& artifact) {
   if (o.recipe.empty()) throw InputError("", 0, 0, "RECIPE", "audit replay needs a recipe file (or --self-check)");
   if (o.threads > 0) torch::set_num_threads(o.threads);
   ReplaySetup s = setup_replay(o, g);
@@ -416,7 +419,9 @@ int do_replay(const ReplayOptions& o, const GlobalOptions& g) {
       std::printf("  note: timed at reduced shapes on %s; the band carries the roofline model's "
                   "assumptions (docs/replay.md)\n", g.device.c_str());
     std::printf("ledger: run %lld in %s (artifact \"replay\")\n", (long long)run, g.ledger.c_str());
-    if (!o.json_out.empty()) std::ofstream(o.json_out) << art.dump(2) << "\n";
+    if (!o.json_out.empty() && !(std::ofstream(o.json_out) << art.dump(2) << "\n"))
+      throw std::runtime_error("cannot write " + o.json_out);
+    artifact = art;
     return pred.verdict == "not supported" ? kExitVerdictFailed : kExitOk;
   } catch (...) {
     L.end_run(run, ledger::RunStatus::failed);
@@ -443,7 +448,7 @@ void add_replay_command(CLI::App& app, GlobalOptions& g) {
       "is \"not reproducible here\". At full shapes: exit 1 when the claim is faster than the\n"
       "band. On a CPU shared with other jobs use --threads 1 (see docs/replay.md).");
   cmd->add_option("recipe", o->recipe, "Recipe TOML file")->check(CLI::ExistingFile);
-  add_ledger_option(*cmd, g);
+  add_ledger_option(*cmd, g, LedgerMissing::create);
   add_recipe_options(*cmd, g);
   add_device_option(*cmd, g);
   cmd->add_option("--layers", o->layers, "Layers per timed stack k (default: replay.layers; 0 = fit memory)");
@@ -466,7 +471,9 @@ void add_replay_command(CLI::App& app, GlobalOptions& g) {
                 "Also time the same dense layers in PyTorch eager (tests/golden/bench_layer.py via "
                 "$AUDIT_PYTHON) at the first timed length");
   cmd->add_option("--python", o->python, "Python with torch for --compare-eager")->capture_default_str();
-  cmd->add_option("--json", o->json_out, "Also write the artifact JSON to this file");
+  cmd->add_option("--json-out", o->json_out, "Also write the artifact JSON to this file");
+  cmd->add_flag("--json", o->json,
+                "Print the artifact as JSON to stdout (the table and notes go to stderr)");
   cmd->add_flag("--quiet", o->quiet, "No progress lines");
   cmd->footer(
       "Examples:\n"
@@ -475,9 +482,17 @@ void add_replay_command(CLI::App& app, GlobalOptions& g) {
       "  audit replay recipes/s1.toml --device cuda --compare-eager   full shapes on a GPU\n"
       "  audit replay recipes/deepseek-v3.toml --shrink 32 --seq-shrink 16\n"
       "  audit replay --self-check                                    the method against a real run\n"
-      "Then: audit report --out report.html");
+      "Then: audit report --out report.html\n\n"
+      "Exit codes: 0 ok; 1 the claim is faster than the predicted band (full shapes) or the\n"
+      "self-check misses its goal; 2 bad input; 3 unexpected failure.");
   cmd->callback([o, &g] {
-    run_and_exit("replay", [&] { return o->self_check ? do_self_check(*o, g) : do_replay(*o, g); });
+    run_and_exit("replay", [&] {
+      JsonStdout out(o->json);
+      json artifact;
+      const int code = o->self_check ? do_self_check(*o, g, artifact) : do_replay(*o, g, artifact);
+      if (out.active()) out.print(artifact);
+      return code;
+    });
   });
 }
 

@@ -18,7 +18,7 @@ void add_run_command(CLI::App& app, GlobalOptions& g) {
       "(base and tuned, in and out of distribution, with budget forcing). Every stage's wall,\n"
       "CPU and GPU seconds go into the ledger with the cost items and verdicts.");
   cmd->add_option("recipe", o.recipe_path, "Recipe TOML file")->required()->check(CLI::ExistingFile);
-  add_ledger_option(*cmd, g);
+  add_ledger_option(*cmd, g, LedgerMissing::create);
   add_recipe_options(*cmd, g);
   add_device_option(*cmd, g);
   cmd->add_option("--work-dir", o.work_dir, "Checkpoints directory (default: <ledger>.runs/<run id>)");
@@ -31,7 +31,9 @@ void add_run_command(CLI::App& app, GlobalOptions& g) {
       "  audit run recipes/s1-mini.toml                      the s1 miniature on this CPU (~10 min)\n"
       "  audit run recipes/s1-mini.toml --set eval.seeds=1   one seed instead of three\n"
       "  audit run recipes/s1-mini.toml --device cuda --set base.hidden=256\n"
-      "Then: audit report --out report.html");
+      "Then: audit report --out report.html\n\n"
+      "Exit codes: 0 the run succeeded; 2 bad input (recipe, --set; before any ledger row);\n"
+      "3 unexpected failure (the run is marked failed in the ledger).");
   cmd->callback([&g] {
     run_and_exit("run", [&g] {
       o.sets = g.sets;

@@ -130,6 +130,8 @@ void visit_base(V& v, BaseSection& b) {
   v.str("pretrain_source", b.pretrain_source);
   v.real("declared_params", b.declared_params, 0);
   v.real("declared_active_params", b.declared_active_params, 0);
+  v.real("amortize_share", b.amortize_share, 0, 1);
+  v.str("amortize_source", b.amortize_source);
   v.boolean("train_here", b.train_here);
   v.integer("pretrain_steps", b.pretrain_steps, 0);
   v.integer("pretrain_batch", b.pretrain_batch, 1);
@@ -993,6 +995,10 @@ class Validator {
 
 // [base]: GQA, MoE and MLA shapes that fit together, and what pretraining here needs.
 void validate_base(const BaseSection& b, const Validator& check) {
+  check(b.amortize_share == 1.0 || !b.amortize_source.empty(), "base.amortize_source",
+        "a base.amortize_share other than 1 needs base.amortize_source (where the share comes "
+        "from)",
+        {"base.amortize_share"});
   check(b.heads % b.kv_heads == 0, "base.kv_heads",
         "kv_heads (" + std::to_string(b.kv_heads) + ") must divide heads (" +
             std::to_string(b.heads) + ")");

@@ -113,6 +113,12 @@ struct BaseSection : settings::ModelSettings {
   std::string pretrain_source;       // citation for pretrain_tokens
   double declared_params = 0;        // total parameters as published (cross-check only); 0 = none
   double declared_active_params = 0; // active parameters per token as published (MoE); 0 = none
+  // The share of the base model's pretraining this claim carries in its full cost, in [0, 1]
+  // (the report's "full cost, with the base's share as declared"; the marginal cost leaves the
+  // base out, share 0). 1 = all of it (the default). A share other than 1 needs
+  // amortize_source: where the share comes from (e.g. "one of N fine-tunes of this base").
+  double amortize_share = 1.0;
+  std::string amortize_source;
   // Pretraining here (miniatures): train_here = true runs the pretrain stage and meters it
   bool train_here = false;       // pretrain this base in the run (its cost is then measured)
   int64_t pretrain_steps = 0;    // optimizer steps of the pretrain stage

@@ -147,7 +147,7 @@ TEST(BenchGenerate, TinyShapeRunsBothSidesAndAgrees) {
   const std::string json = dir.file("bench.json");
   auto r = audit::testing::run_audit(
       "bench generate --model tiny --batches 1,3 --max-new-tokens 6 --prompt-len 8 --warmup 0 "
-      "--repeats 1 --threads 1 --json " + audit::shell_quote(json) + " 2>&1");
+      "--repeats 1 --threads 1 --json-out " + audit::shell_quote(json) + " 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("vs eager"), std::string::npos) << r.output;
   const auto rows = nlohmann::json::parse(audit::testing::read_file(json));
