@@ -166,7 +166,7 @@ RunSnapshot read_snapshot(const ledger::Ledger& l, const std::string& ledger_pat
   s.model = read_report_model(l, run_id);
   s.branch = ledger::run_branch(l, run_id);
   const auto summaries = train_summaries(l, run_id);
-  double tokens = 0, seconds = 0;
+  double tokens = 0, seconds = 0, final_tokens = 0, final_seconds = 0;
   for (const auto& row : s.model.stages) {
     const auto& st = row.stage;
     StageMeters m;
@@ -181,14 +181,17 @@ RunSnapshot read_snapshot(const ledger::Ledger& l, const std::string& ledger_pat
       m.tokens_per_s = it->second.second;
       tokens += m.tokens;
       seconds += m.tokens / *m.tokens_per_s;
-      if (st.name == "sft") {
-        s.train_tokens_per_s = m.tokens_per_s;
-        s.train_tokens_per_s_from = "sft stage";
+      if (row.category == "final_run") {  // "sft", "sft-seed1": the claimed run's training
+        final_tokens += m.tokens;
+        final_seconds += m.tokens / *m.tokens_per_s;
       }
     }
     s.stages.push_back(m);
   }
-  if (!s.train_tokens_per_s && tokens > 0 && seconds > 0) {
+  if (final_tokens > 0 && final_seconds > 0) {
+    s.train_tokens_per_s = final_tokens / final_seconds;
+    s.train_tokens_per_s_from = "final-run training stages";
+  } else if (tokens > 0 && seconds > 0) {
     s.train_tokens_per_s = tokens / seconds;
     s.train_tokens_per_s_from = "all training stages";
   }

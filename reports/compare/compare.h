@@ -54,10 +54,11 @@ struct RunSnapshot {
   ReportModel model;                        // the report's model of the run
   std::optional<ledger::BranchInfo> branch;  // ledger/store/branch.h; nullopt when not recorded
   std::vector<StageMeters> stages;          // in stage order
-  // Training throughput: the "sft" stage's tokens/s when it has one, else all training stages'
-  // tokens over their seconds; nullopt when the run trained nothing (or predates the events).
+  // Training throughput: the tokens over the seconds of the final run's training stages (stage
+  // category final_run: "sft", "sft-seed1"; not the repeats with other seeds), else of all
+  // training stages; nullopt when the run trained nothing (or predates the events).
   std::optional<double> train_tokens_per_s;
-  std::string train_tokens_per_s_from;  // "sft stage" | "all training stages" | ""
+  std::string train_tokens_per_s_from;  // "final-run training stages" | "all training stages"
   bool replay = false;  // an `audit replay` run (a replay or replay_self_check artifact)
 
   double full_cost_mid() const { return model.costs.full.mid; }

@@ -98,7 +98,8 @@ RuleResult accuracy_rule(double threshold, const RunSnapshot& base, const RunSna
 
 RuleResult throughput_rule(double threshold, const RunSnapshot& base, const RunSnapshot& cur) {
   RuleResult r{"throughput_ratio",
-               "training tokens/s (SFT stage) may not fall below this share of the baseline's",
+               "training tokens/s of the final run (its SFT stages) may not fall below this share of the "
+               "baseline's",
                threshold, false, false, base.train_tokens_per_s, cur.train_tokens_per_s, ""};
   if (threshold <= 0) {
     r.message = "off (throughput_ratio = 0)";

@@ -116,7 +116,7 @@ std::string charts(const ClaimTrend& c) {
              [](double v) { return text::money(v); }, false);
   p += chart(c, hours.name + " per run (all stages)", hours.name, {hours},
              [](double v) { return text::num(v, 3); }, false);
-  p += chart(c, "Training tokens/s (SFT stage)", "tokens/s", {tps},
+  p += chart(c, "Training tokens/s (final-run SFT)", "tokens/s", {tps},
              [](double v) { return text::rate(v); }, false);
   p += chart(c, "Tuned accuracy: ID and OOD", "accuracy", {id, ood},
              [](double v) { return text::percent(v, 0); }, true);
