@@ -42,7 +42,7 @@ void print_summary(const reports::compare::Dashboard& d) {
                   r.rule.c_str(), r.message.c_str());
     for (const auto& v : c.verdicts)
       std::printf("  %-8s verdict %s: %s%s\n", v.failed ? "FAIL" : "PASS",
-                  (v.kind + " '" + v.claim + "'").c_str(), v.current.c_str(),
+                  ("'" + v.claim + "'").c_str(), v.current.c_str(),
                   v.baseline.empty() ? "" : (" (baseline: " + v.baseline + ")").c_str());
   }
 }

@@ -186,7 +186,7 @@ std::vector<std::string> Dashboard::regressions() const {
       if (r.failed) out.push_back(c.claim + ": " + r.rule + ": " + r.message + runs);
     for (const auto& v : c.verdicts)
       if (v.failed)
-        out.push_back(c.claim + ": verdict_changes: " + v.kind + " '" + v.claim + "' was " +
+        out.push_back(c.claim + ": verdict_changes: '" + v.claim + "' was " +
                       v.baseline + ", now " + v.current + runs);
   }
   return out;

@@ -150,7 +150,7 @@ std::string rules_table(const ClaimTrend& c) {
     p += "<table><thead><tr><th>verdict</th><th>current</th><th>baseline</th><th>outcome</th>"
          "</tr></thead><tbody>\n";
     for (const auto& v : c.verdicts)
-      p += "<tr><td>" + escape(v.kind + ": " + v.claim) + "</td><td>" + escape(v.current) +
+      p += "<tr><td>" + escape(v.claim) + "</td><td>" + escape(v.current) +
            "</td><td>" + escape(v.baseline.empty() ? "—" : v.baseline) + "</td><td>" +
            word(v.failed ? "FAIL" : "PASS") + "</td></tr>\n";
     p += "</tbody></table>\n";

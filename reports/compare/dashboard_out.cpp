@@ -76,7 +76,7 @@ std::string render_junit(const Dashboard& d) {
         add("audit.regression." + suite, r.rule, inner, r.failed, !r.judged && !r.failed);
       }
       for (const auto& v : c.verdicts) {
-        const std::string line = v.kind + " '" + v.claim + "': " + v.current +
+        const std::string line = v.claim + ": " + v.current +
                                  (v.baseline.empty() ? "" : " (baseline: " + v.baseline + ")") +
                                  "; measured " + v.measured + "; " + runs;
         std::string inner =
@@ -84,7 +84,7 @@ std::string render_junit(const Dashboard& d) {
                            x("was " + v.baseline + ", now " + v.current) + "\">" + x(line) +
                            "</failure>\n"
                      : "      <system-out>" + x(line) + "</system-out>\n";
-        add("audit.verdict." + suite, v.kind + ": " + v.claim, inner, v.failed, false);
+        add("audit.verdict." + suite, v.claim, inner, v.failed, false);  // "KIND: ..."
       }
     }
     tests += t;
