@@ -25,6 +25,8 @@ inline constexpr const char* kArtifact = "artifact";           // POINT, value: 
 inline constexpr const char* kRecipe = "recipe";               // POINT, resolved recipe summary
 inline constexpr const char* kSeed = "seed";                   // POINT
 inline constexpr const char* kDevice = "device";               // POINT, device description
+inline constexpr const char* kGitBranch = "git_branch";        // POINT, {branch, from, commit?,
+                                                               // commit_from?} (branch.h)
 inline constexpr const char* kEpochStart = "epoch_start";      // START, {epoch}
 inline constexpr const char* kEpochStop = "epoch_stop";        // END, {epoch}
 inline constexpr const char* kTrainLoss = "train_loss";        // POINT, {step, loss, lr, tokens}

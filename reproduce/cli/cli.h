@@ -49,6 +49,7 @@ void add_estimate_command(CLI::App& app, GlobalOptions& g);
 void add_report_command(CLI::App& app, GlobalOptions& g);
 void add_verdicts_command(CLI::App& app, GlobalOptions& g);
 void add_dashboard_command(CLI::App& app, GlobalOptions& g);
+void add_diff_command(CLI::App& app, GlobalOptions& g);  // reports/cli/cmd_diff.cpp
 void add_ledger_command(CLI::App& app, GlobalOptions& g);
 void add_check_command(CLI::App& app, GlobalOptions& g);
 void add_tokenize_command(CLI::App& app, GlobalOptions& g);

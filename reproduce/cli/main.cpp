@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   audit::cli::add_report_command(app, g);
   audit::cli::add_verdicts_command(app, g);
   audit::cli::add_dashboard_command(app, g);
+  audit::cli::add_diff_command(app, g);
   audit::cli::add_ledger_command(app, g);
   audit::cli::add_check_command(app, g);
   audit::cli::add_tokenize_command(app, g);

@@ -20,6 +20,7 @@
 #include <torch/torch.h>
 
 #include "ledger/store/ledger.h"                 // Ledger, RunInfo, Verdict, CostItem
+#include "ledger/store/branch.h"                 // record_branch_from_env
 #include "ledger/meter/meter.h"                  // StageMeter
 #include "reproduce/cli/cli.h"
 #include "reproduce/recipe/recipe.h"              // load_recipe
@@ -89,7 +90,9 @@ int64_t begin(ledger::Ledger& L, const std::string& name, const std::string& pat
   info.git_commit = git_commit();
   info.device = device;
   info.pid = ::getpid();
-  return L.begin_run(info);
+  const int64_t run = L.begin_run(info);
+  ledger::record_branch_from_env(L, run);  // the CI's branch, for dashboard baselines
+  return run;
 }
 
 // Runs tests/golden/bench_layer.py: the same k Qwen2 layers in PyTorch eager.

@@ -32,6 +32,7 @@
 #include "datasets/tokenizer/tokenizer.h"
 #include "ledger/costs/cost_model.h"
 #include "ledger/store/event_keys.h"
+#include "ledger/store/branch.h"      // record_branch_from_env (the CI branch of the run)
 #include "ledger/store/ledger.h"
 #include "ledger/meter/meter.h"
 #include "reproduce/verdicts/verdicts.h"
@@ -824,6 +825,7 @@ int64_t Pipeline::run() {
   info.device = device_;
   info.pid = ::getpid();
   run_id_ = L_.begin_run(info);
+  ledger::record_branch_from_env(L_, run_id_);  // the CI's branch, for dashboard baselines
   if (o_.work_dir.empty())
     work_ = fs::path(o_.ledger + ".runs") / std::to_string(run_id_);
   else

@@ -260,6 +260,15 @@ void visit_replay(V& v, ReplaySection& r) {
 }
 
 template <class V>
+void visit_regression(V& v, RegressionSection& r) {
+  v.real("cost_growth_pct", r.cost_growth_pct, 0, 1e6);
+  v.real("gpu_hours_growth_pct", r.gpu_hours_growth_pct, 0, 1e6);
+  v.real("accuracy_drop_points", r.accuracy_drop_points, 0, 100);
+  v.real("throughput_ratio", r.throughput_ratio, 0, 1);
+  v.boolean("verdict_changes", r.verdict_changes);
+}
+
+template <class V>
 void visit_extra(V& v, ExtraCost& x) {
   v.str("category", x.category, true);
   v.str("description", x.description);
@@ -307,6 +316,7 @@ void visit_recipe(V& v, Recipe& r) {
   v.section("hardware", [&](auto& s) { visit_hardware(s, r.hardware); });
   v.section("replay", [&](auto& s) { visit_replay(s, r.replay); });
   v.optional_section("launch", r.launch.set, [&](auto& s) { visit_launch(s, r.launch); });
+  v.section("regression", [&](auto& s) { visit_regression(s, r.regression); });
   v.table_array("extras", r.extras, [](auto& e, ExtraCost& x) { visit_extra(e, x); });
 }
 
@@ -1354,6 +1364,26 @@ Recipe parse_recipe_text(const std::string& text, const std::string& name_for_er
                      "TOML syntax error: " + std::string(e.description()));
   }
   return parse_table(root, name_for_errors, sets);
+}
+
+RegressionSection parse_regression_section(const std::string& text,
+                                           const std::string& name_for_errors, bool* stated) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name_for_errors);
+  } catch (const toml::parse_error& e) {
+    throw InputError(name_for_errors, static_cast<long>(e.source().begin.line),
+                     static_cast<long>(e.source().begin.column), "",
+                     "TOML syntax error: " + std::string(e.description()));
+  }
+  if (stated) *stated = root.contains("regression");
+  // Only [regression] is visited; its unknown keys are refused as load_recipe refuses them (the
+  // root's finish() is not called: the other sections are not this reader's business).
+  ParseCtx ctx{name_for_errors, {}};
+  RegressionSection r;
+  Reader reader(ctx, &root, "", Loc{name_for_errors, 0, 0}, true);
+  reader.section("regression", [&](auto& s) { visit_regression(s, r); });
+  return r;
 }
 
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& sets) {

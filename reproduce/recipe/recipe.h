@@ -251,6 +251,21 @@ struct ReplaySection {
   double overlap_high = 0.8;           // ... high (overlap_low <= overlap_high, both 0..1)
 };
 
+// [regression] — when `audit dashboard` calls a new run of this claim a regression against its
+// baseline run (docs/dashboard.md). The dashboard reads the section from the recipe stored with
+// the newer run; a stored recipe without it (written before the section existed) gets these
+// defaults. A threshold of 0 turns its rule off.
+struct RegressionSection {
+  double cost_growth_pct = 25;       // full cost (mid) may grow by at most this % over baseline
+  double gpu_hours_growth_pct = 25;  // GPU-hours (all stages) may grow by at most this %
+  double accuracy_drop_points = 2;   // a tuned headline accuracy (any split) may drop by at most
+                                     // this many points; a drop counts only when significant
+                                     // (two-proportion z-test at 95%)
+  double throughput_ratio = 0.8;     // SFT training tokens/s may fall to this share of the
+                                     // baseline's, no lower (0..1)
+  bool verdict_changes = true;       // a verdict supported in the baseline and not now fails
+};
+
 // [[extras]] — a cost the headline left out, declared or estimated from the claim's sources.
 struct ExtraCost {
   std::string category;     // cost category (ledger CostItem.category), e.g. "search"
@@ -307,6 +322,7 @@ struct Recipe {
   HardwareSection hardware;
   ReplaySection replay;
   LaunchSection launch;
+  RegressionSection regression;
   std::vector<ExtraCost> extras;
 
   std::string path;                // the file it was loaded from ("" for text)
@@ -322,6 +338,14 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& sets
 // Same from text; `name_for_errors` is the file name used in messages and as Recipe::path.
 Recipe parse_recipe_text(const std::string& text, const std::string& name_for_errors,
                          const std::vector<std::string>& sets = {});
+
+// Reads only the [regression] section of a recipe's text (e.g. the resolved recipe a run stored),
+// validated like load_recipe (exit 2 naming file:line:column and the key); the other sections are
+// not read, so a recipe stored by an older version still gives its rules. The defaults when the
+// text has no [regression]; *stated (when given) says whether it had one.
+RegressionSection parse_regression_section(const std::string& text,
+                                           const std::string& name_for_errors,
+                                           bool* stated = nullptr);
 
 // The canonical resolved form: every section and field, in declaration order, no comments.
 // parse_recipe_text(to_toml(r)) yields the same sha256.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "ledger/store/branch.h"  // record_branch (the run's CI branch)
 #include "suites/stats/wilson.h"  // the per-seed eval rows carry their Wilson interval
 
 namespace audit::testing {
@@ -82,16 +83,27 @@ void add_seed_evals(Ledger& l, int64_t run, const std::string& model, const std:
 }
 
 int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
+  SyntheticRunOptions o;
+  o.hostile = hostile;
+  o.claimed_usd = claimed_usd;
+  return add_synthetic_run(l, o);
+}
+
+int64_t add_synthetic_run(Ledger& l, const SyntheticRunOptions& o) {
+  const bool hostile = o.hostile;
+  const double claimed_usd = o.claimed_usd;
   ledger::RunInfo ri;
-  ri.name = "mini";
+  ri.name = o.name;
   ri.recipe_path = "recipes/mini.toml";
   ri.recipe_text = synthetic_recipe(hostile, claimed_usd);
+  if (!o.regression_toml.empty()) ri.recipe_text += "\n" + o.regression_toml;
   ri.recipe_sha256 = ledger::sha256_hex(ri.recipe_text);
   ri.host = "testhost";
-  ri.git_commit = "0123456789ab";
+  ri.git_commit = o.git_commit;
   ri.device = "cpu";
-  ri.started_at = 1735689600;  // 2025-01-01 00:00:00 UTC
+  ri.started_at = o.started_at;
   const int64_t run = l.begin_run(ri);
+  if (!o.branch.empty()) ledger::record_branch(l, run, {o.branch, "AUDIT_BRANCH", "", ""});
 
   struct St {
     const char* name;
@@ -125,40 +137,54 @@ int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
     si.ended_at = ri.started_at + s.wall;
     si.wall_s = s.wall;
     si.cpu_s = s.cpu;
+    si.gpu_count = o.gpu_count;
+    si.gpu_s = o.gpu_count * s.wall;
     si.status = "succeeded";
     l.end_stage(si);
+    const std::string name = s.name;
+    if (o.tokens_per_s > 0 && (name == "pretrain" || name == "sft")) {
+      const double tps = name == "sft" ? o.tokens_per_s : 2 * o.tokens_per_s;
+      l.append_event(run, sid, "POINT", "train_summary",
+                     {{"label", name}, {"tokens", tps * s.wall}, {"tokens_per_s", tps}},
+                     "tests/support/synthetic_run.cpp");
+    }
   }
 
   const std::string cpu_f = "cpu_s / 3600 CPU core-hours";
-  l.add_cost_item(line(run, "claimed", "the claim's headline", claimed_usd, "USD", 1, 1, 1,
-                       Provenance::declared, "as stated", {{"in_total", false}}));
-  l.add_cost_item(line(run, "final_run", "sft stage: CPU core-hours", 0.5, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::measured, cpu_f, {{"cpu_s", 1800}}));
-  l.add_cost_item(line(run, "data_generation",
+  auto scaled = [&](CostItem c) {
+    if (c.category != "claimed") c.quantity *= o.cost_scale;
+    return c;
+  };
+  l.add_cost_item(scaled(line(run, "claimed", "the claim's headline", claimed_usd, "USD", 1, 1, 1,
+                       Provenance::declared, "as stated", {{"in_total", false}})));
+  l.add_cost_item(scaled(line(run, "final_run", "sft stage: CPU core-hours", 0.5, "CPU-hour", 0.02, 0.04,
+                       0.08, Provenance::measured, cpu_f, {{"cpu_s", 1800}})));
+  l.add_cost_item(scaled(line(run, "data_generation",
                        hostile ? "teacher <script>alert(2)</script> tokens" : "teacher tokens", 2.0,
                        "1M tokens", 0.4, 0.6, 1.0, Provenance::declared,
-                       "samples x tokens per sample", {{"samples", 4000}, {"tokens", 500}}));
-  l.add_cost_item(line(run, "filtering", "select stage: CPU core-hours", 0.25, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "failed_runs", "aborted run #0: CPU core-hours", 0.2, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "search", "learning-rate sweep, 6 runs", 3.0, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::estimated, "6 x final run CPU-hours", {{"runs", 6}}));
-  l.add_cost_item(line(run, "base_model", "pretrain stage: CPU core-hours", 1.0, "CPU-hour", 0.02,
-                       0.04, 0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "evaluation", "eval stage: CPU core-hours", 0.1, "CPU-hour", 0.02, 0.04,
-                       0.08, Provenance::measured, cpu_f));
-  l.add_cost_item(line(run, "energy", "facility energy (inside rental prices)", 0.3, "kWh", 0.1,
+                       "samples x tokens per sample", {{"samples", 4000}, {"tokens", 500}})));
+  l.add_cost_item(scaled(line(run, "filtering", "select stage: CPU core-hours", 0.25, "CPU-hour", 0.02,
+                       0.04, 0.08, Provenance::measured, cpu_f)));
+  l.add_cost_item(scaled(line(run, "failed_runs", "aborted run #0: CPU core-hours", 0.2, "CPU-hour", 0.02,
+                       0.04, 0.08, Provenance::measured, cpu_f)));
+  l.add_cost_item(scaled(line(run, "search", "learning-rate sweep, 6 runs", 3.0, "CPU-hour", 0.02, 0.04,
+                       0.08, Provenance::estimated, "6 x final run CPU-hours", {{"runs", 6}})));
+  l.add_cost_item(scaled(line(run, "base_model", "pretrain stage: CPU core-hours", 1.0, "CPU-hour", 0.02,
+                       0.04, 0.08, Provenance::measured, cpu_f)));
+  l.add_cost_item(scaled(line(run, "evaluation", "eval stage: CPU core-hours", 0.1, "CPU-hour", 0.02, 0.04,
+                       0.08, Provenance::measured, cpu_f)));
+  l.add_cost_item(scaled(line(run, "energy", "facility energy (inside rental prices)", 0.3, "kWh", 0.1,
                        0.15, 0.3, Provenance::estimated, "TDP x hours x PUE",
-                       {{"in_total", false}}));
+                       {{"in_total", false}})));
 
   const std::string suite = hostile ? "arith<script>alert(5)</script>" : "arith";
-  add_seed_evals(l, run, "tuned", "id", -1, {180, 182, 178}, suite);
+  const int64_t di = o.tuned_id_delta, dd = o.tuned_ood_delta;
+  add_seed_evals(l, run, "tuned", "id", -1, {180 + di, 182 + di, 178 + di}, suite);
   add_seed_evals(l, run, "tuned", "id", 32, {100, 104, 96}, suite);
   add_seed_evals(l, run, "tuned", "id", 64, {150, 152, 148}, suite);
-  add_seed_evals(l, run, "tuned", "ood_long", -1, {40, 44, 36}, suite);
-  add_seed_evals(l, run, "tuned", "ood_heldout", -1, {60, 62, 58}, suite);
-  add_seed_evals(l, run, "tuned", "ood_format", -1, {150, 148, 152}, suite);
+  add_seed_evals(l, run, "tuned", "ood_long", -1, {40 + dd, 44 + dd, 36 + dd}, suite);
+  add_seed_evals(l, run, "tuned", "ood_heldout", -1, {60 + dd, 62 + dd, 58 + dd}, suite);
+  add_seed_evals(l, run, "tuned", "ood_format", -1, {150 + dd, 148 + dd, 152 + dd}, suite);
   add_seed_evals(l, run, "base", "id", -1, {60, 64, 56}, suite);
   add_seed_evals(l, run, "base", "id", 32, {40, 42, 38}, suite);
   add_seed_evals(l, run, "base", "id", 64, {56, 58, 54}, suite);

@@ -17,11 +17,33 @@ namespace audit::testing {
 // free-text field.
 std::string synthetic_recipe(bool hostile, double claimed_usd);
 
+// What may differ between synthetic runs of one claim (the dashboard and diff tests write series
+// of them). The defaults give exactly the run add_synthetic_run(l, hostile, claimed_usd) writes.
+struct SyntheticRunOptions {
+  bool hostile = false;
+  double claimed_usd = 0.05;
+  std::string name = "mini";                  // run name (the recipe's claim.name stays "mini")
+  double started_at = 1735689600;             // 2025-01-01 00:00:00 UTC
+  std::string git_commit = "0123456789ab";
+  std::string branch;                         // "" = no git_branch event (ledger/store/branch.h)
+  double cost_scale = 1.0;                    // multiplies every cost line's quantity but the
+                                              // claim's own figure
+  int64_t tuned_id_delta = 0;                 // added to each seed's correct count of the tuned
+                                              // model on id (unlimited budget, n = 200 per seed)
+  int64_t tuned_ood_delta = 0;                // the same on each tuned OOD split (unlimited)
+  double tokens_per_s = 0;                    // > 0: "train_summary" events for pretrain and sft
+                                              // (sft at this rate, pretrain at twice it)
+  int gpu_count = 0;                          // > 0: GPUs allocated to every stage (gpu_s)
+  std::string regression_toml;                // appended to the recipe, e.g. "[regression]\n..."
+};
+
 // Writes the whole run and ends it succeeded; returns its id. Five metered stages, nine cost
 // lines (one per provenance and bucket, energy and the claim outside the total), eval rows of
 // base and tuned models on four splits over three seeds (two budget points on id), two loss
 // curves, selection counts, trace errors and decontamination. No verdicts are stored.
 int64_t add_synthetic_run(ledger::Ledger& l, bool hostile, double claimed_usd);
+// The same with what differs between runs of a series (SyntheticRunOptions).
+int64_t add_synthetic_run(ledger::Ledger& l, const SyntheticRunOptions& o);
 
 // One eval row per seed (seeds 1, 2, ...), each of n questions with `correct` right.
 void add_seed_evals(ledger::Ledger& l, int64_t run, const std::string& model,
