@@ -177,6 +177,18 @@ std::optional<Hardware> find_hardware(const std::string& name) {
   return std::nullopt;
 }
 
+std::string gpu_type_from_nvml_name(const std::string& nvml_name) {
+  const std::string n = normalize(nvml_name);  // upper case, letters and digits only
+  auto has = [&](const char* part) { return n.find(part) != std::string::npos; };
+  // Form factors and packages whose clocks, power or memory differ from the table's rows.
+  if (has("PCIE") || has("NVL") || has("GH200") || has("GH100")) return "";
+  if (has("H100")) return has("80GB") || has("SXM") ? "H100-SXM" : "";  // "H100 80GB HBM3"
+  if (has("H800")) return "H800-SXM";   // NVIDIA H800 (SXM; the PCIe card is refused above)
+  if (has("H200")) return "H200-SXM";   // NVIDIA H200 (SXM, 141 GB)
+  if (has("A100")) return has("SXM") && has("80GB") ? "A100-80GB-SXM" : "";
+  return "";
+}
+
 Hardware cpu_from_cpuinfo(const std::string& text, int usable_cores) {
   Hardware h;
   h.id = "cpu";

@@ -41,6 +41,14 @@ const std::vector<Hardware>& gpu_table();
 // "H800", "H200", "A100", "A100-80GB", ..., and "cpu" (this machine's CPU). nullopt if unknown.
 std::optional<Hardware> find_hardware(const std::string& name);
 
+// The hardware-table id of the GPU NVML names (nvmlDeviceGetName), so that measured GPU time is
+// priced as the GPU that ran it: "NVIDIA H100 80GB HBM3" -> "H100-SXM", "NVIDIA H800" ->
+// "H800-SXM", "NVIDIA H200" -> "H200-SXM", "NVIDIA A100-SXM4-80GB" -> "A100-80GB-SXM". "" when
+// the table has no row for it, which includes the variants whose figures differ from the row of
+// the same chip (H100/H200 NVL and PCIe, H800 PCIe, A100 40GB and PCIe, GH200) and every other
+// GPU (L40S, RTX 4090, V100, ...): the caller then says the detected GPU is not priced.
+std::string gpu_type_from_nvml_name(const std::string& nvml_name);
+
 // Ids accepted by find_hardware (for error messages).
 std::vector<std::string> hardware_ids();
 

@@ -9,7 +9,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ledger/store/event_keys.h"
 
 namespace audit::ledger {
 
@@ -44,6 +49,19 @@ using nvmlReturn_t = int;
 using nvmlDevice_t = void*;
 struct nvmlUtilization_t { unsigned int gpu, memory; };
 struct nvmlMemory_t { unsigned long long total, free, used; };
+// nvml.h: nvmlProcessInfo_v1_t (the unversioned entry point) has pid and usedGpuMemory;
+// nvmlProcessInfo_v2_t, which _v2 and _v3 fill, adds gpuInstanceId and computeInstanceId.
+struct nvmlProcessInfo_v1_t { unsigned int pid; unsigned long long usedGpuMemory; };
+struct nvmlProcessInfo_v2_t {
+  unsigned int pid;
+  unsigned long long usedGpuMemory;
+  unsigned int gpuInstanceId, computeInstanceId;
+};
+constexpr nvmlReturn_t kNvmlSuccess = 0;
+constexpr nvmlReturn_t kNvmlInsufficientSize = 7;
+constexpr unsigned long long kNvmlValueNotAvailable = ~0ULL;
+constexpr unsigned kNvmlNameBuffer = 96;  // NVML_DEVICE_NAME_V2_BUFFER_SIZE
+constexpr unsigned kNvmlUuidBuffer = 96;  // NVML_DEVICE_UUID_V2_BUFFER_SIZE
 }  // namespace
 
 struct Nvml::Fns {
@@ -53,6 +71,12 @@ struct Nvml::Fns {
   nvmlReturn_t (*util)(nvmlDevice_t, nvmlUtilization_t*);
   nvmlReturn_t (*mem)(nvmlDevice_t, nvmlMemory_t*);
   nvmlReturn_t (*power)(nvmlDevice_t, unsigned int*);
+  nvmlReturn_t (*name)(nvmlDevice_t, char*, unsigned int);
+  nvmlReturn_t (*uuid)(nvmlDevice_t, char*, unsigned int);
+  nvmlReturn_t (*energy)(nvmlDevice_t, unsigned long long*);
+  // Compute processes: one of these, newest first; `procs_v1` tells which struct it fills.
+  nvmlReturn_t (*procs)(nvmlDevice_t, unsigned int*, void*);
+  bool procs_v1 = false;
 };
 
 Nvml& Nvml::instance() {
@@ -73,6 +97,23 @@ Nvml::Nvml() : fns_(std::make_unique<Fns>()) {
   fns_->util = reinterpret_cast<decltype(fns_->util)>(sym("nvmlDeviceGetUtilizationRates"));
   fns_->mem = reinterpret_cast<decltype(fns_->mem)>(sym("nvmlDeviceGetMemoryInfo"));
   fns_->power = reinterpret_cast<decltype(fns_->power)>(sym("nvmlDeviceGetPowerUsage"));
+  fns_->name = reinterpret_cast<decltype(fns_->name)>(sym("nvmlDeviceGetName"));
+  fns_->uuid = reinterpret_cast<decltype(fns_->uuid)>(sym("nvmlDeviceGetUUID"));
+  fns_->energy = reinterpret_cast<decltype(fns_->energy)>(sym("nvmlDeviceGetTotalEnergyConsumption"));
+  for (const char* n : {"nvmlDeviceGetComputeRunningProcesses_v3",
+                        "nvmlDeviceGetComputeRunningProcesses_v2",
+                        "nvmlDeviceGetComputeRunningProcesses"}) {
+    if (void* f = sym(n)) {
+      fns_->procs = reinterpret_cast<decltype(fns_->procs)>(f);
+      fns_->procs_v1 = std::string(n) == "nvmlDeviceGetComputeRunningProcesses";
+      break;
+    }
+  }
+  if (!fns_->power) missing_.push_back("nvmlDeviceGetPowerUsage");
+  if (!fns_->name) missing_.push_back("nvmlDeviceGetName");
+  if (!fns_->uuid) missing_.push_back("nvmlDeviceGetUUID");
+  if (!fns_->energy) missing_.push_back("nvmlDeviceGetTotalEnergyConsumption");
+  if (!fns_->procs) missing_.push_back("nvmlDeviceGetComputeRunningProcesses(_v2, _v3)");
   if (!fns_->init || !fns_->count || !fns_->handle || !fns_->util || !fns_->mem) {
     why_ = "libnvidia-ml.so.1 lacks the NVML v2 entry points";
     return;
@@ -90,10 +131,16 @@ Nvml::Nvml() : fns_(std::make_unique<Fns>()) {
   ok_ = true;
 }
 
-bool Nvml::read(int index, Reading* out) const {
-  if (!ok_ || index < 0 || index >= count_) return false;
+void* Nvml::handle(int index) const {
+  if (!ok_ || index < 0 || index >= count_) return nullptr;
   nvmlDevice_t dev = nullptr;
-  if (fns_->handle(unsigned(index), &dev) != 0) return false;
+  if (fns_->handle(unsigned(index), &dev) != kNvmlSuccess) return nullptr;
+  return dev;
+}
+
+bool Nvml::read(int index, Reading* out) const {
+  nvmlDevice_t dev = handle(index);
+  if (!dev) return false;
   nvmlUtilization_t u{};
   nvmlMemory_t m{};
   if (fns_->util(dev, &u) != 0 || fns_->mem(dev, &m) != 0) return false;
@@ -103,6 +150,95 @@ bool Nvml::read(int index, Reading* out) const {
   unsigned int mw = 0;
   out->power_w = (fns_->power && fns_->power(dev, &mw) == 0) ? mw / 1000.0 : -1;
   return true;
+}
+
+std::string Nvml::name(int index) const {
+  nvmlDevice_t dev = handle(index);
+  char buf[kNvmlNameBuffer] = {};
+  if (!dev || !fns_->name || fns_->name(dev, buf, sizeof buf) != kNvmlSuccess) return "";
+  return std::string(buf, strnlen(buf, sizeof buf));
+}
+
+std::string Nvml::uuid(int index) const {
+  nvmlDevice_t dev = handle(index);
+  char buf[kNvmlUuidBuffer] = {};
+  if (!dev || !fns_->uuid || fns_->uuid(dev, buf, sizeof buf) != kNvmlSuccess) return "";
+  return std::string(buf, strnlen(buf, sizeof buf));
+}
+
+bool Nvml::energy_mj(int index, uint64_t* out) const {
+  nvmlDevice_t dev = handle(index);
+  unsigned long long mj = 0;
+  if (!dev || !fns_->energy || fns_->energy(dev, &mj) != kNvmlSuccess) return false;
+  *out = uint64_t(mj);
+  return true;
+}
+
+std::optional<std::vector<Nvml::Process>> Nvml::processes(int index) const {
+  nvmlDevice_t dev = handle(index);
+  if (!dev || !fns_->procs) return std::nullopt;
+  // Ask with room for 64; when more run, NVML says how many (room is added for ones starting).
+  unsigned capacity = 64;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    unsigned n = capacity;
+    std::vector<Process> out;
+    nvmlReturn_t rc;
+    auto keep = [&](unsigned pid, unsigned long long mem) {
+      out.push_back({int(pid), mem == kNvmlValueNotAvailable ? -1.0 : double(mem)});
+    };
+    if (fns_->procs_v1) {
+      std::vector<nvmlProcessInfo_v1_t> infos(capacity);
+      rc = fns_->procs(dev, &n, infos.data());
+      for (unsigned i = 0; rc == kNvmlSuccess && i < n && i < capacity; ++i)
+        keep(infos[i].pid, infos[i].usedGpuMemory);
+    } else {
+      std::vector<nvmlProcessInfo_v2_t> infos(capacity);
+      rc = fns_->procs(dev, &n, infos.data());
+      for (unsigned i = 0; rc == kNvmlSuccess && i < n && i < capacity; ++i)
+        keep(infos[i].pid, infos[i].usedGpuMemory);
+    }
+    if (rc == kNvmlSuccess) return out;
+    if (rc != kNvmlInsufficientSize) return std::nullopt;
+    capacity = std::max(capacity * 2, n + 16);
+  }
+  return std::nullopt;
+}
+
+// ---- Energy source ----------------------------------------------------------------------
+StageEnergy choose_stage_energy(std::optional<uint64_t> c0, std::optional<uint64_t> c1,
+                                bool power_sampled, double integrated_j) {
+  StageEnergy e;
+  if (c0 && c1 && *c1 >= *c0) {
+    e.joules = double(*c1 - *c0) / 1000.0;
+    e.source = kEnergyCounter;
+    return e;
+  }
+  if (c0 && c1)
+    e.note = "the energy counter went backwards (" + std::to_string(*c0) + " -> " +
+             std::to_string(*c1) + " mJ: driver reloaded or counter wrapped), not used";
+  else if (c0 || c1)
+    e.note = std::string("the energy counter was read only at the ") + (c0 ? "start" : "end");
+  else
+    e.note = "the device has no energy counter (nvmlDeviceGetTotalEnergyConsumption)";
+  if (power_sampled) {
+    e.joules = integrated_j;
+    e.source = kEnergyIntegrated;
+  } else {
+    e.source = kEnergyNotMetered;
+    e.note += "; no power sample (nvmlDeviceGetPowerUsage) was read";
+  }
+  return e;
+}
+
+std::string weakest_energy_source(const std::vector<std::string>& per_gpu) {
+  if (per_gpu.empty()) return kEnergyNotMetered;
+  auto rank = [](const std::string& s) {
+    return s == kEnergyCounter ? 2 : s == kEnergyIntegrated ? 1 : 0;
+  };
+  std::string weakest = per_gpu.front();
+  for (const auto& s : per_gpu)
+    if (rank(s) < rank(weakest)) weakest = s;
+  return rank(weakest) == 0 ? kEnergyNotMetered : weakest;
 }
 
 // ---- StageMeter -------------------------------------------------------------------------
@@ -116,6 +252,15 @@ StageMeter::StageMeter(Ledger& ledger, int64_t run_id, const std::string& stage,
   busy_s_.assign(opt_.gpus.size(), 0.0);
   peak_mem_.assign(opt_.gpus.size(), 0.0);
   energy_j_.assign(opt_.gpus.size(), 0.0);
+  power_seen_gpu_.assign(opt_.gpus.size(), 0);
+  counter0_.assign(opt_.gpus.size(), std::nullopt);
+  const Nvml& nvml = Nvml::instance();
+  for (size_t i = 0; i < opt_.gpus.size(); ++i) {
+    gpu_name_.push_back(nvml.name(opt_.gpus[i]));
+    gpu_uuid_.push_back(nvml.uuid(opt_.gpus[i]));
+    uint64_t mj = 0;
+    if (nvml.energy_mj(opt_.gpus[i], &mj)) counter0_[i] = mj;
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -158,7 +303,7 @@ void StageMeter::take_sample(std::vector<MeterSample>* buf) {
     peak_mem_[i] = std::max(peak_mem_[i], r.mem_used);
     if (r.power_w >= 0) {
       energy_j_[i] += dt * r.power_w;
-      power_seen_ = true;
+      power_seen_gpu_[i] = 1;
     }
     MeterSample g;
     g.run_id = run_id_;
@@ -171,6 +316,44 @@ void StageMeter::take_sample(std::vector<MeterSample>* buf) {
     g.power_w = r.power_w;
     buf->push_back(g);
   }
+  sample_gpu_pids();
+}
+
+std::set<int> StageMeter::stage_pids() const {
+  if (opt_.pid_filter) return opt_.pid_filter();
+  return {int(getpid())};
+}
+
+void StageMeter::sample_gpu_pids() {
+  const Nvml& nvml = Nvml::instance();
+  if (opt_.gpus.empty() || !nvml.available()) return;
+  std::set<int> mine;
+  try {
+    mine = stage_pids();
+  } catch (...) {
+    return;  // a filter that fails (the tree is gone) leaves this sample out
+  }
+  for (int gpu : opt_.gpus) {
+    auto procs = nvml.processes(gpu);
+    std::lock_guard<std::mutex> lock(gpu_mu_);
+    if (!procs) {
+      process_list_failed_.insert(gpu);
+      continue;
+    }
+    for (const auto& p : *procs) {
+      if (!mine.count(p.pid)) continue;
+      auto [it, fresh] = gpu_pid_mem_[gpu].emplace(p.pid, p.used_mem_bytes);
+      if (!fresh) it->second = std::max(it->second, p.used_mem_bytes);
+    }
+  }
+}
+
+std::map<int, std::set<int>> StageMeter::gpu_pids() const {
+  std::lock_guard<std::mutex> lock(gpu_mu_);
+  std::map<int, std::set<int>> out;
+  for (const auto& [gpu, pids] : gpu_pid_mem_)
+    for (const auto& [pid, mem] : pids) out[gpu].insert(pid);
+  return out;
 }
 
 void StageMeter::flush(std::vector<MeterSample>* buf) {
@@ -228,13 +411,58 @@ StageInfo StageMeter::finish(const std::string& status) {
   }
   s.gpu_count = int(opt_.gpus.size());
   s.gpu_s = s.gpu_count * s.wall_s;
+  const Nvml& nvml = Nvml::instance();
+  std::vector<std::string> sources;
+  nlohmann::json gpus = nlohmann::json::array();
   for (size_t i = 0; i < opt_.gpus.size(); ++i) {
     s.gpu_busy_s += busy_s_[i];
     s.gpu_peak_mem_bytes = std::max(s.gpu_peak_mem_bytes, peak_mem_[i]);
-    s.energy_j += energy_j_[i];
+    std::optional<uint64_t> c1;
+    uint64_t mj = 0;
+    if (nvml.energy_mj(opt_.gpus[i], &mj)) c1 = mj;
+    const StageEnergy e = choose_stage_energy(counter0_[i], c1, power_seen_gpu_[i], energy_j_[i]);
+    s.energy_j += e.joules;
+    power_seen_ = power_seen_ || e.source != kEnergyNotMetered;
+    sources.push_back(e.source);
+    nlohmann::json g = {{"gpu", opt_.gpus[i]},
+                        {"name", gpu_name_[i]},
+                        {"uuid", gpu_uuid_[i]},
+                        {"energy_source", e.source},
+                        {"energy_j", e.joules},
+                        {"integrated_power_j", power_seen_gpu_[i] ? nlohmann::json(energy_j_[i])
+                                                                  : nlohmann::json(nullptr)},
+                        {"counter_start_mj", counter0_[i] ? nlohmann::json(*counter0_[i])
+                                                          : nlohmann::json(nullptr)},
+                        {"counter_end_mj", c1 ? nlohmann::json(*c1) : nlohmann::json(nullptr)},
+                        {"busy_s", busy_s_[i]},
+                        {"peak_mem_bytes", peak_mem_[i]}};
+    if (!e.note.empty()) g["note"] = e.note;
+    nlohmann::json procs = nlohmann::json::array();
+    {
+      std::lock_guard<std::mutex> lock(gpu_mu_);
+      auto it = gpu_pid_mem_.find(opt_.gpus[i]);
+      if (it != gpu_pid_mem_.end())
+        for (const auto& [pid, mem] : it->second)
+          procs.push_back({{"pid", pid}, {"max_used_mem_bytes", mem < 0 ? nlohmann::json(nullptr)
+                                                                        : nlohmann::json(mem)}});
+      g["processes"] = procs;
+      if (process_list_failed_.count(opt_.gpus[i]))
+        g["processes_note"] = "NVML could not list the compute processes at some samples";
+    }
+    gpus.push_back(std::move(g));
   }
+  energy_source_ = weakest_energy_source(sources);
   s.power_metered = power_seen_;
   s.status = status;
+  if (!opt_.gpus.empty()) {
+    // What the stage_stop row cannot say: where each GPU's energy came from, which device it
+    // was, and which of the stage's processes used it.
+    nlohmann::json v = {{"energy_source", energy_source_}, {"gpus", gpus},
+                        {"nvml", nvml.available() ? "available" : nvml.why_absent()}};
+    if (nvml.available() && !nvml.unsupported().empty()) v["nvml_unsupported"] = nvml.unsupported();
+    if (!nvml.available()) v["why_not_metered"] = nvml.why_absent();
+    ledger_.append_event(run_id_, stage_id_, keys::kPoint, keys::kGpuMetering, v, "ledger/meter/meter.cpp");
+  }
   ledger_.end_stage(s);
   return s;
 }

@@ -1,15 +1,20 @@
 // Metering: wall seconds, process CPU seconds and RSS, and per GPU busy seconds, memory, power
 // and energy through NVML (libnvidia-ml loaded at run time; its absence is recorded, not faked).
 // A StageMeter samples from a background thread at a fixed interval into the ledger's
-// meter_samples, keeps the run's heartbeat fresh, and writes the stage's totals when it ends.
+// meter_samples, keeps the run's heartbeat fresh, and writes the stage's totals when it ends;
+// a stage with GPUs also gets a gpu_metering event (device names, where its energy came from:
+// the NVML energy counter or integrated power samples, and which of its PIDs used which GPU).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,7 +28,10 @@ double process_cpu_seconds();   // user + system CPU seconds of this process (ge
 double process_rss_bytes();     // resident set size now
 double process_peak_rss_bytes();
 
-// NVML loaded with dlopen("libnvidia-ml.so.1"). All calls are no-ops when it is absent.
+// NVML loaded with dlopen("libnvidia-ml.so.1"). All calls are no-ops when it is absent. Entry
+// points that the loaded driver lacks (an old driver) make only their own call unsupported;
+// unsupported() lists them. Indices are NVML's (all GPUs of the machine, in PCI order), not
+// CUDA's, which CUDA_VISIBLE_DEVICES renumbers.
 class Nvml {
  public:
   static Nvml& instance();
@@ -38,15 +46,67 @@ class Nvml {
   };
   bool read(int index, Reading* out) const;
 
+  // The product name (nvmlDeviceGetName), e.g. "NVIDIA H100 80GB HBM3"; "" when it cannot be
+  // read. ledger/costs gpu_type_from_nvml_name() maps it to the hardware table.
+  std::string name(int index) const;
+  // The device UUID (nvmlDeviceGetUUID), "GPU-..."; "" when it cannot be read.
+  std::string uuid(int index) const;
+  // The device's energy counter in millijoules since the driver was loaded
+  // (nvmlDeviceGetTotalEnergyConsumption, Volta and newer). False where the device or driver
+  // does not have it (then a stage's energy is integrated from power samples).
+  bool energy_mj(int index, uint64_t* out) const;
+  // A process using the device for compute, and the device memory it holds (-1 when NVML does
+  // not say: NVML_VALUE_NOT_AVAILABLE, e.g. without the rights to see it).
+  struct Process {
+    int pid = 0;
+    double used_mem_bytes = -1;
+  };
+  // The compute processes on the device (nvmlDeviceGetComputeRunningProcesses_v3, else _v2, else
+  // the v1 entry point, whichever the driver has). nullopt when they cannot be listed (no NVML,
+  // no entry point, or the call failed); an empty list when none runs. PIDs are as the driver
+  // sees them: inside a container without the host's PID namespace they may not be this
+  // container's PIDs.
+  std::optional<std::vector<Process>> processes(int index) const;
+  // NVML entry points the loaded library lacks, by name (empty when NVML is absent altogether:
+  // why_absent() says so).
+  const std::vector<std::string>& unsupported() const { return missing_; }
+
  private:
   Nvml();
+  void* handle(int index) const;  // the nvmlDevice_t, nullptr when unavailable
   bool ok_ = false;
   int count_ = 0;
   std::string why_;
+  std::vector<std::string> missing_;
   void* lib_ = nullptr;
   struct Fns;
   std::unique_ptr<Fns> fns_;
 };
+
+// Where a GPU stage's energy comes from, the weakest first (StageMeter records it per GPU and
+// for the stage; docs/ledger.md, event gpu_metering).
+inline constexpr const char* kEnergyNotMetered = "not metered";
+inline constexpr const char* kEnergyIntegrated = "integrated power samples";
+inline constexpr const char* kEnergyCounter = "nvml energy counter";
+
+// One GPU's energy over a stage, and what it was measured with.
+struct StageEnergy {
+  double joules = 0;
+  std::string source;  // one of the kEnergy* names
+  std::string note;    // why the weaker source was used, when it was; else ""
+};
+
+// The choice a StageMeter makes for one GPU: the energy counter's difference (start to finish)
+// when the device had the counter at both ends and it did not go backwards; else the integral
+// of the power samples when any power sample was read; else not metered (0 J). A counter that
+// went backwards (the driver was reloaded, or the 64-bit counter wrapped) is not trusted.
+StageEnergy choose_stage_energy(std::optional<uint64_t> counter_start_mj,
+                                std::optional<uint64_t> counter_end_mj, bool power_sampled,
+                                double integrated_j);
+
+// The stage's source from its GPUs': the weakest of them (a stage is "nvml energy counter" only
+// when every GPU's energy came from its counter). kEnergyNotMetered for no GPU.
+std::string weakest_energy_source(const std::vector<std::string>& per_gpu);
 
 struct MeterOptions {
   double interval_s = 1.0;       // sampling period of the background thread
@@ -58,6 +118,9 @@ struct MeterOptions {
   // sampler thread and once more by finish(); returns false when it has nothing yet (the sample
   // then carries 0).
   std::function<bool(double* cpu_s, double* rss_bytes)> tree_probe;
+  // The PIDs whose GPU use this stage owns (for a launched command: its process tree, read at
+  // each sample). Empty: this process only. Called from the sampler thread.
+  std::function<std::set<int>()> pid_filter;
 };
 
 class StageMeter {
@@ -74,11 +137,19 @@ class StageMeter {
   // Stops sampling, flushes, writes the stage totals and returns them.
   StageInfo finish(const std::string& status = "succeeded");
   int64_t samples_written() const { return written_.load(); }
+  // Which of the stage's PIDs (MeterOptions::pid_filter) NVML saw on which GPU (NVML index), so
+  // far; complete after finish(). Samples only: a process that used a GPU for less than one
+  // sampling interval can be missed.
+  std::map<int, std::set<int>> gpu_pids() const;
+  // The stage's energy source after finish() (one of the kEnergy* names); "" before.
+  const std::string& energy_source() const { return energy_source_; }
 
  private:
   void loop();
   void take_sample(std::vector<MeterSample>* buf);
   void flush(std::vector<MeterSample>* buf);
+  std::set<int> stage_pids() const;  // pid_filter(), else this process
+  void sample_gpu_pids();             // one NVML process listing per GPU: the stage's PIDs kept
 
   Ledger& ledger_;
   std::unique_ptr<Ledger> writer_;  // the sampler thread's own connection
@@ -88,6 +159,15 @@ class StageMeter {
   double t0_, cpu0_;
   // Integrals kept by the sampler, per GPU.
   std::vector<double> busy_s_, peak_mem_, energy_j_;
+  std::vector<char> power_seen_gpu_;              // per GPU: a power sample was read
+  std::vector<std::optional<uint64_t>> counter0_;  // per GPU: energy counter at the start, mJ
+  std::vector<std::string> gpu_name_, gpu_uuid_;
+  std::string energy_source_;
+  // GPU -> PID -> the most device memory NVML reported for it (-1: not reported); and whether a
+  // process listing failed (recorded in the event rather than read as "no process").
+  mutable std::mutex gpu_mu_;
+  std::map<int, std::map<int, double>> gpu_pid_mem_;
+  std::set<int> process_list_failed_;
   bool power_seen_ = false;
   double last_t_ = 0;
   std::atomic<int64_t> written_{0};

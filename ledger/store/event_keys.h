@@ -20,6 +20,9 @@ inline constexpr const char* kCostItem = "cost_item";          // POINT, value: 
 inline constexpr const char* kEvalResult = "eval_result";      // POINT, value: the eval row
 inline constexpr const char* kVerdict = "verdict";             // POINT, value: the verdict row
 inline constexpr const char* kArtifact = "artifact";           // POINT, value: name + content hash
+// Written by ledger/meter at the end of a stage with GPUs: per GPU its NVML name and UUID, the
+// energy and where it came from (energy_source), and the stage's PIDs NVML saw on it.
+inline constexpr const char* kGpuMetering = "gpu_metering";    // POINT, see docs/ledger.md
 
 // Free events written by stage runners (value: JSON).
 inline constexpr const char* kRecipe = "recipe";               // POINT, resolved recipe summary
