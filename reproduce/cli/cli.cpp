@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <utility>
 
 #include <unistd.h>
 
@@ -90,6 +91,16 @@ void add_torch_subcommand_forwarders(CLI::App& verb) {
     cmd->set_help_flag();  // answered by audit-torch
   }
 }
+
+namespace {
+ReportRenderer& renderer_slot() {
+  static ReportRenderer r;
+  return r;
+}
+}  // namespace
+
+void set_report_renderer(ReportRenderer r) { renderer_slot() = std::move(r); }
+const ReportRenderer& report_renderer() { return renderer_slot(); }
 
 void run_and_exit(const char* verb, const std::function<int()>& fn) {
   int code = kExitOk;

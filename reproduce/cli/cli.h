@@ -8,6 +8,7 @@
 #include <vector>
 
 namespace CLI { class App; }
+namespace audit::ledger { class Ledger; }
 
 namespace audit::cli {
 
@@ -76,6 +77,13 @@ void add_torch_verb_forwarders(CLI::App& app);
 void add_torch_subcommand_forwarders(CLI::App& verb);
 // Replaces this process with audit-torch (same arguments). On failure prints why and exits 2.
 [[noreturn]] void exec_torch_binary(char** argv);
+
+// The report renderer, for verbs below reports/ that attach the HTML report (`audit ledger
+// export --format mlflow`). reports/cli sets it when it registers the report verb (the layers
+// keep reproduce/ from including reports/); while unset, such verbs ask for --report FILE.
+using ReportRenderer = std::function<std::string(const ledger::Ledger& l, int64_t run_id)>;
+void set_report_renderer(ReportRenderer r);
+const ReportRenderer& report_renderer();
 
 // Helper for verbs: runs fn, mapping audit::InputError and ledger errors to exit 2 with the
 // message on stderr, and exits the process with fn's return value.
