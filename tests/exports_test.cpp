@@ -8,6 +8,7 @@
 // <output_path>/<model_name_sanitized>/results_<datetime.now().isoformat() with ':' -> '-'>.json;
 // lm_eval/result_schema.py gives the keys).
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -41,8 +42,8 @@ namespace {
 // An lm-eval 0.4.x results file as simple_evaluate + EvaluationTracker write it (trimmed of
 // pretty_env_info and the task configs' bodies): two tasks, one with two filters, "N/A" for a
 // stderr lm-eval could not compute, a group row, n-samples per task.
-json lm_eval_file(double gsm_strict, double arc_acc) {
-  return json::parse(R"({
+nlohmann::ordered_json lm_eval_file(double gsm_strict, double arc_acc) {
+  return nlohmann::ordered_json::parse(R"({
   "results": {
     "gsm8k": {"alias": "gsm8k", "exact_match,strict-match": )" + std::to_string(gsm_strict) + R"(,
               "exact_match_stderr,strict-match": 0.0136,
@@ -77,8 +78,8 @@ json lm_eval_file(double gsm_strict, double arc_acc) {
 }
 
 // A single-metric file (one accuracy per task), for claim.results_from.
-json single_metric_file() {
-  json j = lm_eval_file(0.25, 0.5);
+nlohmann::ordered_json single_metric_file() {
+  auto j = lm_eval_file(0.25, 0.5);
   j["results"]["gsm8k"].erase("exact_match,flexible-extract");
   j["results"]["gsm8k"].erase("exact_match_stderr,flexible-extract");
   j["results"]["arc_easy"].erase("acc_norm,none");
@@ -167,6 +168,9 @@ TEST(LmEvalRead, ReadsTasksMetricsStderrSamplesModelAndVersion) {
   write_file(tmp.file("results.json"), lm_eval_file(0.3412, 0.5934).dump(2));
   const auto rows = lm::read_lm_eval_results(tmp.file("results.json"));
   ASSERT_EQ(rows.size(), 4u);  // two gsm8k filters, acc and acc_norm; stderr rows folded in
+  EXPECT_EQ(rows[0].task, "gsm8k");  // the file's task order, not by name
+  EXPECT_EQ(rows[0].metric, "exact_match,strict-match");
+  EXPECT_EQ(rows[3].metric, "acc_norm,none");
   const auto* g = find(rows, "gsm8k", "exact_match,strict-match");
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(g->metric_name, "exact_match");
@@ -206,7 +210,7 @@ TEST(LmEvalRead, OutputPathFolderPicksTheNewestResultsFile) {
   ASSERT_NE(g, nullptr);
   EXPECT_DOUBLE_EQ(g->value, 0.4);
   // model_args given as an object (lm-eval accepts a dict) is kept as JSON text.
-  json j = lm_eval_file(0.1, 0.2);
+  auto j = lm_eval_file(0.1, 0.2);
   j["config"]["model_args"] = {{"pretrained", "x"}};
   EXPECT_EQ(lm::parse_lm_eval_results(j, "f.json")[0].model_args, R"({"pretrained":"x"})");
 }
@@ -225,7 +229,7 @@ TEST(LmEvalRead, BadFilesNameTheFileAndTheKey) {
   write_file(tmp.file("nores.json"), R"({"config": {}})");
   m = error_of([&] { lm::read_lm_eval_results(tmp.file("nores.json")); });
   EXPECT_NE(m.find("'results'"), std::string::npos) << m;
-  json j = lm_eval_file(0.1, 0.2);
+  auto j = lm_eval_file(0.1, 0.2);
   j["results"]["arc_easy"]["acc,none"] = "high";
   m = error_of([&] { lm::parse_lm_eval_results(j, "x.json"); });
   EXPECT_NE(m.find("x.json"), std::string::npos) << m;
@@ -237,11 +241,11 @@ TEST(LmEvalRead, BadFilesNameTheFileAndTheKey) {
 }
 
 TEST(LmEvalRead, ToEvalResultsCountsCorrectAndWilsonInterval) {
-  json j = lm_eval_file(0.3412, 0.5934);
+  auto j = lm_eval_file(0.3412, 0.5934);
   auto rows = lm::parse_lm_eval_results(j, "f.json");
-  std::vector<lm::LmEvalResult> acc;
-  for (const auto& r : rows)
-    if (r.metric == "acc,none" || r.metric == "exact_match,strict-match") acc.push_back(r);
+  std::vector<lm::LmEvalResult> acc = lm::select_metric(rows, "exact_match,strict-match");
+  ASSERT_EQ(acc.size(), 1u);
+  acc.push_back(lm::select_metric(rows, "acc,none").at(0));
   lm::EvalRowOptions o;
   o.model = "tuned";
   o.split = "id";
@@ -263,8 +267,8 @@ TEST(LmEvalRead, ToEvalResultsCountsCorrectAndWilsonInterval) {
   EXPECT_EQ(lm::to_eval_results({acc[0]})[0].split, "strict-match");
   // No n: refused, naming the key.
   j.erase("n-samples");
-  auto no_n = lm::parse_lm_eval_results(j, "f.json");
-  const std::string m = error_of([&] { lm::to_eval_results({no_n[0]}); });
+  auto no_n = lm::select_metric(lm::parse_lm_eval_results(j, "f.json"), "exact_match,strict-match");
+  const std::string m = error_of([&] { lm::to_eval_results(no_n); });
   EXPECT_NE(m.find("'results.gsm8k.exact_match,strict-match'"), std::string::npos) << m;
 }
 
@@ -284,7 +288,7 @@ TEST(LmEvalWrite, RoundTripsThroughTheReader) {
   rows[1].score = 0.2;
   lm::WriteOptions o;
   o.model = "audit:mini/tuned";
-  const json j = lm::write_lm_eval_results(rows, o);
+  const auto j = lm::write_lm_eval_results(rows, o);
   EXPECT_EQ(j["model_name_sanitized"], "audit__mini__tuned");
   EXPECT_FALSE(j.contains("lm_eval_version"));  // not lm-eval: never claimed
   EXPECT_DOUBLE_EQ(j["results"]["arith_id"]["acc_stderr,none"].get<double>(),
@@ -373,7 +377,7 @@ TEST(ExportLmEval, WritesTheTunedRowsReadBackByTheReader) {
   ASSERT_EQ(rows.size(), tuned.size());
   const json j = json::parse(read_file(out));
   EXPECT_EQ(j["config"]["model"], "audit:mini/tuned");
-  for (size_t i = 0; i < tuned.size(); ++i) {
+  for (size_t i = 0; i < tuned.size(); ++i) {  // in the ledger's row order
     const auto& e = tuned[i];
     const auto& meta = j["configs"][rows[i].task]["metadata"];
     EXPECT_EQ(meta["eval_id"], e.id);
@@ -481,9 +485,16 @@ TEST(ExportCodecarbon, HeaderIsCodecarbonsAndValuesAreTheLedgers) {
   TempDir tmp("export");
   const std::string db = tmp.file("a.db");
   int64_t run = 0;
+  std::string sft_end;  // the ledger's stage end, as CodeCarbon writes its timestamp (UTC here)
   {
     audit::ledger::Ledger l(db);
     run = add_metered_run(l);
+    const std::time_t t = static_cast<std::time_t>(l.stages(run).at(0).ended_at);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    sft_end = buf;
   }
   const std::string out = tmp.file("emissions.csv");
   auto r = run_audit("ledger export " + std::to_string(run) +
@@ -515,7 +526,7 @@ print(json.dumps({"header": header, "rows": rows}))
   const json& sft = got["rows"][0];
   EXPECT_EQ(sft["project_name"], "metered");
   EXPECT_EQ(sft["run_id"], "run" + std::to_string(run) + "-sft");
-  EXPECT_EQ(sft["timestamp"], "2026-01-01T00:30:00");
+  EXPECT_EQ(sft["timestamp"], sft_end);
   EXPECT_DOUBLE_EQ(d(sft["duration"]), 1800);
   EXPECT_DOUBLE_EQ(d(sft["gpu_energy"]), 0.75);  // 2.7e6 J / 3.6e6
   EXPECT_DOUBLE_EQ(d(sft["energy_consumed"]), 0.75);
@@ -535,7 +546,7 @@ print(json.dumps({"header": header, "rows": rows}))
   // Without an intensity, the emissions columns are empty.
   r = run_audit("ledger export " + std::to_string(run) + " --format codecarbon --ledger " + db);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find(",1800,,,,1500,"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(",1800.0,,,,1500.0,"), std::string::npos) << r.output;
 }
 
 // ---- ledger export --format mllog -----------------------------------------------------------

@@ -11,6 +11,10 @@
 #include <set>
 #include <sstream>
 
+#include <sys/stat.h>
+
+#include <ftw.h>
+
 #include <toml++/toml.h>
 
 #include "common/errors.h"
@@ -130,6 +134,19 @@ std::string read_text(const fs::path& p) {
   return ss.str();
 }
 
+// Removes a folder and what is in it (nftw, links removed, not followed). Not
+// std::filesystem::remove_all: it crashes in binaries that link LibTorch (audit-torch has this
+// verb too). Throws std::runtime_error naming the first entry it cannot remove.
+void remove_folder(const fs::path& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return;
+  const int rc = ::nftw(
+      dir.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p) == 0 ? 0 : -1; },
+      16, FTW_DEPTH | FTW_PHYS);
+  if (rc != 0) throw std::runtime_error(dir.string() + ": cannot replace the earlier export");
+}
+
 int64_t ms(double unix_s) { return static_cast<int64_t>(std::llround(unix_s * 1000.0)); }
 
 std::string file_uri(const fs::path& p) { return "file://" + p.string(); }
@@ -234,8 +251,7 @@ MlflowWritten write_mlflow(const ledger::Ledger& l, int64_t run_id, const std::s
                  .substr(0, 32);
   const fs::path run_dir = root / w.experiment_id / w.run_id;
   w.run_dir = run_dir.string();
-  fs::remove_all(run_dir, ec);  // an earlier export of the same run is replaced
-  if (ec) throw std::runtime_error(run_dir.string() + ": cannot replace: " + ec.message());
+  remove_folder(run_dir);  // an earlier export of the same run is replaced
   const std::string run_name = r->name + " run " + std::to_string(run_id);
 
   // meta.yaml, as FileStore.create_run + set_terminated write it.
@@ -301,7 +317,8 @@ MlflowWritten write_mlflow(const ledger::Ledger& l, int64_t run_id, const std::s
   w.tags = tags.size();
 
   // Metrics.
-  MetricWriter m{run_dir / "metrics"};
+  MetricWriter m;
+  m.dir = run_dir / "metrics";
   // Loss curves: per step, timestamped when the curve was stored (its artifact event).
   std::map<std::string, int64_t> artifact_ms;
   for (const auto& e : l.events(run_id)) {

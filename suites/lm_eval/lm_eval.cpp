@@ -14,6 +14,7 @@
 namespace audit::lm_eval {
 namespace fs = std::filesystem;
 using nlohmann::json;
+using nlohmann::ordered_json;
 
 namespace {
 
@@ -24,10 +25,11 @@ bool is_results_name(const std::string& name) {
 
 // The value of a stderr entry: a number, or absent / "N/A" (lm-eval writes "N/A" when it could
 // not bootstrap one).
-bool stderr_value(const json& task, const std::string& key, double& out) {
+template <class J>
+bool stderr_value(const J& task, const std::string& key, double& out) {
   auto it = task.find(key);
   if (it == task.end() || !it->is_number()) return false;
-  out = it->get<double>();
+  out = it->template get<double>();
   return true;
 }
 
@@ -77,7 +79,10 @@ std::string find_lm_eval_results_file(const std::string& path) {
   return best;
 }
 
-std::vector<LmEvalResult> parse_lm_eval_results(const json& j, const std::string& file) {
+namespace {
+
+template <class J>
+std::vector<LmEvalResult> parse_results(const J& j, const std::string& file) {
   if (!j.is_object()) throw InputError(file, 0, 0, "", "an lm-eval results file is a JSON object");
   auto res = j.find("results");
   if (res == j.end() || !res->is_object())
@@ -85,11 +90,11 @@ std::vector<LmEvalResult> parse_lm_eval_results(const json& j, const std::string
                      "missing or not an object (not an lm-eval results file?)");
   LmEvalResult base;
   base.file = file;
-  auto text = [&](const json& o, const char* k, const std::string& where) -> std::string {
+  auto text = [&](const J& o, const char* k, const std::string& where) -> std::string {
     auto it = o.find(k);
     if (it == o.end() || it->is_null()) return "";
     if (!it->is_string()) throw InputError(file, 0, 0, where + k, "not a string");
-    return it->get<std::string>();
+    return it->template get<std::string>();
   };
   base.lm_eval_version = text(j, "lm_eval_version", "");
   base.model_name = text(j, "model_name", "");
@@ -97,9 +102,9 @@ std::vector<LmEvalResult> parse_lm_eval_results(const json& j, const std::string
     if (!c->is_object()) throw InputError(file, 0, 0, "config", "not an object");
     base.model = text(*c, "model", "config.");
     if (auto a = c->find("model_args"); a != c->end() && !a->is_null())
-      base.model_args = a->is_string() ? a->get<std::string>() : a->dump();
+      base.model_args = a->is_string() ? a->template get<std::string>() : a->dump();
   }
-  const json* ns = nullptr;
+  const J* ns = nullptr;
   if (auto it = j.find("n-samples"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) throw InputError(file, 0, 0, "n-samples", "not an object");
     ns = &*it;
@@ -119,9 +124,9 @@ std::vector<LmEvalResult> parse_lm_eval_results(const json& j, const std::string
                               {"original", &row.n_original}}) {
           auto v = t->find(k);
           if (v == t->end()) continue;
-          if (!v->is_number_integer() || v->get<int64_t>() < 0)
+          if (!v->is_number_integer() || v->template get<int64_t>() < 0)
             throw InputError(file, 0, 0, nw + "." + k, "not a count (a whole number >= 0)");
-          *dst = v->get<int64_t>();
+          *dst = v->template get<int64_t>();
         }
       }
     }
@@ -131,19 +136,28 @@ std::vector<LmEvalResult> parse_lm_eval_results(const json& j, const std::string
       // "alias", "name", "sample_len", "sample_count" and the stderr entries are not metrics.
       if (comma == std::string::npos) continue;
       if (name.size() >= 7 && name.compare(name.size() - 7, 7, "_stderr") == 0) continue;
-      if (value.is_string() && value.get<std::string>() == "N/A") continue;  // not computed
+      if (value.is_string() && value.template get<std::string>() == "N/A") continue;  // not computed
       if (!value.is_number())
         throw InputError(file, 0, 0, where + "." + key, "metric value is not a number");
       LmEvalResult r = row;
       r.metric = key;
       r.metric_name = name;
       r.filter = key.substr(comma + 1);
-      r.value = value.get<double>();
+      r.value = value.template get<double>();
       r.has_stderr = stderr_value(metrics, name + "_stderr," + r.filter, r.stderr_);
       out.push_back(std::move(r));
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<LmEvalResult> parse_lm_eval_results(const ordered_json& j, const std::string& file) {
+  return parse_results(j, file);
+}
+std::vector<LmEvalResult> parse_lm_eval_results(const json& j, const std::string& file) {
+  return parse_results(j, file);
 }
 
 std::vector<LmEvalResult> read_lm_eval_results(const std::string& path) {
@@ -152,13 +166,21 @@ std::vector<LmEvalResult> read_lm_eval_results(const std::string& path) {
   if (!in) throw InputError(file, 0, 0, "", "cannot open for reading");
   std::stringstream ss;
   ss << in.rdbuf();
-  json j;
+  ordered_json j;
   try {
-    j = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
+    j = ordered_json::parse(ss.str());
+  } catch (const ordered_json::parse_error& e) {
     throw InputError(file, 0, 0, "", std::string("not JSON: ") + e.what());
   }
   return parse_lm_eval_results(j, file);
+}
+
+std::vector<LmEvalResult> select_metric(const std::vector<LmEvalResult>& rows,
+                                        const std::string& metric) {
+  std::vector<LmEvalResult> out;
+  for (const auto& r : rows)
+    if (r.metric == metric) out.push_back(r);
+  return out;
 }
 
 std::vector<ledger::EvalResult> to_eval_results(const std::vector<LmEvalResult>& rows,
@@ -192,11 +214,13 @@ std::vector<ledger::EvalResult> to_eval_results(const std::vector<LmEvalResult>&
   return out;
 }
 
-json write_lm_eval_results(const std::vector<ledger::EvalResult>& rows, const WriteOptions& opt) {
+ordered_json write_lm_eval_results(const std::vector<ledger::EvalResult>& rows,
+                                   const WriteOptions& opt) {
   std::map<std::string, int> per_suite_split;
   for (const auto& e : rows) ++per_suite_split[e.suite + "_" + e.split];
-  json results = json::object(), nsamples = json::object(), configs = json::object(),
-       versions = json::object(), nshot = json::object(), hib = json::object();
+  ordered_json results = ordered_json::object(), nsamples = ordered_json::object(),
+               configs = ordered_json::object(), versions = ordered_json::object(),
+               nshot = ordered_json::object(), hib = ordered_json::object();
   for (const auto& e : rows) {
     std::string task = e.suite + "_" + e.split;
     if (per_suite_split[task] > 1) {
@@ -206,7 +230,7 @@ json write_lm_eval_results(const std::vector<ledger::EvalResult>& rows, const Wr
     // Rows that still collide (same suite, split, seed and budget) keep their ledger row id.
     if (results.contains(task)) task += "_row" + std::to_string(e.id);
     const double p = e.score;
-    json m = {{"alias", task}, {"acc,none", p}};
+    ordered_json m = {{"alias", task}, {"acc,none", p}};
     if (e.n > 1) m["acc_stderr,none"] = std::sqrt(p * (1 - p) / double(e.n - 1));
     else m["acc_stderr,none"] = "N/A";
     results[task] = m;
@@ -231,7 +255,7 @@ json write_lm_eval_results(const std::vector<ledger::EvalResult>& rows, const Wr
     nshot[task] = 0;
     hib[task] = {{"acc", true}};
   }
-  return {{"results", results},
+  return ordered_json{{"results", results},
           {"configs", configs},
           {"versions", versions},
           {"n-shot", nshot},

@@ -51,14 +51,23 @@ std::string find_lm_eval_results_file(const std::string& path);
 
 // Reads every "<metric>,<filter>" value of every task in "results" of a results file (or of the
 // newest one under an --output_path folder, as find_lm_eval_results_file). Rows come in the
-// file's task order, then metric order; stderr keys are folded into their metric's row, "alias"
+// file's task order, then its metric order; stderr keys are folded into their metric's row, "alias"
 // and other non-numeric entries are skipped. Throws audit::InputError naming the file and the
 // key for: a missing or unreadable file, text that is not JSON, no "results" object, a task
 // that is not an object, a metric value that is not a number, a bad "n-samples" entry.
 std::vector<LmEvalResult> read_lm_eval_results(const std::string& path);
 
-// The same from JSON already parsed; `file` names it in errors and in each row.
+// The same from JSON already parsed; `file` names it in errors and in each row. An ordered_json
+// keeps the file's task order (read_lm_eval_results parses into one); a plain json iterates
+// tasks and metrics by name.
+std::vector<LmEvalResult> parse_lm_eval_results(const nlohmann::ordered_json& j,
+                                                const std::string& file);
 std::vector<LmEvalResult> parse_lm_eval_results(const nlohmann::json& j, const std::string& file);
+
+// The rows whose metric key is `metric` (e.g. "acc,none", "exact_match,strict-match"), in order;
+// tasks without that metric (groups, other kinds of tasks) are left out.
+std::vector<LmEvalResult> select_metric(const std::vector<LmEvalResult>& rows,
+                                        const std::string& metric);
 
 // How to file lm-eval rows as ledger eval rows.
 struct EvalRowOptions {
@@ -94,8 +103,9 @@ struct WriteOptions {
 // n, correct, ci_low, ci_high}}}, "versions", "n-shot" (0), "higher_is_better" {"acc": true},
 // "config", "git_hash", "date", "model_name", "model_name_sanitized", "audit_version".
 // read_lm_eval_results reads it back to the same task, value and n.
-nlohmann::json write_lm_eval_results(const std::vector<ledger::EvalResult>& rows,
-                                     const WriteOptions& opt);
+// Keys and tasks are in lm-eval's order and the rows' order (an ordered_json).
+nlohmann::ordered_json write_lm_eval_results(const std::vector<ledger::EvalResult>& rows,
+                                             const WriteOptions& opt);
 
 // lm-eval's sanitize_model_name: runs of the characters "<>:/|\?*[] and '"' become "__".
 std::string sanitize_model_name(const std::string& name);
