@@ -41,7 +41,7 @@ namespace {
 
 // An lm-eval 0.4.x results file as simple_evaluate + EvaluationTracker write it (trimmed of
 // pretty_env_info and the task configs' bodies): two tasks, one with two filters, "N/A" for a
-// stderr lm-eval could not compute, a group row, n-samples per task.
+// stderr lm-eval could not compute, n-samples per task.
 nlohmann::ordered_json lm_eval_file(double gsm_strict, double arc_acc) {
   return nlohmann::ordered_json::parse(R"({
   "results": {
