@@ -1,6 +1,7 @@
 // Exports of one run from the ledger: JSON (everything, nested), CSV (one table per section,
-// each with a "# section" line and a header line), and MLPerf-style mllog (":::MLLOG {...}"
-// lines, one per event). docs/ledger.md describes each format.
+// each with a "# section" line and a header line), and mllog lines (":::MLLOG {...}", one per
+// event: MLPerf's line syntax with audit's own keys; not an MLPerf submission log, see
+// docs/ledger.md for the MLPerf rules it cannot meet). docs/ledger.md describes each format.
 #include <cstdio>
 #include <sstream>
 
@@ -197,18 +198,25 @@ std::string export_mllog(const Ledger& l, int64_t run_id) {
       file = e.source.substr(0, colon);
       lineno = std::stoll(e.source.substr(colon + 1));
     }
+    nlohmann::json value = parse_or_text(e.value);
+    nlohmann::json meta = {{"file", file},
+                           {"lineno", lineno},
+                           {"run_id", e.run_id},
+                           {"stage_id", e.stage_id},
+                           {"event_id", e.id},
+                           {"hash", e.hash}};
+    // run_stop is also an MLPerf key, whose rule wants metadata.status ("success" or
+    // "aborted"); the ledger's own status stays in the value.
+    if (e.key == keys::kRunStop || e.key == keys::kRunAborted) {
+      const bool ok = value.is_object() && value.value("status", "") == "succeeded";
+      meta["status"] = ok ? "success" : "aborted";
+    }
     nlohmann::json line = {{"namespace", ""},
                            {"time_ms", e.t_us / 1000},
                            {"event_type", type},
                            {"key", e.key},
-                           {"value", parse_or_text(e.value)},
-                           {"metadata",
-                            {{"file", file},
-                             {"lineno", lineno},
-                             {"run_id", e.run_id},
-                             {"stage_id", e.stage_id},
-                             {"event_id", e.id},
-                             {"hash", e.hash}}}};
+                           {"value", value},
+                           {"metadata", meta}};
     out += ":::MLLOG " + dump(line) + "\n";
   }
   return out;

@@ -254,6 +254,8 @@ int64_t resolve_run(const Ledger& l, const std::string& spec);
 // unknown run.
 std::string export_json(const Ledger& l, int64_t run_id);
 std::string export_csv(const Ledger& l, int64_t run_id);
-std::string export_mllog(const Ledger& l, int64_t run_id);  // ":::MLLOG {...}" lines
+// ":::MLLOG {...}" lines, one per event: MLPerf's line syntax (mlperf_logging's parser reads
+// them), audit's keys; run_stop / run_aborted carry metadata.status "success" | "aborted".
+std::string export_mllog(const Ledger& l, int64_t run_id);
 
 }  // namespace audit::ledger

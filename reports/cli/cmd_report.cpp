@@ -19,6 +19,9 @@
 namespace audit::cli {
 
 void add_report_command(CLI::App& app, GlobalOptions& g) {
+  // Offered to the verbs below reports/ that attach the report (ledger export --format mlflow).
+  set_report_renderer(
+      [](const ledger::Ledger& l, int64_t run_id) { return reports::render_report(l, run_id); });
   auto* cmd = app.add_subcommand(
       "report", "Write the executive HTML report of a run (verdicts, costs, charts, evidence)");
   auto run_arg = std::make_shared<std::string>("latest");

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <utility>
 
 #include <unistd.h>
 
@@ -126,6 +127,16 @@ int exit_code_for(const std::exception_ptr& e, const std::string& verb, std::str
   if (message) *message = m;
   return code;
 }
+
+namespace {
+ReportRenderer& renderer_slot() {
+  static ReportRenderer r;
+  return r;
+}
+}  // namespace
+
+void set_report_renderer(ReportRenderer r) { renderer_slot() = std::move(r); }
+const ReportRenderer& report_renderer() { return renderer_slot(); }
 
 void run_and_exit(const char* verb, const std::function<int()>& fn) {
   int code = kExitOk;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 namespace CLI { class App; }
+namespace audit::ledger { class Ledger; }
 
 namespace audit::cli {
 
@@ -94,6 +95,13 @@ void add_torch_verb_forwarders(CLI::App& app);
 void add_torch_subcommand_forwarders(CLI::App& verb);
 // Replaces this process with audit-torch (same arguments). On failure prints why and exits 2.
 [[noreturn]] void exec_torch_binary(char** argv);
+
+// The report renderer, for verbs below reports/ that attach the HTML report (`audit ledger
+// export --format mlflow`). reports/cli sets it when it registers the report verb (the layers
+// keep reproduce/ from including reports/); while unset, such verbs ask for --report FILE.
+using ReportRenderer = std::function<std::string(const ledger::Ledger& l, int64_t run_id)>;
+void set_report_renderer(ReportRenderer r);
+const ReportRenderer& report_renderer();
 
 // Helper for verbs: runs fn, mapping audit::InputError and ledger errors to exit 2 and any other
 // exception to exit 3 (exit_code_for) with the message on stderr, and exits the process with

@@ -1,17 +1,20 @@
 // The `audit ledger` verb: list runs, show one run with its stages, metering and costs, verify
-// the hash chain and invariants (exit 1 naming the first bad row), export a run as JSON, CSV or
-// MLPerf-style mllog lines.
+// the hash chain and invariants (exit 1 naming the first bad row), export a run (JSON, CSV,
+// mllog lines, samples JSONL, an MLflow folder, CodeCarbon's emissions.csv, an lm-eval results
+// JSON; docs/ledger.md).
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
 #include "ledger/store/ledger.h"
+#include "reproduce/exports/exports.h"
 #include "reproduce/cli/cli.h"
 #include "common/errors.h"
 #include "common/format.h"
@@ -193,13 +196,71 @@ std::string export_samples(const ledger::Ledger& l, int64_t id) {
   return out;
 }
 
-int cmd_export(const GlobalOptions& g, const std::string& spec, const std::string& format) {
+// Options of `ledger export` that only some formats take.
+struct ExportOptions {
+  std::string format = "json";
+  std::string report;                  // --report FILE (mlflow)
+  bool no_report = false;              // --no-report (mlflow)
+  double carbon_intensity = -1;        // --carbon-intensity G_PER_KWH (codecarbon)
+  std::string model;                   // --model NAME (lm-eval)
+};
+
+std::string read_file_or_throw(const std::string& path, const char* option) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError(path, 0, 0, option, "cannot open for reading");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// --format mlflow: a folder, not a stream.
+int export_mlflow(const GlobalOptions& g, const ledger::Ledger& l, int64_t id,
+                  const ExportOptions& o) {
+  if (g.out.empty() || g.out == "-")
+    throw InputError("--out", 0, 0, "--out",
+                     "--format mlflow writes a tracking folder: pass --out DIR (e.g. mlruns)");
+  exports::MlflowOptions mo;
+  if (!o.report.empty()) {
+    mo.report_html = read_file_or_throw(o.report, "--report");
+    mo.report_name = std::filesystem::path(o.report).filename().string();
+  } else if (!o.no_report) {
+    if (!report_renderer())
+      throw InputError("--report", 0, 0, "--report",
+                       "this binary has no report renderer: pass --report FILE or --no-report");
+    mo.report_html = report_renderer()(l, id);
+  }
+  const auto w = exports::write_mlflow(l, id, g.out, mo);
+  std::fprintf(stderr,
+               "wrote MLflow run %s (experiment %s) under %s: %zu params, %zu metrics (%zu points), "
+               "%zu tags, artifacts:",
+               w.run_id.c_str(), w.experiment_id.c_str(), g.out.c_str(), w.params, w.metrics,
+               w.metric_points, w.tags);
+  for (const auto& a : w.artifacts) std::fprintf(stderr, " %s", a.c_str());
+  std::fprintf(stderr, "\nread it: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri %s\n",
+               g.out.c_str());
+  return kExitOk;
+}
+
+int cmd_export(const GlobalOptions& g, const std::string& spec, const ExportOptions& o) {
   auto l = open_existing(g.ledger);
   int64_t id = ledger::resolve_run(*l, spec);
-  std::string text = format == "json"      ? ledger::export_json(*l, id)
-                     : format == "csv"     ? ledger::export_csv(*l, id)
-                     : format == "samples" ? export_samples(*l, id)
-                                           : ledger::export_mllog(*l, id);
+  const std::string& format = o.format;
+  if (format == "mlflow") return export_mlflow(g, *l, id, o);
+  if (!o.report.empty() || o.no_report)
+    throw InputError("--report", 0, 0, "--report", "only --format mlflow attaches the report");
+  if (o.carbon_intensity >= 0 && format != "codecarbon")
+    throw InputError("--carbon-intensity", 0, 0, "--carbon-intensity",
+                     "only --format codecarbon uses a carbon intensity");
+  if (!o.model.empty() && format != "lm-eval")
+    throw InputError("--model", 0, 0, "--model", "only --format lm-eval picks a model");
+  std::string text;
+  if (format == "json") text = ledger::export_json(*l, id);
+  else if (format == "csv") text = ledger::export_csv(*l, id);
+  else if (format == "samples") text = export_samples(*l, id);
+  else if (format == "codecarbon")
+    text = exports::export_codecarbon(*l, id, {o.carbon_intensity});
+  else if (format == "lm-eval") text = exports::export_lm_eval(*l, id, o.model);
+  else text = ledger::export_mllog(*l, id);
   if (g.out.empty() || g.out == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return kExitOk;
@@ -264,25 +325,44 @@ void add_ledger_command(CLI::App& app, GlobalOptions& g) {
       [&g] { run_and_exit("ledger verify", [&] { return cmd_verify(g, as_json); }); });
 
   static std::string export_run = "latest";
-  static std::string format = "json";
+  static ExportOptions eo;
   auto* exp = cmd->add_subcommand(
-      "export", "Export one run: json (everything, nested), csv (one table per section, each "
-                "after a '# section' line), mllog (MLPerf ':::MLLOG {...}' lines, one per event)");
+      "export",
+      "Export one run: json (everything, nested), csv (one table per section, each after a "
+      "'# section' line), mllog (one ':::MLLOG {...}' line per event, MLPerf's line syntax), "
+      "samples (JSONL), mlflow (an MLflow tracking folder), codecarbon (emissions.csv), lm-eval "
+      "(a results JSON)");
   exp->add_option("RUN", export_run, "Run id, or 'latest'")->capture_default_str();
-  exp->add_option("--format", format,
+  exp->add_option("--format", eo.format,
                   "json | csv | mllog | samples (every evaluated completion as JSONL, like "
-                  "lm-eval's --log_samples)")
-      ->check(CLI::IsMember({"json", "csv", "mllog", "samples"}))
+                  "lm-eval's --log_samples) | mlflow (needs --out DIR) | codecarbon | lm-eval")
+      ->check(CLI::IsMember(
+          {"json", "csv", "mllog", "samples", "mlflow", "codecarbon", "lm-eval"}))
       ->capture_default_str();
-  add_out_option(*exp, g, "Write to this file instead of standard output");
+  add_out_option(*exp, g,
+                 "Write to this file instead of standard output (mlflow: the tracking folder)");
+  exp->add_option("--report", eo.report,
+                  "mlflow: attach this HTML file as the report (default: render the run's "
+                  "report, as `audit report` would)");
+  exp->add_flag("--no-report", eo.no_report, "mlflow: attach no report");
+  exp->add_option("--carbon-intensity", eo.carbon_intensity,
+                  "codecarbon: grid carbon intensity in g CO2eq/kWh; without it the emissions "
+                  "columns stay empty (the ledger has no grid data)")
+      ->check(CLI::NonNegativeNumber);
+  exp->add_option("--model", eo.model,
+                  "lm-eval: whose eval rows to write (default: tuned, else the first model)");
   add_ledger_option(*exp, g, LedgerMissing::refuse);
   exp->footer(
       "Examples:\n"
       "  audit ledger export latest --format json > run.json\n"
       "  audit ledger export 3 --format mllog --out run3.mllog\n"
-      "  audit ledger export latest --format samples --out samples.jsonl");
+      "  audit ledger export latest --format samples --out samples.jsonl\n"
+      "  audit ledger export latest --format mlflow --out mlruns\n"
+      "  audit ledger export latest --format codecarbon --carbon-intensity 400 --out emissions.csv\n"
+      "  audit ledger export latest --format lm-eval --model tuned --out results.json\n"
+      "docs/ledger.md describes each format and what it was checked against.");
   exp->callback(
-      [&g] { run_and_exit("ledger export", [&] { return cmd_export(g, export_run, format); }); });
+      [&g] { run_and_exit("ledger export", [&] { return cmd_export(g, export_run, eo); }); });
 }
 
 }  // namespace audit::cli

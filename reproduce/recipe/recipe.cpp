@@ -25,6 +25,7 @@
 
 #include "datasets/tasks/tasks.h"  // the task family's operation and format names
 #include "common/sha256.h"
+#include "suites/lm_eval/lm_eval.h"  // claim.results_from
 #include "reproduce/hf_checkpoint/hf_config.h"  // read_config: [base] from a config.json
 
 namespace audit::recipe {
@@ -80,6 +81,9 @@ void visit_claim(V& v, ClaimSection& c) {
   v.real("gpu_hours", c.gpu_hours, 0);
   v.choice("stage", c.stage, {"sft", "pretrain", "rl"});
   v.table_array("results", c.results, [](auto& e, ClaimResult& x) { visit_result(e, x); });
+  v.str("results_from", c.results_from);
+  v.str("results_metric", c.results_metric);
+  v.str("results_read_from", c.results_read_from);
   v.table_array("phases", c.phases, [](auto& e, ClaimPhase& x) { visit_phase(e, x); });
   v.table_array("reference_runs", c.reference_runs,
                 [](auto& e, ReferenceRun& x) { visit_reference_run(e, x); });
@@ -1277,6 +1281,78 @@ void validate_launch(const Recipe& r, const ParseCtx& ctx, const Validator& chec
         {"launch.eval"});
 }
 
+// claim.results_from: the tasks of an lm-eval results file become claim.results (recipe.h).
+void apply_results_from(ClaimSection& c, const ParseCtx& ctx) {
+  if (c.results_from.empty()) return;
+  const std::string key = "claim.results_from";
+  auto loc = ctx.locs.find(key);
+  const Loc at = loc != ctx.locs.end() ? loc->second : Loc{ctx.file, 0, 0};
+  const std::string path = recipe_relative(ctx.file, c.results_from);
+  std::vector<lm_eval::LmEvalResult> rows;
+  std::string file;
+  try {
+    file = lm_eval::find_lm_eval_results_file(path);
+    rows = lm_eval::read_lm_eval_results(file);
+  } catch (const InputError& e) {
+    fail(at, key, std::string("cannot read the lm-eval results: ") + e.what());
+  }
+  // Tasks in file order, each with its metrics.
+  std::vector<std::string> tasks;
+  std::map<std::string, std::vector<const lm_eval::LmEvalResult*>> by_task;
+  for (const auto& r : rows) {
+    if (!by_task.count(r.task)) tasks.push_back(r.task);
+    by_task[r.task].push_back(&r);
+  }
+  size_t added = 0;
+  for (const auto& task : tasks) {
+    const auto& ms = by_task[task];
+    const lm_eval::LmEvalResult* pick = nullptr;
+    if (!c.results_metric.empty()) {
+      for (const auto* m : ms)
+        if (m->metric == c.results_metric) pick = m;
+      if (!pick) continue;  // a task without that metric (a group, another kind of task)
+    } else if (ms.size() == 1) {
+      pick = ms[0];
+    } else {
+      std::vector<std::string> names;
+      for (const auto* m : ms) names.push_back(toml_string(m->metric));
+      fail(at, key,
+           file + ": task " + toml_string(task) + " has several metrics (" + join(names, ", ") +
+               "); choose one with claim.results_metric");
+    }
+    if (!(pick->value >= 0 && pick->value <= 1))
+      fail(at, key,
+           file + ": results." + task + "." + pick->metric + " = " + show(pick->value) +
+               " is not an accuracy in [0, 1]");
+    ClaimResult res;
+    res.benchmark = task;
+    res.score = pick->value * 100.0;
+    res.n = pick->n > 0 ? pick->n : 0;
+    bool listed = false;
+    for (const auto& have : c.results) {
+      if (have.benchmark != task) continue;
+      listed = true;
+      if (std::fabs(have.score - res.score) > 1e-9 || have.n != res.n)
+        fail(at, key,
+             "claim.results lists " + toml_string(task) + " with score " + show(have.score) +
+                 " and n " + show(have.n) + ", but " + file + " gives " + show(res.score) +
+                 " and n " + show(res.n));
+    }
+    if (!listed) c.results.push_back(res);
+    ++added;
+  }
+  if (added == 0)
+    fail(at, key,
+         file + ": no task has " +
+             (c.results_metric.empty() ? std::string("a metric")
+                                       : "the metric " + toml_string(c.results_metric)));
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  c.results_read_from = file + " sha256:" + sha256_hex(ss.str());
+  c.results_from.clear();
+}
+
 void validate(const Recipe& r, const ParseCtx& ctx) {
   const Validator check(ctx);
   validate_launch(r, ctx, check);
@@ -1343,6 +1419,7 @@ Recipe parse_table(toml::table& root, const std::string& name, const std::vector
   if (r.base.arch != "qwen2" && r.base.arch != "qwen2_moe" && !ctx.locs.count("base.qkv_bias"))
     r.base.qkv_bias = false;
   apply_hf_config(r.base, ctx);
+  apply_results_from(r.claim, ctx);
   validate(r, ctx);
   r.path = name;
   r.sets = sets;

@@ -85,6 +85,16 @@ struct ClaimSection {
   double gpu_hours = 0;             // GPU-hours claimed; 0 = derive as gpu_count*wall_hours
   std::string stage = "sft";        // what the claimed run did: "sft" | "pretrain" | "rl"
   std::vector<ClaimResult> results; // claimed benchmark scores ([[claim.results]] or inline)
+  // An lm-eval results file (or an lm-eval --output_path folder: its newest results_*.json),
+  // relative to the recipe file, whose tasks are added to `results` at load: benchmark = task,
+  // score = the metric x 100, n = "n-samples" effective (suites/lm_eval). A result already
+  // listed must agree with the file. The resolved recipe holds the filled `results`, this key
+  // emptied, and `results_read_from` saying what was read, so it reloads without the file.
+  std::string results_from;
+  // The metric read per task from results_from, e.g. "acc,none" or "exact_match,strict-match";
+  // "" = the task's only metric (a task with several then needs this key).
+  std::string results_metric;
+  std::string results_read_from;    // set at load: "<path> sha256:<hex>"; informational
   std::vector<ClaimPhase> phases;   // declared per-phase GPU-hours, if the claim breaks them down
   std::vector<ReferenceRun> reference_runs;  // other published runs of the same recipe
 };
