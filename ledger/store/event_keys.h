@@ -20,6 +20,7 @@ inline constexpr const char* kCostItem = "cost_item";          // POINT, value: 
 inline constexpr const char* kEvalResult = "eval_result";      // POINT, value: the eval row
 inline constexpr const char* kVerdict = "verdict";             // POINT, value: the verdict row
 inline constexpr const char* kArtifact = "artifact";           // POINT, value: name + content hash
+inline constexpr const char* kMerge = "merge";                 // POINT, `audit ledger merge`: the inputs
 
 // Free events written by stage runners (value: JSON).
 inline constexpr const char* kRecipe = "recipe";               // POINT, resolved recipe summary

@@ -823,6 +823,9 @@ int64_t Pipeline::run() {
   info.git_commit = git_commit();
   info.device = device_;
   info.pid = ::getpid();
+  info.node_rank = o_.node_rank;
+  info.nnodes = o_.nnodes;
+  info.node_from = o_.node_from;
   run_id_ = L_.begin_run(info);
   if (o_.work_dir.empty())
     work_ = fs::path(o_.ledger + ".runs") / std::to_string(run_id_);

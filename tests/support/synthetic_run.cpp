@@ -81,7 +81,8 @@ void add_seed_evals(Ledger& l, int64_t run, const std::string& model, const std:
   }
 }
 
-int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
+int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd, int node_rank,
+                          int nnodes) {
   ledger::RunInfo ri;
   ri.name = "mini";
   ri.recipe_path = "recipes/mini.toml";
@@ -91,6 +92,11 @@ int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
   ri.git_commit = "0123456789ab";
   ri.device = "cpu";
   ri.started_at = 1735689600;  // 2025-01-01 00:00:00 UTC
+  if (node_rank >= 0) {
+    ri.node_rank = node_rank;
+    ri.nnodes = nnodes;
+    ri.node_from = "test";
+  }
   const int64_t run = l.begin_run(ri);
 
   struct St {

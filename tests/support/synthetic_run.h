@@ -21,7 +21,10 @@ std::string synthetic_recipe(bool hostile, double claimed_usd);
 // lines (one per provenance and bucket, energy and the claim outside the total), eval rows of
 // base and tuned models on four splits over three seeds (two budget points on id), two loss
 // curves, selection counts, trace errors and decontamination. No verdicts are stored.
-int64_t add_synthetic_run(ledger::Ledger& l, bool hostile, double claimed_usd);
+// node_rank >= 0 makes it the run of one node of a multi-node job (tests/ledger_merge_test.cpp):
+// the run records node_rank and nnodes (node_from "test") and its stages carry the node.
+int64_t add_synthetic_run(ledger::Ledger& l, bool hostile, double claimed_usd,
+                          int node_rank = -1, int nnodes = 1);
 
 // One eval row per seed (seeds 1, 2, ...), each of n questions with `correct` right.
 void add_seed_evals(ledger::Ledger& l, int64_t run, const std::string& model,
