@@ -23,6 +23,7 @@ inline constexpr const char* kArtifact = "artifact";           // POINT, value: 
 // Written by ledger/meter at the end of a stage with GPUs: per GPU its NVML name and UUID, the
 // energy and where it came from (energy_source), and the stage's PIDs NVML saw on it.
 inline constexpr const char* kGpuMetering = "gpu_metering";    // POINT, see docs/ledger.md
+inline constexpr const char* kMerge = "merge";                 // POINT, `audit ledger merge`: the inputs
 
 // Free events written by stage runners (value: JSON).
 inline constexpr const char* kRecipe = "recipe";               // POINT, resolved recipe summary

@@ -135,7 +135,8 @@ std::string export_csv(const Ledger& l, int64_t run_id) {
   run["recipe_text"] = r.recipe_text;
   csv_section(out, "run",
               {"id", "name", "status", "started_at", "ended_at", "heartbeat_at", "host", "pid",
-               "git_commit", "device", "recipe_path", "recipe_sha256", "recipe_text"},
+               "git_commit", "device", "recipe_path", "recipe_sha256", "recipe_text", "node_rank",
+               "nnodes", "node_from"},
               nlohmann::json::array({run}));
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& s : l.stages(run_id)) {
@@ -146,7 +147,7 @@ std::string export_csv(const Ledger& l, int64_t run_id) {
   csv_section(out, "stages",
               {"id", "run_id", "name", "status", "started_at", "ended_at", "wall_s", "cpu_s",
                "gpu_count", "gpu_s", "gpu_busy_s", "gpu_peak_mem_bytes", "energy_j",
-               "power_metered"},
+               "power_metered", "node"},
               stages);
   nlohmann::json events = nlohmann::json::array();
   for (const auto& e : l.events(run_id)) {

@@ -118,9 +118,11 @@ std::string canonical_event(const Event& e) {
   return out;
 }
 
-static std::string dump(const nlohmann::json& j) {
+std::string dump_json(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+
+static std::string dump(const nlohmann::json& j) { return dump_json(j); }
 
 static void require_finite(double v, const char* what) {
   if (!std::isfinite(v)) throw LedgerError(std::string(what) + " is not a finite number");
@@ -129,8 +131,16 @@ static void require_finite(double v, const char* what) {
 // ---------------------------------------------------------------------------------------------
 // Canonical JSON of each row kind
 
+// The node fields of a run, added to its JSON only when set (so pre-schema-2 rows verify).
+static void add_node_fields(nlohmann::json& j, const RunInfo& r) {
+  if (!r.multi_node()) return;
+  j["node_rank"] = r.node_rank;
+  j["nnodes"] = r.nnodes;
+  j["node_from"] = r.node_from;
+}
+
 nlohmann::json to_json(const RunInfo& r) {
-  return {{"id", r.id},
+  nlohmann::json j = {{"id", r.id},
           {"name", r.name},
           {"recipe_path", r.recipe_path},
           {"recipe_sha256", r.recipe_sha256},
@@ -142,17 +152,21 @@ nlohmann::json to_json(const RunInfo& r) {
           {"heartbeat_at", r.heartbeat_at},
           {"pid", r.pid},
           {"status", to_string(r.status)}};
+  add_node_fields(j, r);
+  return j;
 }
 
 nlohmann::json run_start_json(const RunInfo& r) {
-  return {{"name", r.name},         {"recipe_path", r.recipe_path},
-          {"recipe_sha256", r.recipe_sha256}, {"host", r.host},
-          {"git_commit", r.git_commit}, {"device", r.device},
-          {"started_at", r.started_at}, {"pid", r.pid}};
+  nlohmann::json j = {{"name", r.name},         {"recipe_path", r.recipe_path},
+                      {"recipe_sha256", r.recipe_sha256}, {"host", r.host},
+                      {"git_commit", r.git_commit}, {"device", r.device},
+                      {"started_at", r.started_at}, {"pid", r.pid}};
+  add_node_fields(j, r);
+  return j;
 }
 
 nlohmann::json to_json(const StageInfo& s) {
-  return {{"run_id", s.run_id},
+  nlohmann::json j = {{"run_id", s.run_id},
           {"name", s.name},
           {"started_at", s.started_at},
           {"ended_at", s.ended_at},
@@ -165,10 +179,14 @@ nlohmann::json to_json(const StageInfo& s) {
           {"energy_j", s.energy_j},
           {"power_metered", s.power_metered},
           {"status", s.status}};
+  if (s.node >= 0) j["node"] = s.node;
+  return j;
 }
 
 nlohmann::json stage_start_json(const StageInfo& s) {
-  return {{"run_id", s.run_id}, {"name", s.name}, {"started_at", s.started_at}};
+  nlohmann::json j = {{"run_id", s.run_id}, {"name", s.name}, {"started_at", s.started_at}};
+  if (s.node >= 0) j["node"] = s.node;
+  return j;
 }
 
 nlohmann::json to_json(const MeterSample& m) {
@@ -334,6 +352,13 @@ CREATE TABLE artifacts(
   content TEXT NOT NULL,
   event_id INTEGER NOT NULL UNIQUE REFERENCES events(id));
 CREATE INDEX artifacts_run ON artifacts(run_id, name);
+)SQL"},
+    {2, "several nodes: runs.node_rank, runs.nnodes, runs.node_from, stages.node",
+     R"SQL(
+ALTER TABLE runs ADD COLUMN node_rank INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE runs ADD COLUMN nnodes INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN node_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE stages ADD COLUMN node INTEGER NOT NULL DEFAULT -1;
 )SQL"},
 };
 
@@ -506,16 +531,17 @@ void Ledger::transaction(const std::function<void()>& fn) {
 // ---------------------------------------------------------------------------------------------
 // Events
 
-int64_t Ledger::append_event_locked(int64_t run_id, int64_t stage_id, const std::string& type,
-                                    const std::string& key, const std::string& value,
-                                    const std::string& source) {
+int64_t append_chained_event(sqlite3* db, const std::string& path, int64_t run_id,
+                             int64_t stage_id, int64_t t_us, const std::string& type,
+                             const std::string& key, const std::string& value,
+                             const std::string& source) {
   if (type != keys::kStart && type != keys::kEnd && type != keys::kPoint)
     throw LedgerError("event type must be START, END or POINT, not '" + type + "'");
   Event e;
   e.prev_hash = kGenesisHash;
   e.id = 1;
   {
-    Stmt last(db_, path_, "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1");
+    Stmt last(db, path, "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1");
     if (last.step()) {
       e.id = last.i64(0) + 1;
       e.prev_hash = last.text(1);
@@ -523,19 +549,25 @@ int64_t Ledger::append_event_locked(int64_t run_id, int64_t stage_id, const std:
   }
   e.run_id = run_id;
   e.stage_id = stage_id;
-  e.t_us = now_us();
+  e.t_us = t_us;
   e.type = type;
   e.key = key;
   e.value = value;
   e.source = source;
   e.hash = sha256_hex(canonical_event(e));
-  Stmt ins(db_, path_,
+  Stmt ins(db, path,
            "INSERT INTO events(id, run_id, stage_id, t_us, type, key, value, source, prev_hash, "
            "hash) VALUES (?,?,?,?,?,?,?,?,?,?)");
   ins.bind(1, e.id).bind_id(2, run_id).bind_id(3, stage_id).bind(4, e.t_us).bind(5, type);
   ins.bind(6, key).bind(7, value).bind(8, source).bind(9, e.prev_hash).bind(10, e.hash);
   ins.run();
   return e.id;
+}
+
+int64_t Ledger::append_event_locked(int64_t run_id, int64_t stage_id, const std::string& type,
+                                    const std::string& key, const std::string& value,
+                                    const std::string& source) {
+  return append_chained_event(db_, path_, run_id, stage_id, now_us(), type, key, value, source);
 }
 
 void Ledger::touch_run(int64_t run_id) {
@@ -587,11 +619,9 @@ std::vector<Event> Ledger::events(int64_t run_id) const {
 // ---------------------------------------------------------------------------------------------
 // Runs
 
-static const char* kRunCols =
-    "SELECT id, name, recipe_path, recipe_text, recipe_sha256, host, git_commit, device, "
-    "started_at, ended_at, heartbeat_at, pid, status FROM runs ";
+static const std::string kRunCols = std::string("SELECT ") + kRunColumns + " FROM runs ";
 
-static RunInfo read_run(Stmt& q) {
+RunInfo read_run(Stmt& q) {
   RunInfo r;
   r.id = q.i64(0);
   r.name = q.text(1);
@@ -606,6 +636,9 @@ static RunInfo read_run(Stmt& q) {
   r.heartbeat_at = q.f64(10);
   r.pid = q.i64(11);
   r.status = parse_run_status(q.text(12));
+  r.node_rank = static_cast<int>(q.i64(13));
+  r.nnodes = static_cast<int>(q.i64(14));
+  r.node_from = q.text(15);
   return r;
 }
 
@@ -619,14 +652,18 @@ int64_t Ledger::begin_run(const RunInfo& info) {
   if (r.pid == 0) r.pid = static_cast<int64_t>(getpid());
   if (r.recipe_sha256.empty()) r.recipe_sha256 = sha256_hex(r.recipe_text);
   require_finite(r.started_at, "run started_at");
+  if (r.node_rank < -1 || r.nnodes < 0 || (r.nnodes > 0 && r.node_rank >= r.nnodes))
+    throw LedgerError("begin_run: node rank " + std::to_string(r.node_rank) + " of " +
+                      std::to_string(r.nnodes) + " nodes is out of range");
   transaction([&] {
     Stmt ins(db_, path_,
              "INSERT INTO runs(name, recipe_path, recipe_text, recipe_sha256, host, git_commit, "
-             "device, started_at, ended_at, heartbeat_at, pid, status) "
-             "VALUES (?,?,?,?,?,?,?,?,0,?,?,'running')");
+             "device, started_at, ended_at, heartbeat_at, pid, status, node_rank, nnodes, "
+             "node_from) VALUES (?,?,?,?,?,?,?,?,0,?,?,'running',?,?,?)");
     ins.bind(1, r.name).bind(2, r.recipe_path).bind(3, r.recipe_text).bind(4, r.recipe_sha256);
     ins.bind(5, r.host).bind(6, r.git_commit).bind(7, r.device).bind(8, r.started_at);
-    ins.bind(9, r.heartbeat_at).bind(10, r.pid);
+    ins.bind(9, r.heartbeat_at).bind(10, r.pid).bind(11, r.node_rank).bind(12, r.nnodes);
+    ins.bind(13, r.node_from);
     ins.run();
     r.id = sqlite3_last_insert_rowid(db_);
     int64_t ev = append_event_locked(r.id, 0, keys::kStart, keys::kRunStart,
@@ -714,7 +751,7 @@ int64_t resolve_run(const Ledger& l, const std::string& spec) {
 
 static const char* kStageCols =
     "SELECT id, run_id, name, started_at, ended_at, wall_s, cpu_s, gpu_count, gpu_s, gpu_busy_s, "
-    "gpu_peak_mem_bytes, energy_j, power_metered, status FROM stages ";
+    "gpu_peak_mem_bytes, energy_j, power_metered, status, node FROM stages ";
 
 StageInfo read_stage(Stmt& q) {
   StageInfo s;
@@ -732,6 +769,7 @@ StageInfo read_stage(Stmt& q) {
   s.energy_j = q.f64(11);
   s.power_metered = q.i64(12) != 0;
   s.status = q.text(13);
+  s.node = static_cast<int>(q.i64(14));
   return s;
 }
 
@@ -744,9 +782,11 @@ int64_t Ledger::begin_stage(int64_t run_id, const std::string& name) {
     s.run_id = run_id;
     s.name = name;
     s.started_at = now_s();
+    s.node = r->node_rank;
     Stmt ins(db_, path_,
-             "INSERT INTO stages(run_id, name, started_at, status) VALUES (?,?,?,'running')");
-    ins.bind(1, run_id).bind(2, name).bind(3, s.started_at);
+             "INSERT INTO stages(run_id, name, started_at, status, node) "
+             "VALUES (?,?,?,'running',?)");
+    ins.bind(1, run_id).bind(2, name).bind(3, s.started_at).bind(4, s.node);
     ins.run();
     id = sqlite3_last_insert_rowid(db_);
     int64_t ev = append_event_locked(run_id, id, keys::kStart, keys::kStageStart,
@@ -792,6 +832,7 @@ void Ledger::end_stage(const StageInfo& in) {
     s.run_id = cur.run_id;
     s.name = cur.name;
     s.started_at = cur.started_at;
+    s.node = cur.node;
     if (s.ended_at <= 0) s.ended_at = std::max(now_s(), s.started_at);
     if (s.ended_at < s.started_at) s.ended_at = s.started_at;
     if (s.gpu_s == 0 && s.gpu_count > 0) s.gpu_s = s.gpu_count * s.wall_s;

@@ -24,7 +24,7 @@ struct sqlite3;
 
 namespace audit::ledger {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;  // 2: runs.node_rank/nnodes/node_from, stages.node
 
 // Raised for a ledger that cannot be opened or read as ours (bad file, newer schema): exit 2.
 struct LedgerError : std::runtime_error {
@@ -56,6 +56,16 @@ struct RunInfo {
   double heartbeat_at = 0;
   int64_t pid = 0;
   RunStatus status = RunStatus::running;
+  // Several nodes (docs/launch-nodes.md). A run of one node of a multi-node job records its
+  // node rank (0-based) and the job's node count; a run of `audit ledger merge` records
+  // node_rank -1, nnodes = the nodes it joined and node_from "merge" (its stages keep their
+  // nodes). A plain single-node run keeps the defaults (-1, 1, ""), and then the node fields
+  // are left out of its canonical JSON, so ledgers written before schema 2 still verify.
+  int node_rank = -1;         // -1 = not given
+  int nnodes = 1;             // node count; 0 = a node rank was given without the count
+  std::string node_from;      // where node_rank came from: "--node-rank", "NODE_RANK",
+                              // "GROUP_RANK", "SLURM_NODEID", "merge" ("" = not given)
+  bool multi_node() const { return node_rank >= 0 || nnodes != 1 || !node_from.empty(); }
 };
 
 // Per-stage metering, written when a stage ends (or when an aborted run is recovered).
@@ -73,6 +83,8 @@ struct StageInfo {
   double energy_j = 0;        // from NVML power samples; 0 when not metered
   bool power_metered = false; // false on machines without NVML (recorded, not faked)
   std::string status = "running";  // running | succeeded | failed | aborted
+  int node = -1;              // the node rank it ran on (its run's node_rank; kept by a merge);
+                              // -1 = a single-node run (left out of the canonical JSON then)
 };
 
 struct MeterSample {
@@ -142,6 +154,8 @@ inline const std::string kGenesisHash(64, '0');  // prev_hash of the first event
 
 // Canonical JSON of each row kind: what its chained event carries as value, and what exports
 // write (docs/ledger.md lists the fields). Row ids are not included; the row stores event_id.
+// The node fields (RunInfo node_rank, nnodes, node_from; StageInfo node) appear only when set
+// (RunInfo::multi_node(), StageInfo::node >= 0).
 nlohmann::json to_json(const RunInfo& r);      // without recipe_text (its SHA-256 stands for it)
 nlohmann::json to_json(const StageInfo& s);
 nlohmann::json to_json(const MeterSample& m);
@@ -192,7 +206,7 @@ class Ledger {
   int64_t latest_run() const;         // 0 when empty
   std::vector<int64_t> recover_aborted(double stale_after_s);  // ids marked aborted now
 
-  // Stages.
+  // Stages. A stage takes its run's node_rank as its node.
   int64_t begin_stage(int64_t run_id, const std::string& name);
   void end_stage(const StageInfo& s);  // s.id from begin_stage; status succeeded/failed
   std::vector<StageInfo> stages(int64_t run_id) const;

@@ -107,9 +107,27 @@ nlohmann::json stage_start_json(const StageInfo& s);
 nlohmann::json artifact_event_json(int64_t run_id, int64_t stage_id, const std::string& name,
                                    const std::string& content);
 
-// A stages row from columns 0..13 in this order: id, run_id, name, started_at, ended_at,
+// A stages row from columns 0..14 in this order: id, run_id, name, started_at, ended_at,
 // wall_s, cpu_s, gpu_count, gpu_s, gpu_busy_s, gpu_peak_mem_bytes, energy_j, power_metered,
-// status (ledger.cpp's reader; verify.cpp reads its rows with it too).
+// status, node (ledger.cpp's reader; verify.cpp reads its rows with it too).
 StageInfo read_stage(Stmt& q);
+
+// The runs columns in the order read_run() reads them (a SELECT's column list, no FROM).
+inline constexpr const char* kRunColumns =
+    "id, name, recipe_path, recipe_text, recipe_sha256, host, git_commit, device, started_at, "
+    "ended_at, heartbeat_at, pid, status, node_rank, nnodes, node_from";
+// A runs row from the columns of kRunColumns (0..15).
+RunInfo read_run(Stmt& q);
+
+// Appends one event to the chain (after the current last event) at time t_us and returns its
+// id; the caller holds the write transaction. Ledger::append_event uses it with the current
+// time; `audit ledger merge` (merge.cpp) with each source event's own time.
+int64_t append_chained_event(sqlite3* db, const std::string& path, int64_t run_id,
+                             int64_t stage_id, int64_t t_us, const std::string& type,
+                             const std::string& key, const std::string& value,
+                             const std::string& source);
+
+// JSON text as every ledger writer dumps it (keys sorted, invalid UTF-8 replaced).
+std::string dump_json(const nlohmann::json& j);
 
 }  // namespace audit::ledger

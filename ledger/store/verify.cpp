@@ -165,7 +165,8 @@ struct Checker {
     Stmt q(db, path,
            "SELECT id, name, recipe_path, recipe_text, recipe_sha256, host, git_commit, device, "
            "started_at, ended_at, heartbeat_at, pid, status, start_event_id, stop_event_id, "
-           "start_event_id IS NULL, stop_event_id IS NULL FROM runs ORDER BY id");
+           "start_event_id IS NULL, stop_event_id IS NULL, node_rank, nnodes, node_from "
+           "FROM runs ORDER BY id");
     while (q.step() && !failed()) {
       ++rep.rows_checked;
       RunInfo r;
@@ -181,6 +182,9 @@ struct Checker {
       r.ended_at = q.f64(9);
       r.heartbeat_at = q.f64(10);
       r.pid = q.i64(11);
+      r.node_rank = static_cast<int>(q.i64(17));
+      r.nnodes = static_cast<int>(q.i64(18));
+      r.node_from = q.text(19);
       std::string status = q.text(12);
       int64_t start_ev = q.i64(13), stop_ev = q.i64(14);
       bool start_null = q.i64(15) != 0, stop_null = q.i64(16) != 0;
@@ -218,16 +222,16 @@ struct Checker {
     Stmt q(db, path,
            "SELECT s.id, s.run_id, s.name, s.started_at, s.ended_at, s.wall_s, s.cpu_s, "
            "s.gpu_count, s.gpu_s, s.gpu_busy_s, s.gpu_peak_mem_bytes, s.energy_j, "
-           "s.power_metered, s.status, s.start_event_id, s.stop_event_id, "
+           "s.power_metered, s.status, s.node, s.start_event_id, s.stop_event_id, "
            "s.start_event_id IS NULL, s.stop_event_id IS NULL, r.id IS NULL "
            "FROM stages s LEFT JOIN runs r ON r.id = s.run_id ORDER BY s.id");
     while (q.step() && !failed()) {
       ++rep.rows_checked;
       StageInfo s = read_stage(q);
-      int64_t start_ev = q.i64(14), stop_ev = q.i64(15);
-      bool start_null = q.i64(16) != 0, stop_null = q.i64(17) != 0;
+      int64_t start_ev = q.i64(15), stop_ev = q.i64(16);
+      bool start_null = q.i64(17) != 0, stop_null = q.i64(18) != 0;
       std::string what = row("stages", s.id);
-      if (q.i64(18) != 0)
+      if (q.i64(19) != 0)
         return fail(0, what + ": its run " + std::to_string(s.run_id) + " does not exist");
       if (!matches(what, start_ev, start_null, keys::kStageStart, s.run_id,
                    stage_start_json(s), "start_event_id"))

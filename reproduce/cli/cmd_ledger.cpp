@@ -1,7 +1,7 @@
 // The `audit ledger` verb: list runs, show one run with its stages, metering and costs, verify
 // the hash chain and invariants (exit 1 naming the first bad row), export a run (JSON, CSV,
 // mllog lines, samples JSONL, an MLflow folder, CodeCarbon's emissions.csv, an lm-eval results
-// JSON; docs/ledger.md).
+// JSON; docs/ledger.md), merge the node ledgers of a multi-node run into one run.
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -15,7 +15,9 @@
 
 #include "ledger/store/ledger.h"
 #include "reproduce/exports/exports.h"
+#include "ledger/store/merge.h"
 #include "reproduce/cli/cli.h"
+#include "reproduce/verdicts/verdicts.h"  // store_verdicts: the merged run's verdicts
 #include "common/errors.h"
 #include "common/format.h"
 
@@ -88,6 +90,10 @@ int cmd_show(const GlobalOptions& g, const std::string& spec, bool as_json) {
               r.recipe_sha256.c_str());
   std::printf("  host     %s  pid %lld  git %s  device %s\n", r.host.c_str(),
               static_cast<long long>(r.pid), r.git_commit.c_str(), r.device.c_str());
+  if (r.multi_node())
+    std::printf("  node     %s of %s  (%s)\n",
+                r.node_rank >= 0 ? std::to_string(r.node_rank).c_str() : "all",
+                r.nnodes > 0 ? std::to_string(r.nnodes).c_str() : "?", r.node_from.c_str());
   std::printf("  started  %s  ended %s  wall %s\n", text::utc(r.started_at).c_str(),
               r.ended_at > 0 ? text::utc(r.ended_at).c_str() : "(running)",
               text::duration(run_wall(r)).c_str());
@@ -95,15 +101,17 @@ int cmd_show(const GlobalOptions& g, const std::string& spec, bool as_json) {
   auto stages = l->stages(id);
   std::printf("\nstages (%zu)\n", stages.size());
   if (!stages.empty()) {
-    std::printf("  %4s  %-12s  %-9s  %10s  %10s  %4s  %10s  %10s  %11s  %10s\n", "id", "name",
-                "status", "wall_s", "cpu_s", "gpus", "gpu_s", "busy_s", "peak_mem", "energy_J");
+    std::printf("  %4s  %-12s  %-9s  %10s  %10s  %4s  %10s  %10s  %11s  %10s  %4s\n", "id",
+                "name", "status", "wall_s", "cpu_s", "gpus", "gpu_s", "busy_s", "peak_mem",
+                "energy_J", "node");
     double wall = 0, cpu = 0, gpu = 0, busy = 0;
     for (const auto& s : stages) {
-      std::printf("  %4lld  %-12s  %-9s  %10.2f  %10.2f  %4d  %10.2f  %10.2f  %11s  %10s\n",
+      std::printf("  %4lld  %-12s  %-9s  %10.2f  %10.2f  %4d  %10.2f  %10.2f  %11s  %10s  %4s\n",
                   static_cast<long long>(s.id), s.name.substr(0, 12).c_str(), s.status.c_str(),
                   s.wall_s, s.cpu_s, s.gpu_count, s.gpu_s, s.gpu_busy_s,
                   text::bytes(s.gpu_peak_mem_bytes).c_str(),
-                  s.power_metered ? text::fmt("%.1f", s.energy_j).c_str() : "not metered");
+                  s.power_metered ? text::fmt("%.1f", s.energy_j).c_str() : "not metered",
+                  s.node >= 0 ? std::to_string(s.node).c_str() : "-");
       wall += s.wall_s;
       cpu += s.cpu_s;
       gpu += s.gpu_s;
@@ -275,6 +283,43 @@ int cmd_export(const GlobalOptions& g, const std::string& spec, const ExportOpti
   return kExitOk;
 }
 
+// `audit ledger merge A.db B.db ... --out all.db`: the rules are in ledger/store/merge.h.
+int cmd_merge(const std::vector<std::string>& paths, const std::vector<std::string>& runs,
+              const std::string& out, bool force, bool quiet) {
+  ledger::MergeOptions o;
+  if (!runs.empty() && runs.size() != 1 && runs.size() != paths.size())
+    throw InputError("--run", 0, 0, "--run",
+                     "give one --run for every ledger (" + std::to_string(paths.size()) +
+                         "), or one for all, not " + std::to_string(runs.size()));
+  for (size_t i = 0; i < paths.size(); ++i)
+    o.inputs.push_back({paths[i], runs.empty() ? "latest" : runs[runs.size() == 1 ? 0 : i]});
+  o.out = out;
+  o.force = force;
+  size_t verdicts = 0;
+  o.before_close = [&verdicts](Ledger& l, int64_t run) {
+    reports::store_verdicts(l, run);
+    verdicts = reports::current_verdicts(l, run).size();
+  };
+  const auto res = ledger::merge_ledgers(o);
+  for (const auto& w : res.warnings) std::fprintf(stderr, "audit ledger merge: warning: %s\n", w.c_str());
+  if (!quiet) {
+    for (const auto& n : res.nodes)
+      std::printf("node %d: %s run %lld (%s), %lld stages, %lld events\n", n.rank,
+                  n.path.c_str(), static_cast<long long>(n.run_id), ledger::to_string(n.status),
+                  static_cast<long long>(n.stages), static_cast<long long>(n.events));
+    std::printf("merged into %s run %lld (%s): %lld stages, %lld events, %lld cost lines "
+                "(%lld shared lines counted once), %lld eval rows from node %d, %lld verdicts "
+                "recomputed\n",
+                out.c_str(), static_cast<long long>(res.run_id), ledger::to_string(res.status),
+                static_cast<long long>(res.stages), static_cast<long long>(res.events_out),
+                static_cast<long long>(res.cost_items),
+                static_cast<long long>(res.shared_costs_dropped),
+                static_cast<long long>(res.evals), res.evals_from,
+                static_cast<long long>(verdicts));
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_ledger_command(CLI::App& app, GlobalOptions& g) {
@@ -288,7 +333,8 @@ void add_ledger_command(CLI::App& app, GlobalOptions& g) {
       "  audit ledger list\n"
       "  audit ledger show latest --json\n"
       "  audit ledger verify --ledger audit.db\n"
-      "  audit ledger export 3 --format mllog --out run3.mllog\n\n"
+      "  audit ledger export 3 --format mllog --out run3.mllog\n"
+      "  audit ledger merge node0.db node1.db --out all.db\n\n"
       "A missing --ledger file is refused (exit 2, naming it); nothing is created.\n"
       "Exit codes: 0 ok; 1 `verify` found a bad row; 2 bad input (no such ledger or run);\n"
       "3 unexpected failure.");
@@ -363,6 +409,37 @@ void add_ledger_command(CLI::App& app, GlobalOptions& g) {
       "docs/ledger.md describes each format and what it was checked against.");
   exp->callback(
       [&g] { run_and_exit("ledger export", [&] { return cmd_export(g, export_run, eo); }); });
+
+  static std::vector<std::string> merge_paths, merge_runs;
+  static bool merge_force = false;
+  auto* merge = cmd->add_subcommand(
+      "merge",
+      "Join the runs of a multi-node job (each node's `audit run --node-rank K` into its own "
+      "ledger) into ONE run of a new ledger: each stage keeps its node, the hash chain is "
+      "rebuilt, the node-metered cost lines are summed and the declared ones counted once, the "
+      "verdicts recomputed");
+  merge->add_option("LEDGER", merge_paths, "The node ledgers (two or more)")->required();
+  merge->add_option("--run", merge_runs,
+                    "Run to take: one for every ledger (in order) or one for all; an id or "
+                    "'latest' (default: the latest run of each)");
+  add_out_option(*merge, g, "The merged ledger to write (a new file)");
+  merge->add_flag("--force", merge_force, "Replace --out when it exists (never an input)");
+  merge->add_flag("--quiet", g.quiet, "Print only warnings");
+  merge->footer(
+      "Refused with exit 2, naming the file: fewer than two ledgers, --out that exists (without\n"
+      "--force) or is an input, a ledger that fails verify, a run still running or without a\n"
+      "node rank, runs of different recipes (sha256), two runs with the same node rank, a run\n"
+      "declared as one of N nodes when not N ledgers are given.\n\n"
+      "Examples:\n"
+      "  audit ledger merge audit-node0.db audit-node1.db --out audit.db\n"
+      "  audit ledger merge a.db b.db --run 3 --run 1 --out all.db --force\n"
+      "Then: audit ledger verify --ledger audit.db && audit report --ledger audit.db");
+  merge->callback([&g] {
+    run_and_exit("ledger merge", [&] {
+      if (g.out.empty()) throw InputError("--out", 0, 0, "--out", "give the merged ledger's path");
+      return cmd_merge(merge_paths, merge_runs, g.out, merge_force, g.quiet);
+    });
+  });
 }
 
 }  // namespace audit::cli

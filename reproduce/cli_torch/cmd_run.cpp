@@ -1,8 +1,10 @@
 // `audit run RECIPE`: re-executes a recipe with real training, metered into the ledger.
 #include <cstdio>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 
+#include "ledger/store/merge.h"  // resolve_node_rank
 #include "reproduce/cli/cli.h"
 #include "reproduce/pipeline/pipeline.h"
 
@@ -25,12 +27,21 @@ void add_run_command(CLI::App& app, GlobalOptions& g) {
   cmd->add_option("--meter-interval", o.meter_interval_s, "Seconds between meter samples")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 60.0));
+  static std::optional<int> node_rank, nnodes;
+  cmd->add_option("--node-rank", node_rank,
+                  "This node's rank (0-based) in a multi-node run; each node writes its own "
+                  "ledger, joined by `audit ledger merge` (default: GROUP_RANK, NODE_RANK or "
+                  "SLURM_NODEID when set)");
+  cmd->add_option("--nnodes", nnodes,
+                  "The number of nodes (default: GROUP_WORLD_SIZE or SLURM_NNODES with their "
+                  "rank variable)");
   cmd->add_flag("--quiet", g.quiet, "No progress lines");
   cmd->footer(
       "Examples:\n"
       "  audit run recipes/s1-mini.toml                      the s1 miniature on this CPU (~10 min)\n"
       "  audit run recipes/s1-mini.toml --set eval.seeds=1   one seed instead of three\n"
       "  audit run recipes/s1-mini.toml --device cuda --set base.hidden=256\n"
+      "  srun --nodes 2 audit run r.toml --node-rank $SLURM_NODEID --ledger n$SLURM_NODEID.db\n"
       "Then: audit report --out report.html\n\n"
       "Exit codes: 0 the run succeeded; 2 bad input (recipe, --set; before any ledger row);\n"
       "3 unexpected failure (the run is marked failed in the ledger).");
@@ -41,6 +52,10 @@ void add_run_command(CLI::App& app, GlobalOptions& g) {
       o.ledger = g.ledger;
       o.device = g.device;
       o.quiet = g.quiet;
+      const auto node = ledger::resolve_node_rank(node_rank, nnodes, ledger::process_env());
+      o.node_rank = node.rank;
+      o.nnodes = node.nnodes;
+      o.node_from = node.from;
       int64_t id = pipeline::run(o);
       std::printf("run %lld succeeded; ledger %s\n", (long long)id, o.ledger.c_str());
       return 0;

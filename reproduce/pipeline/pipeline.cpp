@@ -824,6 +824,9 @@ int64_t Pipeline::run() {
   info.git_commit = git_commit();
   info.device = device_;
   info.pid = ::getpid();
+  info.node_rank = o_.node_rank;
+  info.nnodes = o_.nnodes;
+  info.node_from = o_.node_from;
   run_id_ = L_.begin_run(info);
   ledger::record_branch_from_env(L_, run_id_);  // the CI's branch, for dashboard baselines
   if (o_.work_dir.empty())

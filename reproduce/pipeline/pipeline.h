@@ -18,6 +18,11 @@ struct RunOptions {
   std::string work_dir;           // checkpoints; "" = <ledger>.runs/<run id>
   bool quiet = false;
   double meter_interval_s = 1.0;
+  // Several nodes (ledger/store/merge.h resolve_node_rank): this node's rank, the node count
+  // (0 = not known) and where they came from; -1, 1, "" for a single-node run.
+  int node_rank = -1;
+  int nnodes = 1;
+  std::string node_from;
 };
 
 // Runs the whole pipeline; returns the run id. Throws audit::InputError for bad input (before

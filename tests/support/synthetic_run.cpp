@@ -82,8 +82,11 @@ void add_seed_evals(Ledger& l, int64_t run, const std::string& model, const std:
   }
 }
 
-int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd) {
+int64_t add_synthetic_run(Ledger& l, bool hostile, double claimed_usd, int node_rank,
+                          int nnodes) {
   SyntheticRunOptions o;
+  o.node_rank = node_rank;
+  o.nnodes = nnodes;
   o.hostile = hostile;
   o.claimed_usd = claimed_usd;
   return add_synthetic_run(l, o);
@@ -102,6 +105,11 @@ int64_t add_synthetic_run(Ledger& l, const SyntheticRunOptions& o) {
   ri.git_commit = o.git_commit;
   ri.device = "cpu";
   ri.started_at = o.started_at;
+  if (o.node_rank >= 0) {
+    ri.node_rank = o.node_rank;
+    ri.nnodes = o.nnodes;
+    ri.node_from = "test";
+  }
   const int64_t run = l.begin_run(ri);
   if (!o.branch.empty()) ledger::record_branch(l, run, {o.branch, "AUDIT_BRANCH", "", ""});
 

@@ -35,13 +35,18 @@ struct SyntheticRunOptions {
                                               // (sft at this rate, pretrain at twice it)
   int gpu_count = 0;                          // > 0: GPUs allocated to every stage (gpu_s)
   std::string regression_toml;                // appended to the recipe, e.g. "[regression]\n..."
+  int node_rank = -1;                         // >= 0: one node's run of a multi-node job
+  int nnodes = 1;                             // the job's node count (with node_rank)
 };
 
 // Writes the whole run and ends it succeeded; returns its id. Five metered stages, nine cost
 // lines (one per provenance and bucket, energy and the claim outside the total), eval rows of
 // base and tuned models on four splits over three seeds (two budget points on id), two loss
 // curves, selection counts, trace errors and decontamination. No verdicts are stored.
-int64_t add_synthetic_run(ledger::Ledger& l, bool hostile, double claimed_usd);
+// node_rank >= 0 makes it the run of one node of a multi-node job (tests/ledger_merge_test.cpp):
+// the run records node_rank and nnodes (node_from "test") and its stages carry the node.
+int64_t add_synthetic_run(ledger::Ledger& l, bool hostile, double claimed_usd,
+                          int node_rank = -1, int nnodes = 1);
 // The same with what differs between runs of a series (SyntheticRunOptions).
 int64_t add_synthetic_run(ledger::Ledger& l, const SyntheticRunOptions& o);
 
