@@ -144,8 +144,6 @@ TEST(LaunchRecipe, BadInputNamesLineAndKey) {
       {"[launch]\ncommand = [\"\", \"x\"]\n", "r.toml:5:11: 'launch.command': the program name (the first element) is empty"},
       {"[launch]\ncommand = 3\n", "r.toml:5:11: 'launch.command': expected a string (run by sh -c) or an array of strings"},
       {"[launch]\ncommand = [\"a\", 1]\n", "'launch.command[1]': expected a string"},
-      {"[launch]\ncommand = [\"true\"]\nworkdir = \"nope\"\n", "r.toml:6:11: 'launch.workdir': workdir"},
-      {"[launch]\ncommand = [\"true\"]\nworkdir = \"r.toml\"\n", "is not an existing folder"},
       {"[launch]\ncommand = [\"true\"]\nlog_format = \"regex\"\n", "r.toml:6:14: 'launch.log_regex': log_format = \"regex\" needs log_regex"},
       {"[launch]\ncommand = [\"true\"]\nlog_format = \"regex\"\nlog_regex = \"loss (?<loss>[0-9.]+\"\n",
        "r.toml:7:13: 'launch.log_regex': invalid regular expression at offset 20: missing closing parenthesis"},
@@ -175,6 +173,21 @@ TEST(LaunchRecipe, BadInputNamesLineAndKey) {
     EXPECT_NE(msg.find(c.expect), std::string::npos)
         << "recipe:\n" << c.launch << "expected: " << c.expect << "\nactual:   " << msg;
   }
+}
+
+// A workdir that is not a folder is the user's clone not given yet: the recipe still loads (check,
+// estimate, a stored run's recipe), keeping the complete refusal for `audit run`
+// (tests/run_launch_test.cpp checks the exit 2 there).
+TEST(LaunchRecipe, MissingWorkdirIsKeptForTheRun) {
+  TempDir dir("launch_recipe_workdir");
+  for (const char* wd : {"nope", "r.toml"}) {
+    const Recipe r = load_in(dir, std::string("[launch]\ncommand = [\"true\"]\nworkdir = \"") + wd + "\"\n");
+    EXPECT_NE(r.launch.workdir_missing.find("is not an existing folder"), std::string::npos) << wd;
+    EXPECT_EQ(r.launch.workdir_line, 6) << wd;
+    EXPECT_EQ(r.launch.workdir_column, 11) << wd;
+  }
+  ::mkdir(dir.file("work").c_str(), 0755);
+  EXPECT_EQ(load_in(dir, "[launch]\ncommand = [\"true\"]\nworkdir = \"work\"\n").launch.workdir_missing, "");
 }
 
 TEST(LaunchRecipe, AuditCheckRefusesWithExitTwo) {

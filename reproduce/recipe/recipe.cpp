@@ -1263,11 +1263,20 @@ void validate_launch(const Recipe& r, const ParseCtx& ctx, const Validator& chec
   const LaunchSection& l = r.launch;
   if (!l.set) return;
   validate_command(l.command, "launch.command", "launch", check);
+  // The folder is the user's clone of the claimant's code: a recipe names it for `audit run`
+  // only, so its absence is kept for the run to refuse, not raised here.
   const std::string wd = recipe_relative(ctx.file, l.workdir.empty() ? "." : l.workdir);
-  check(path_is(wd, true), "launch.workdir",
-        "workdir " + wd + " is not an existing folder" +
-            (l.workdir.empty() ? " (the recipe's folder is the default)" : ""),
-        {"launch"});
+  const std::string why = "workdir " + wd + " is not an existing folder" +
+                          (l.workdir.empty() ? " (the recipe's folder is the default)" : "") +
+                          " (--set launch.workdir=DIR: the folder the command runs in)";
+  try {
+    check(path_is(wd, true), "launch.workdir", why, {"launch"});
+  } catch (const InputError& e) {
+    auto& m = const_cast<LaunchSection&>(l);
+    m.workdir_missing = why;
+    m.workdir_line = e.line;
+    m.workdir_column = e.column;
+  }
   validate_log_regex(l, check);
   if (!l.eval.set) return;
   validate_command(l.eval.command, "launch.eval.command", "launch.eval", check);

@@ -307,7 +307,13 @@ struct LaunchSection {
   bool set = false;                    // the recipe has a [launch] table
   std::vector<std::string> command;    // REQUIRED. argv; a TOML string is run as {"sh", "-c", it}
   std::string workdir;                 // relative to the recipe file's folder; "" = that folder;
-                                       // must be an existing folder
+                                       // must be an existing folder to run (check and estimate
+                                       // read the recipe without it: see workdir_missing)
+  // Set by load_recipe when workdir is not an existing folder: the complete message, with the
+  // recipe's file:line:column and the key. `audit run` refuses the launch with it (exit 2,
+  // before a run is opened); reading the recipe for check, estimate or a stored run does not.
+  std::string workdir_missing;          // "" = the folder exists
+  long workdir_line = 0, workdir_column = 0;  // where the key (or [launch]) is in the file
   std::map<std::string, std::string> env;  // set on top of audit's environment
   std::string output_dir;              // where the command writes its Hugging Face checkpoint,
                                        // relative to workdir; "" = none to evaluate
