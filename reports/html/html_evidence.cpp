@@ -255,6 +255,16 @@ std::string decontamination(const ReportModel& m) {
          json_html(*m.decontamination) + "</section>\n";
 }
 
+std::string launched_command(const ReportModel& m) {
+  if (!m.launch) return "";
+  return "<section id=\"launch\"><h2>The claimant's command</h2>\n<p class=\"lede\">The "
+         "recipe's [launch] command ran as the final run, metered as a process tree (CPU-seconds "
+         "of every process, exited ones included, and the sources they came from), with the GPUs "
+         "NVML showed and the GPU type its time is priced as. As recorded in the ledger's "
+         "launch events.</p>\n" +
+         json_html(*m.launch) + "</section>\n";
+}
+
 std::string recipe(const ReportModel& m) {
   const RecipeInfo& r = m.recipe;
   std::string p = "<section id=\"recipe\"><h2>The recipe</h2>\n<table class=\"kv\"><tbody>";

@@ -491,7 +491,7 @@ std::string render_report(const ReportModel& m) {
   return head(m) + "<body>\n<main>\n" + header(m) + verification_alarm(m) + summary_line(m) +
          totals(m) + nav() + cost_waterfall(m) + generalization(m) + thinking_budget(m) +
          loss_curves(m) + verdicts(m) + "<h2 class=\"part\">Evidence</h2>\n" + cost_lines(m) +
-         stage_metering(m) + eval_cells(m) + trace_errors(m) + selection(m) + decontamination(m) +
+         stage_metering(m) + eval_cells(m) + trace_errors(m) + selection(m) + decontamination(m) + launched_command(m) +
          recipe(m) + ledger_and_run(m) + replay(m) + other_artifacts(m) + glossary() + footer(m) +
          "</main>\n</body>\n</html>\n";
 }

@@ -466,6 +466,24 @@ void read_artifacts(ReportModel& m, const ledger::Ledger& l,
                      [](const auto& x, const auto& y) { return x.second > y.second; });
   }
   m.decontamination = take("decontamination");
+  {
+    // The claimant's command ([launch]): what ran, how it ended, what was metered and from what.
+    json launch = json::object();
+    std::map<int64_t, std::string> stage_names;
+    for (const auto& s : l.stages(id)) stage_names[s.id] = s.name;
+    for (const auto& e : l.events(id)) {
+      if (e.key != ledger::keys::kLaunchStart && e.key != ledger::keys::kLaunchStop &&
+          e.key != "launch_gpus" && e.key != "launch_log")
+        continue;
+      json v = json::parse(e.value, nullptr, false);
+      if (v.is_discarded()) continue;
+      if (e.key == "launch_gpus")
+        launch["gpus"] = v;
+      else
+        launch[stage_names.count(e.stage_id) ? stage_names[e.stage_id] : "run"][e.key] = v;
+    }
+    if (!launch.empty()) m.launch = launch;
+  }
   if (auto rep = take("replay")) m.replay = replay_of(*rep);
   if (auto chk = take("replay_self_check")) m.replay_self_check = self_check_of(*chk);
   for (const auto& n : names)

@@ -193,6 +193,9 @@ struct ReportModel {
   std::optional<nlohmann::json> selection;  // the "selection_counts" artifact
   std::vector<std::pair<std::string, double>> selection_bars;  // its numbers, largest first
   std::optional<nlohmann::json> decontamination;
+  // A [launch] run: per stage that ran a command (launch, eval-launch), its launch_start,
+  // launch_stop, gpu and log events, by key; the launch_gpus event under "gpus".
+  std::optional<nlohmann::json> launch;
   std::optional<Replay> replay;
   std::optional<ReplaySelfCheck> replay_self_check;
   // Artifacts no section shows (loss curves excepted), by name; nullopt when unreadable.

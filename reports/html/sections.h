@@ -47,6 +47,8 @@ std::string eval_cells(const ReportModel& m);
 std::string trace_errors(const ReportModel& m);
 std::string selection(const ReportModel& m);
 std::string decontamination(const ReportModel& m);
+// [launch] runs: the claimant's command, how it ended and what was metered (empty otherwise).
+std::string launched_command(const ReportModel& m);
 std::string recipe(const ReportModel& m);
 std::string ledger_and_run(const ReportModel& m);
 std::string other_artifacts(const ReportModel& m);  // "" when none
