@@ -409,6 +409,8 @@ TEST(CostItems, ClaimAsFinalRunAndErrors) {
 TEST(CostItems, StageCategories) {
   EXPECT_EQ(L::stage_category("sft"), "final_run");
   EXPECT_EQ(L::stage_category("sft-seed1"), "final_run");
+  EXPECT_EQ(L::stage_category("launch"), "final_run");  // the claimant's own command
+  EXPECT_EQ(L::stage_category("eval-launch"), "evaluation");
   EXPECT_EQ(L::stage_category("repeat-sft-seed2"), "evaluation");  // seed repeats: spread only
   EXPECT_EQ(L::stage_category("grpo"), "final_run");
   EXPECT_EQ(L::stage_category("pretrain"), "base_model");

@@ -354,7 +354,9 @@ std::string stage_category(const std::string& n) {
   // Repeats of the final run with other seeds, made only to measure the spread of the
   // evaluation: the claimed run is one run, so they are evaluation cost, not final-run cost.
   if (starts("repeat-")) return "evaluation";
-  if (starts("sft") || starts("grpo") || starts("rl") || starts("train") || starts("finetune"))
+  // "launch": the claimant's own command run under [launch] (reproduce/launch) is the final run.
+  if (starts("sft") || starts("grpo") || starts("rl") || starts("train") || starts("finetune") ||
+      starts("launch"))
     return "final_run";
   if (starts("pretrain")) return "base_model";
   if (starts("distill") || starts("teacher") || starts("generate")) return "data_generation";

@@ -119,7 +119,7 @@ double gpu_hours_for(double flops, double peak_flops, double mfu);
 // ---------------------------------------------------------------------------------------------
 // Cost items of a run
 
-// Category a stage's metering goes to: sft/grpo/rl/train -> final_run, pretrain -> base_model,
+// Category a stage's metering goes to: sft/grpo/rl/train/launch -> final_run, pretrain -> base_model,
 // distill/teacher -> data_generation, select/filter/judge -> filtering, eval -> evaluation,
 // search/sweep -> search, anything else -> other.
 std::string stage_category(const std::string& stage_name);

@@ -56,7 +56,7 @@ struct RunInfo {
   double heartbeat_at = 0;
   int64_t pid = 0;
   RunStatus status = RunStatus::running;
-  // Several nodes (docs/launch-nodes.md). A run of one node of a multi-node job records its
+  // Several nodes (docs/launch.md, "Several nodes"). A run of one node of a multi-node job records its
   // node rank (0-based) and the job's node count; a run of `audit ledger merge` records
   // node_rank -1, nnodes = the nodes it joined and node_from "merge" (its stages keep their
   // nodes). A plain single-node run keeps the defaults (-1, 1, ""), and then the node fields

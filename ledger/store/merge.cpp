@@ -1,5 +1,5 @@
 // Several nodes: resolve_node_rank (what `audit run --node-rank` records) and merge_ledgers
-// (`audit ledger merge`). The rules are in merge.h; docs/launch-nodes.md shows the use.
+// (`audit ledger merge`). The rules are in merge.h; docs/launch.md, "Several nodes" shows the use.
 #include "ledger/store/merge.h"
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 // Several nodes: the node rank an `audit run` records (from --node-rank or the launcher's
 // environment), and `audit ledger merge`, which joins one run from each node's ledger into one
 // run of a new ledger, each stage keeping its node, with the hash chain rebuilt.
-// docs/launch-nodes.md describes the use, docs/ledger.md the rows; the rules are below.
+// docs/launch.md, "Several nodes" describes the use, docs/ledger.md the rows; the rules are below.
 #pragma once
 
 #include <cstdint>

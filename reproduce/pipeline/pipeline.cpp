@@ -17,6 +17,8 @@
 #include <chrono>
 #include <optional>
 #include <cmath>
+#include <mutex>
+#include <set>
 #include <cstdio>
 #include <filesystem>
 
@@ -48,6 +50,10 @@
 #include "reproduce/trainer/trainer.h"
 #include "common/version.h"
 #include "reproduce/eval/evaluate.h"
+#include "reproduce/launch/launch.h"
+#include "reproduce/train_logs/train_logs.h"
+#include "ledger/costs/hardware.h"
+#include "suites/lm_eval/lm_eval.h"
 #include "reproduce/memory_plan/memory_plan.h"
 #include "suites/benchmarks/benchmarks.h"
 #include "suites/grading/grading.h"
@@ -64,6 +70,8 @@ struct BaseSource {
   fs::path checkpoint;  // empty: pretrain here
   std::unique_ptr<datasets::ChatFormat> format;
 };
+
+std::unique_ptr<datasets::ChatFormat> checkpoint_format(const std::string& dir);
 
 BaseSource resolve_base(const recipe::Recipe& r) {
   const auto& b = r.base;
@@ -85,22 +93,7 @@ BaseSource resolve_base(const recipe::Recipe& r) {
     src.checkpoint = fs::path(r.path).parent_path() / b.checkpoint;
     const std::string dir = src.checkpoint.string();
     hf::open_checkpoint(dir);  // every shard, tensor name, dtype and shape against config.json
-    std::shared_ptr<const datasets::Tokenizer> tok = datasets::HfTokenizer::load(dir);
-    auto tc = datasets::read_tokenizer_config(dir);
-    if (tc.template_name.empty()) {
-      std::string names;
-      for (const auto& n : datasets::chat_template_names()) names += (names.empty() ? "" : ", ") + n;
-      throw InputError(tc.path.empty() ? dir + "/tokenizer_config.json" : tc.path, 0, 0,
-                       "chat_template",
-                       tc.chat_template.empty()
-                           ? "missing: `audit run` prompts the model through its chat template"
-                           : "not a template audit renders (it renders " + names + ")");
-    }
-    try {
-      src.format = datasets::template_format(tok, tc, tc.template_name);
-    } catch (const std::invalid_argument& e) {
-      throw InputError(tc.path, 0, 0, "chat_template", e.what());
-    }
+    src.format = checkpoint_format(dir);
   }
   const int64_t needed = src.format->tokenizer().vocab_size();
   if (b.vocab < needed)
@@ -108,6 +101,104 @@ BaseSource resolve_base(const recipe::Recipe& r) {
                      "is " + std::to_string(b.vocab) + " but the tokenizer has " +
                          std::to_string(needed) + " ids");
   return src;
+}
+
+// The tokenizer and chat template of a Hugging Face checkpoint folder, as audit prompts it.
+std::unique_ptr<datasets::ChatFormat> checkpoint_format(const std::string& dir) {
+  std::shared_ptr<const datasets::Tokenizer> tok = datasets::HfTokenizer::load(dir);
+  auto tc = datasets::read_tokenizer_config(dir);
+  if (tc.template_name.empty()) {
+    std::string names;
+    for (const auto& n : datasets::chat_template_names()) names += (names.empty() ? "" : ", ") + n;
+    throw InputError(tc.path.empty() ? dir + "/tokenizer_config.json" : tc.path, 0, 0,
+                     "chat_template",
+                     tc.chat_template.empty()
+                         ? "missing: `audit run` prompts the model through its chat template"
+                         : "not a template audit renders (it renders " + names + ")");
+  }
+  try {
+    return datasets::template_format(tok, tc, tc.template_name);
+  } catch (const std::invalid_argument& e) {
+    throw InputError(tc.path, 0, 0, "chat_template", e.what());
+  }
+}
+
+// The GPUs a launched command can use, found through NVML before the run is opened, and the
+// hardware-table GPU its metered time is priced as: the detected one, not the claimed one.
+struct LaunchGpus {
+  std::vector<int> indices;        // NVML indices metered (CUDA_VISIBLE_DEVICES when it lists them)
+  std::vector<std::string> names;  // their NVML names
+  std::string gpu_type;            // hardware-table id the time is priced as; "" without a GPU
+  std::string priced_as;           // "detected" | "hardware.gpu_type (NVML name not in the table)"
+  std::string note;                // why no GPU is metered, or how the list was chosen
+};
+
+std::string join_argv(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+LaunchGpus detect_launch_gpus(const recipe::Recipe& r) {
+  LaunchGpus g;
+  auto& nv = ledger::Nvml::instance();
+  if (!nv.available() || nv.device_count() == 0) {
+    g.note = nv.available() ? "NVML reports no GPU" : "no GPU metered: " + nv.why_absent();
+    return g;
+  }
+  // CUDA_VISIBLE_DEVICES (the launch's env first, then audit's) as a list of indices restricts
+  // the GPUs metered; UUIDs or MIG names are not mapped, so every GPU is metered then.
+  std::string cvd;
+  if (auto it = r.launch.env.find("CUDA_VISIBLE_DEVICES"); it != r.launch.env.end())
+    cvd = it->second;
+  else if (const char* e = std::getenv("CUDA_VISIBLE_DEVICES"))
+    cvd = e;
+  std::vector<int> listed;
+  bool numeric = !cvd.empty();
+  for (size_t i = 0; numeric && i < cvd.size();) {
+    size_t j = cvd.find(',', i);
+    if (j == std::string::npos) j = cvd.size();
+    const std::string tok = cvd.substr(i, j - i);
+    if (tok.empty() || tok.find_first_not_of("0123456789") != std::string::npos)
+      numeric = false;
+    else if (std::stoi(tok) < nv.device_count())
+      listed.push_back(std::stoi(tok));
+    i = j + 1;
+  }
+  if (numeric) {
+    g.indices = listed;
+    g.note = "CUDA_VISIBLE_DEVICES=" + cvd;
+  } else {
+    for (int i = 0; i < nv.device_count(); ++i) g.indices.push_back(i);
+    g.note = cvd.empty() ? "every GPU NVML reports" : "every GPU (CUDA_VISIBLE_DEVICES=" + cvd +
+                                                          " is not a list of indices)";
+  }
+  if (g.indices.empty()) {
+    g.note += ": no GPU left to meter";
+    return g;
+  }
+  std::string type;
+  bool same = true;
+  for (int i : g.indices) {
+    g.names.push_back(nv.name(i));
+    const std::string t = ledger::gpu_type_from_nvml_name(g.names.back());
+    if (t.empty() || (!type.empty() && t != type)) same = false;
+    if (type.empty()) type = t;
+  }
+  if (same && !type.empty()) {
+    g.gpu_type = type;
+    g.priced_as = "detected (NVML name " + g.names.front() + ")";
+  } else if (!r.hardware.gpu_type.empty()) {
+    g.gpu_type = r.hardware.gpu_type;
+    g.priced_as = "hardware.gpu_type: the hardware table has no row for NVML's '" +
+                  g.names.front() + "'" + (same ? "" : " (or the GPUs differ)");
+  } else {
+    throw InputError(r.path, 0, 0, "hardware.gpu_type",
+                     "NVML reports '" + g.names.front() +
+                         "', which the hardware table cannot price: set hardware.gpu_type to the "
+                         "table GPU to price its time as (audit estimate --help lists them)");
+  }
+  return g;
 }
 
 // Training data from a JSONL file (data.source = "jsonl"), read, rendered with the base's chat
@@ -281,10 +372,12 @@ model::CausalLM clone_model(model::CausalLM& src) {
 class Pipeline {
  public:
   Pipeline(const RunOptions& o, recipe::Recipe r, BaseSource base, std::optional<UserData> data,
-           std::vector<suites::Suite> suites, plan::MemoryPlan memory)
+           std::vector<suites::Suite> suites, plan::MemoryPlan memory,
+           std::optional<LaunchGpus> launch = std::nullopt)
       : o_(o), r_(std::move(r)), L_(o.ledger), device_(o.device),
         checkpoint_(std::move(base.checkpoint)), fmt_(std::move(base.format)),
-        data_(std::move(data)), suites_(std::move(suites)), memory_(std::move(memory)) {}
+        data_(std::move(data)), suites_(std::move(suites)), memory_(std::move(memory)),
+        launch_(std::move(launch)) {}
 
   int64_t run();
 
@@ -308,8 +401,16 @@ class Pipeline {
   void user_data();
   void sft(int64_t seed_index);
   void eval();
-  void eval_suites(ledger::StageMeter& meter, const std::function<void()>& tick);
   void costs();
+  // [launch]: the claimant's command is the final run; audit evaluates what it wrote.
+  void launch_train();
+  void load_output();
+  void launch_eval();
+  // The GPU type measured GPU time is priced as: the detected one for a launch.
+  std::string priced_gpu_type(const std::string& run_device) const {
+    if (launch_) return launch_->gpu_type;
+    return run_device == "cuda" ? r_.hardware.gpu_type : "";
+  }
 
   RunOptions o_;
   recipe::Recipe r_;
@@ -330,6 +431,7 @@ class Pipeline {
   double teacher_tokens_ = 0;    // teacher output tokens (distill: measured; jsonl: estimated)
   int64_t teacher_questions_ = 0;  // questions the teacher answered
   double inference_tokens_ = 0;  // tokens generated by filter and eval inference (measured)
+  std::optional<LaunchGpus> launch_;  // set for a [launch] run
 };
 
 std::vector<train::StepInfo> Pipeline::train_model(model::CausalLM& m, const datasets::Batch& data,
@@ -621,9 +723,9 @@ void Pipeline::sft(int64_t seed_index) {
 void Pipeline::eval() {
   ledger::StageMeter meter(L_, run_id_, "eval", meter_opts());
   const auto& e = r_.eval;
-  const bool synthetic = r_.data.source == "synthetic";
+  const bool synthetic = !launch_ && r_.data.source == "synthetic";
   auto sets = synthetic ? splits_.test_sets() : decltype(splits_.test_sets()){};
-  const int64_t models = 1 + int64_t(tuned_.size());
+  const int64_t models = (base_ ? 1 : 0) + int64_t(tuned_.size());
   const int64_t sweeps = int64_t(tuned_.size()) * int64_t(e.think_budgets.size() + (e.wait_extensions > 0));
   int64_t total = int64_t(sets.size()) * models + int64_t(suites_.size()) * models +
                   (synthetic || !suites_.empty() ? sweeps : 0);
@@ -731,7 +833,8 @@ void Pipeline::eval() {
                        {"model", model_name}, {"seed", seed}, {"budget", budget}, {"waits", waits},
                        {"samples", out.rows}});
     };
-    for (const auto& su : suites_) run_suite(base_, "base", 0, su, -1, 0, su.spec.name);
+    if (base_)  // a launch run without base.checkpoint evaluates only what the command wrote
+      for (const auto& su : suites_) run_suite(base_, "base", 0, su, -1, 0, su.spec.name);
     const suites::Suite* sweep = &suites_.front();
     for (const auto& su : suites_)
       if (!su.spec.ood) {
@@ -758,7 +861,7 @@ void Pipeline::costs() {
   m.run_id = run_id_;
   m.status = "succeeded";
   m.stages = L_.stages(run_id_);
-  m.gpu_type = device_ == "cuda" ? r_.hardware.gpu_type : "";
+  m.gpu_type = priced_gpu_type(device_);
   in.final_run = m;
   // Failed and aborted runs of the same claim in this ledger are part of the real cost.
   for (const auto& ri : L_.runs()) {
@@ -768,7 +871,7 @@ void Pipeline::costs() {
     f.run_id = ri.id;
     f.status = ledger::to_string(ri.status);
     f.stages = L_.stages(ri.id);
-    f.gpu_type = ri.device == "cuda" ? r_.hardware.gpu_type : "";
+    f.gpu_type = priced_gpu_type(ri.device);
     in.failed_runs.push_back(f);
   }
   const auto& c = r_.claim;
@@ -804,7 +907,20 @@ void Pipeline::costs() {
     t.formula = "output tokens counted in the distill stage / 1e6 x API price band";
     t.source = "measured token count; price from [prices] api_usd_per_mtok or the shipped table";
   }
-  in.extras.push_back(t);
+  if (launch_) {
+    // The claimant's command brought its own data: the teacher's bill is the recipe's declared
+    // tokens per sample over the declared pool, when it states them.
+    const double per = r_.data.teacher_tokens_per_sample;
+    const double pool = double(r_.data.pool_size_declared);
+    t.description = "teacher output tokens for the " + text::num(pool) + "-question pool (" +
+                    (r_.data.teacher_name.empty() ? r_.data.teacher : r_.data.teacher_name) + ")";
+    t.quantity = per * pool / 1e6;
+    t.inputs = {{"tokens_per_sample", per}, {"questions", pool}};
+    t.formula = "data.teacher_tokens_per_sample x data.pool_size_declared / 1e6 x API price band";
+    t.source = "declared by the recipe (the launched command's data is not read by audit); price "
+               "from [prices] api_usd_per_mtok or the shipped table";
+  }
+  if (!launch_ || t.quantity > 0) in.extras.push_back(t);
   auto items = ledger::build_cost_items(in, reproduce::prices_from_recipe(r_));
   L_.transaction([&] {
     for (auto& item : items) {
@@ -812,6 +928,208 @@ void Pipeline::costs() {
       L_.add_cost_item(item);
     }
   });
+}
+
+// [launch]: the claimant's command as the final run, metered as a process tree with every GPU it
+// can use; its output parsed into the loss curve; the budget guard priced as the detected GPU.
+void Pipeline::launch_train() {
+  const auto& L = r_.launch;
+  const LaunchGpus& g = *launch_;
+  event(0, "launch_gpus",
+        {{"indices", g.indices}, {"names", g.names}, {"gpu_type", g.gpu_type},
+         {"priced_as", g.priced_as}, {"note", g.note}});
+  launch::Command c;
+  c.argv = L.command;
+  c.workdir = recipe::launch_workdir(r_);
+  c.env = L.env;
+  // Python buffers its stdout into a pipe: the loss lines would arrive only at exit.
+  c.env.emplace("PYTHONUNBUFFERED", "1");
+  launch::Limits lim;
+  lim.timeout_s = L.timeout;
+  lim.grace_s = L.grace;
+  lim.interval_s = o_.meter_interval_s;
+  auto parser = train_logs::parser_for(L.log_format, L.log_regex);
+  std::vector<train_logs::LogPoint> points;
+  // The budget guard prices the tree's metered time as the cost model will: GPU-hours of every
+  // GPU the command can use at the detected GPU's price band (mid); CPU-hours on a machine
+  // without GPUs (with GPUs, the CPU is inside the GPU-hour price).
+  const auto prices = reproduce::prices_from_recipe(r_);
+  launch::Budget budget;
+  budget.max_gpu_hours = L.max_gpu_hours;
+  budget.max_usd = L.max_usd;
+  budget.gpu_count = int(g.indices.size());
+  if (!g.indices.empty())
+    budget.usd_per_gpu_hour = prices.get(ledger::gpu_hour_key(g.gpu_type)).band.mid;
+  else
+    budget.usd_per_cpu_hour = prices.get(ledger::price_keys::kCpuHour).band.mid;
+  // The tree's pids, for the GPU meter to tell the command's GPU processes from others'.
+  std::mutex pids_mu;
+  std::set<int> tree_pids;
+  launch::Callbacks cb;
+  cb.on_line = [&](std::string_view line, bool is_stderr) {
+    if (!o_.quiet)
+      std::fprintf(stderr, "[launch%s] %.*s\n", is_stderr ? " stderr" : "", int(line.size()),
+                   line.data());
+    if (parser)
+      if (auto p = parser->feed(line)) points.push_back(*p);
+  };
+  cb.check = [&](const launch::TreeSample& s) -> std::string {
+    {
+      std::lock_guard<std::mutex> lk(pids_mu);
+      tree_pids.clear();
+      for (int64_t p : s.pids) tree_pids.insert(int(p));
+    }
+    return launch::budget_reason(budget, s);
+  };
+  ledger::MeterOptions mo;
+  mo.interval_s = o_.meter_interval_s;
+  mo.gpus = g.indices;
+  mo.pid_filter = [&] {
+    std::lock_guard<std::mutex> lk(pids_mu);
+    return tree_pids;
+  };
+  if (!o_.quiet)
+    std::fprintf(stderr, "[launch] %s in %s%s\n", join_argv(c.argv).c_str(), c.workdir.c_str(),
+                 g.indices.empty() ? " (no GPU metered)" : (" on " + std::to_string(g.indices.size()) +
+                                                           " x " + g.gpu_type).c_str());
+  auto out = launch::run_stage(L_, run_id_, "launch", c, lim, cb, mo);
+  const int64_t stage = L_.stages(run_id_).back().id;
+  if (parser) {
+    if (!points.empty())
+      L_.put_artifact(run_id_, stage, "loss_curve/launch",
+                      train_logs::loss_curve_json(
+                          points, "parsed from the launched command's output, " + parser->format() + " format",
+                          parser->summary()));
+    event(stage, "launch_log", {{"format", parser->format()}, {"points", points.size()},
+                                {"summary", parser->summary()}});
+    if (!o_.quiet && points.empty())
+      std::fprintf(stderr, "[launch] no loss line was found in the output (log_format = \"%s\")\n",
+                   L.log_format.c_str());
+  }
+  if (out.status == "interrupted")
+    throw RunFailed(run_id_, "the launched command was " + out.stop_reason +
+                                 "; its seconds are in the ledger (stage launch, aborted)", 130);
+  if (out.status != "succeeded")
+    throw RunFailed(run_id_, "the launched command " +
+                                 (out.stop_reason.empty()
+                                      ? (out.term_signal ? "was killed by signal " + std::to_string(out.term_signal)
+                                                         : "exited with code " + std::to_string(out.exit_code))
+                                      : "was stopped: " + out.stop_reason) +
+                                 " after " + text::duration(out.wall_s) +
+                                 "; its seconds are in the ledger (stage launch) and billed as a "
+                                 "failed run of " + r_.claim.name);
+}
+
+// What the command wrote into launch.output_dir, loaded as the tuned model (a Hugging Face
+// checkpoint with its tokenizer and chat template); metered as evaluation.
+void Pipeline::load_output() {
+  const auto& L = r_.launch;
+  if (L.output_dir.empty()) return;
+  ledger::StageMeter meter(L_, run_id_, "eval-load", meter_opts());
+  const fs::path dir = fs::path(recipe::launch_workdir(r_)) / L.output_dir;
+  try {
+    hf::open_checkpoint(dir.string());
+    auto f = checkpoint_format(dir.string());
+    if (!fmt_) fmt_ = std::move(f);
+  } catch (const InputError& e) {
+    throw RunFailed(run_id_, "launch.output_dir: " + dir.string() +
+                                 " holds no checkpoint audit can evaluate after the command "
+                                 "succeeded: " + e.what());
+  }
+  auto m = model::load_model(dir.string(), torch::Device(device_), torch::kFloat32);
+  event(meter.stage_id(), "launch_output",
+        {{"dir", dir.string()}, {"model", m->config().to_string()},
+         {"parameters", m->config().parameter_count()}});
+  tuned_.push_back(m);
+  meter.finish();
+}
+
+// [launch.eval]: an external evaluator (lm-eval) run and metered as evaluation; its results
+// JSON read into the ledger's evals, one row per task (the metric chosen is recorded).
+void Pipeline::launch_eval() {
+  const auto& E = r_.launch.eval;
+  if (!E.set) return;
+  launch::Command c;
+  c.argv = E.command;
+  c.workdir = recipe::launch_eval_workdir(r_);
+  c.env = E.env;
+  c.env.emplace("PYTHONUNBUFFERED", "1");
+  launch::Limits lim;
+  lim.timeout_s = E.timeout;
+  lim.grace_s = r_.launch.grace;
+  lim.interval_s = o_.meter_interval_s;
+  launch::Callbacks cb;
+  cb.on_line = [&](std::string_view line, bool is_stderr) {
+    if (!o_.quiet)
+      std::fprintf(stderr, "[eval-launch%s] %.*s\n", is_stderr ? " stderr" : "", int(line.size()),
+                   line.data());
+  };
+  ledger::MeterOptions mo;
+  mo.interval_s = o_.meter_interval_s;
+  mo.gpus = launch_->indices;
+  auto out = launch::run_stage(L_, run_id_, "eval-launch", c, lim, cb, mo);
+  const int64_t stage = L_.stages(run_id_).back().id;
+  if (out.status != "succeeded")
+    throw RunFailed(run_id_, "the [launch.eval] command " +
+                                 (out.stop_reason.empty() ? "exited with code " + std::to_string(out.exit_code)
+                                                          : "was stopped: " + out.stop_reason));
+  const std::string path = (fs::path(c.workdir) / E.results).string();
+  std::vector<lm_eval::LmEvalResult> rows;
+  try {
+    rows = lm_eval::read_lm_eval_results(path);
+  } catch (const InputError& e) {
+    throw RunFailed(run_id_, std::string("launch.eval.results: ") + e.what());
+  }
+  // One accuracy per task: the first of these metrics the task reports.
+  static const std::vector<std::string> preferred = {
+      "exact_match,strict-match", "exact_match,flexible-extract", "exact_match,none",
+      "acc,none", "acc_norm,none", "pass@1,none", "pass_at_1,none"};
+  std::vector<lm_eval::LmEvalResult> chosen;
+  for (const auto& r : rows) {
+    if (std::any_of(chosen.begin(), chosen.end(), [&](const auto& c2) { return c2.task == r.task; }))
+      continue;
+    const lm_eval::LmEvalResult* best = nullptr;
+    for (const auto& want : preferred) {
+      for (const auto& r2 : rows)
+        if (r2.task == r.task && r2.metric == want && r2.n > 0) {
+          best = &r2;
+          break;
+        }
+      if (best) break;
+    }
+    if (best) chosen.push_back(*best);
+  }
+  json file_rows = json::array();
+  for (const auto& r : rows)
+    file_rows.push_back({{"task", r.task}, {"metric", r.metric}, {"value", r.value},
+                         {"stderr", r.has_stderr ? json(r.stderr_) : json(nullptr)}, {"n", r.n}});
+  L_.put_artifact(run_id_, stage, "lm_eval_results",
+                  {{"file", rows.empty() ? path : rows.front().file},
+                   {"lm_eval_version", rows.empty() ? "" : rows.front().lm_eval_version},
+                   {"model_name", rows.empty() ? "" : rows.front().model_name},
+                   {"rows", file_rows},
+                   {"chosen", [&] {
+                      json j = json::array();
+                      for (const auto& r : chosen) j.push_back({{"task", r.task}, {"metric", r.metric}});
+                      return j;
+                    }()},
+                   {"rule", "per task, the first of exact_match (strict-match, flexible-extract, "
+                            "none), acc, acc_norm, pass@1 with a sample count"}});
+  lm_eval::EvalRowOptions opt;
+  opt.model = "tuned";
+  opt.seed = r_.train.seed;
+  auto evals = lm_eval::to_eval_results(chosen, opt);
+  for (auto& e : evals) {
+    e.run_id = run_id_;
+    e.split = e.suite;  // a benchmark file's rows: the suite is its own split, as [[eval.suites]]
+    e.ood = false;
+    for (const auto& su : r_.eval.suites)
+      if (su.name == e.suite) e.ood = su.ood;
+    L_.add_eval(e);
+  }
+  if (!o_.quiet)
+    std::fprintf(stderr, "[eval-launch] %zu task(s) read from %s\n", evals.size(),
+                 rows.empty() ? path.c_str() : rows.front().file.c_str());
 }
 
 int64_t Pipeline::run() {
@@ -822,7 +1140,8 @@ int64_t Pipeline::run() {
   info.recipe_sha256 = r_.sha256;
   info.host = ledger::this_host();
   info.git_commit = git_commit();
-  info.device = device_;
+  // A launch run is "cuda" when its command had GPUs to use (its own choice of device).
+  info.device = launch_ ? (launch_->indices.empty() ? "cpu" : "cuda") : device_;
   info.pid = ::getpid();
   info.node_rank = o_.node_rank;
   info.nnodes = o_.nnodes;
@@ -842,7 +1161,19 @@ int64_t Pipeline::run() {
     if (r_.train.threads > 0) torch::set_num_threads(int(r_.train.threads));
     event(0, "environment",
           {{"torch_threads", torch::get_num_threads()}, {"device", device_},
-           {"format", fmt_->describe()}, {"version", version()}});
+           {"format", fmt_ ? fmt_->describe() : json("none (the launched command's own)")},
+           {"version", version()}});
+    if (launch_) {
+      launch_train();
+      if (!checkpoint_.empty()) load_base();
+      load_output();
+      launch_eval();
+      if (!suites_.empty() && !tuned_.empty()) eval();
+      costs();
+      reports::store_verdicts(L_, run_id_);
+      L_.end_run(run_id_, ledger::RunStatus::succeeded);
+      return run_id_;
+    }
     if (r_.data.source == "synthetic") {
       datasets::SplitConfig sc;
       sc.seed = uint64_t(r_.data.seed);
@@ -882,6 +1213,18 @@ int64_t Pipeline::run() {
     // The verdicts are stored when the run ends (the report only reads them).
     reports::store_verdicts(L_, run_id_);
     L_.end_run(run_id_, ledger::RunStatus::succeeded);
+  } catch (const RunFailed& e) {
+    // A [launch] command that failed, was stopped or was interrupted: the run ends failed (or
+    // aborted for Ctrl-C) with what it metered and the verdicts of that.
+    try {
+      reports::store_verdicts(L_, run_id_);
+    } catch (...) {
+    }
+    try {
+      L_.end_run(run_id_, e.exit_code == 130 ? ledger::RunStatus::aborted : ledger::RunStatus::failed);
+    } catch (...) {
+    }
+    throw;
   } catch (...) {
     // A failed run ends with the verdicts of what it metered too (mostly "not reproducible
     // here", with the reason); a ledger that cannot take them does not hide the first error.
@@ -900,10 +1243,40 @@ int64_t Pipeline::run() {
 
 }  // namespace
 
+// [launch]: the claimant's command trains; audit meters it and evaluates what it wrote. Checked
+// before the run is opened: the recipe's keys (recipe), the GPUs and their price, the base
+// checkpoint when one is given (for the base model's scores) and the benchmark files.
+int64_t run_launch(const RunOptions& o, recipe::Recipe r) {
+  if (!r.launch.workdir_missing.empty())
+    throw InputError(r.path, r.launch.workdir_line, r.launch.workdir_column, "launch.workdir",
+                     r.launch.workdir_missing);
+  if (r.data.source == "jsonl")
+    throw InputError(r.path, 0, 0, "data.source",
+                     "[launch] runs the claimant's own command on its own data; audit does not "
+                     "read a training file for it: remove data.source = \"jsonl\" (the data's "
+                     "figures go in [data] as declarations)");
+  if (r.launch.output_dir.empty() && !r.eval.suites.empty())
+    throw InputError(r.path, 0, 0, "launch.output_dir",
+                     "[[eval.suites]] evaluate the checkpoint the command writes: set "
+                     "launch.output_dir to the folder it writes it into");
+  auto gpus = detect_launch_gpus(r);
+  BaseSource base;
+  if (!r.base.checkpoint.empty()) {
+    base.checkpoint = fs::path(r.path).parent_path() / r.base.checkpoint;
+    hf::open_checkpoint(base.checkpoint.string());
+    base.format = checkpoint_format(base.checkpoint.string());
+  }
+  auto suites = read_suites(r);
+  Pipeline p(o, std::move(r), std::move(base), std::nullopt, std::move(suites), plan::MemoryPlan{},
+             std::move(gpus));
+  return p.run();
+}
+
 int64_t run(const RunOptions& o) {
   auto r = recipe::load_recipe(o.recipe_path, recipe::with_seed(o.sets, o.seed));
   if (o.device == "cuda" && !torch::cuda::is_available())
     throw InputError("--device", 0, 0, "device", "cuda requested but no CUDA device is available");
+  if (r.launch.set) return run_launch(o, std::move(r));
   // A model whose weights, gradients and optimizer states alone cannot fit is refused first,
   // with the numbers, before any file is read.
   {

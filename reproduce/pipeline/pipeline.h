@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,17 @@ struct RunOptions {
   int node_rank = -1;
   int nnodes = 1;
   std::string node_from;
+};
+
+// The audited run itself failed: a [launch] command that exited non-zero, was stopped by the
+// budget guard or a timeout, or wrote no checkpoint. The run is in the ledger, failed, with its
+// seconds (billed as a failed run of the claim); `audit run` exits with exit_code (1; 130 when
+// it was interrupted with Ctrl-C) and this message.
+struct RunFailed : std::runtime_error {
+  RunFailed(int64_t run, const std::string& what, int code = 1)
+      : std::runtime_error(what), run_id(run), exit_code(code) {}
+  int64_t run_id;
+  int exit_code;
 };
 
 // Runs the whole pipeline; returns the run id. Throws audit::InputError for bad input (before

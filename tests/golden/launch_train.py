@@ -53,17 +53,24 @@ def make_model(seed):
 
 
 class Counting(torch.utils.data.Dataset):
-    """n sequences of SEQ token ids counting upward (mod the word range) from a seeded start."""
+    """n sequences of SEQ token ids counting upward (mod the word range) from a seeded start.
 
-    def __init__(self, tokenizer, n, seed):
-        words = len(tokenizer) - len(SPECIALS) - 1  # w0 .. w{words-1}
+    With the tokenizer made here the text "w5 w6 ..." is tokenized; a loaded model's tokenizer
+    (any vocabulary) gets the same task on its token ids 0 .. min(vocab, 256) directly.
+    """
+
+    def __init__(self, tokenizer, n, seed, made_here=True):
+        words = len(tokenizer) - len(SPECIALS) - 1 if made_here else min(len(tokenizer), 256)
         rng = random.Random(seed)
         self.rows = []
         for _ in range(n):
             start = rng.randrange(words)
-            text = " ".join(f"w{(start + i) % words}" for i in range(SEQ))
-            ids = tokenizer(text)["input_ids"]
-            assert len(ids) == SEQ, (text, ids)
+            if made_here:
+                text = " ".join(f"w{(start + i) % words}" for i in range(SEQ))
+                ids = tokenizer(text)["input_ids"]
+                assert len(ids) == SEQ, (text, ids)
+            else:
+                ids = [(start + i) % words for i in range(SEQ)]
             self.rows.append({"input_ids": torch.tensor(ids),
                               "attention_mask": torch.ones(SEQ, dtype=torch.long),
                               "labels": torch.tensor(ids)})
@@ -96,7 +103,7 @@ def main():
     else:
         tokenizer = make_tokenizer()
         model = make_model(a.seed)
-    data = Counting(tokenizer, n=a.steps * a.batch * world, seed=a.seed)
+    data = Counting(tokenizer, n=a.steps * a.batch * world, seed=a.seed, made_here=not a.model)
 
     args = TrainingArguments(
         output_dir=a.output_dir, max_steps=a.steps, per_device_train_batch_size=a.batch,
