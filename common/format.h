@@ -3,6 +3,7 @@
 // print through these, so one figure reads the same everywhere.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace audit::text {
@@ -24,5 +25,8 @@ std::string duration(double s);      // "42.1 s", "12.5 min", "3.25 h"; "—" wh
 std::string bytes(double b);         // "1.5 GiB"; "—" when unset (<= 0)
 std::string clock(double s);         // progress and ETA: "0:45", "12:03", "1:02:03"
 std::string rate(double per_s);      // "950", "12.3k", "4.1M"
+// Levenshtein distance (insertions, deletions, substitutions; bytes): the "did you mean" of
+// unknown verbs and recipe keys.
+size_t edit_distance(const std::string& a, const std::string& b);
 
 }  // namespace audit::text

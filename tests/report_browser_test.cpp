@@ -5,8 +5,6 @@
 // screenshots are kept at $AUDIT_BUILD_DIR/report_screenshot.png and report_screenshot_dark.png
 // for a human to look at. Skips when chromium is absent.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -17,19 +15,12 @@
 
 #include "ledger/store/ledger.h"
 #include "reports/html/html_report.h"
+#include "tests/support/browser.h"
 #include "tests/support/support.h"
 #include "tests/support/synthetic_run.h"  // add_synthetic_run
 
 namespace {
 namespace fs = std::filesystem;
-
-std::string chromium_binary() {
-  for (const char* name : {"chromium", "chromium-browser", "google-chrome"}) {
-    std::string cmd = std::string("command -v ") + name + " >/dev/null 2>&1";
-    if (std::system(cmd.c_str()) == 0) return name;
-  }
-  return "";
-}
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -38,48 +29,15 @@ std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-struct Browser {
-  std::string bin;
-  fs::path dir;
-  // Runs chromium headless on a file with extra flags; stdout and stderr go to files in dir.
-  int run(const fs::path& page, const std::string& flags, const std::string& tag) const {
-    std::string cmd = "timeout 120 " + bin +
-                      " --headless --no-sandbox --disable-gpu --no-first-run"
-                      " --no-default-browser-check --disable-extensions --hide-scrollbars"
-                      " --user-data-dir=" +
-                      (dir / ("profile-" + tag)).string() + " --enable-logging=stderr --v=0 " +
-                      flags + " file://" + page.string() + " >" + (dir / (tag + ".out")).string() +
-                      " 2>" + (dir / (tag + ".err")).string();
-    int rc = std::system(cmd.c_str());
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  }
-  std::string out(const std::string& tag) const { return slurp(dir / (tag + ".out")); }
-  std::string err(const std::string& tag) const { return slurp(dir / (tag + ".err")); }
-};
+// Headless Chromium, its console problems and PNG sizes: tests/support/browser.h.
+using audit::testing::Browser;
+using audit::testing::chromium_binary;
+using audit::testing::console_problems;
+using audit::testing::png_size;
 
-// Console messages and page errors as Chromium logs them to stderr.
-std::vector<std::string> console_problems(const std::string& stderr_text) {
-  std::vector<std::string> bad;
-  std::istringstream in(stderr_text);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.find("CONSOLE") != std::string::npos || line.find("Uncaught") != std::string::npos ||
-        line.find("Refused to") != std::string::npos ||
-        line.find("Failed to load") != std::string::npos)
-      bad.push_back(line);
-  return bad;
-}
-
-// Width and height from a PNG's IHDR chunk; {0, 0} when it is not a PNG.
-std::pair<uint32_t, uint32_t> png_size(const std::string& png) {
-  static const std::string sig = "\x89PNG\r\n\x1a\n";
-  if (png.size() < 24 || png.compare(0, 8, sig) != 0 || png.compare(12, 4, "IHDR") != 0)
-    return {0, 0};
-  auto be32 = [&](size_t o) {
-    return (uint32_t(uint8_t(png[o])) << 24) | (uint32_t(uint8_t(png[o + 1])) << 16) |
-           (uint32_t(uint8_t(png[o + 2])) << 8) | uint32_t(uint8_t(png[o + 3]));
-  };
-  return {be32(16), be32(20)};
+// Browser::run with a page path.
+int run(const Browser& b, const fs::path& page, const std::string& flags, const std::string& tag) {
+  return b.run(page.string(), flags, tag);
 }
 
 size_t count_of(const std::string& s, const std::string& needle) {
@@ -102,13 +60,13 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
     GTEST_SKIP() << "chromium is not installed (ci/setup.sh installs Debian's chromium)";
   const audit::testing::TempDir tmp("audit_report_browser");
   const fs::path dir = tmp.path();
-  Browser b{bin, dir};
+  Browser b{bin, dir.string()};
 
   // The detector must see a console error when there is one (a test that cannot fail is none).
   const fs::path probe = dir / "probe.html";
   std::ofstream(probe) << "<!DOCTYPE html><html><body><p>probe</p><script>"
                           "console.error('audit-probe-1729');</script></body></html>";
-  b.run(probe, "--dump-dom", "probe");
+  run(b, probe, "--dump-dom", "probe");
   ASSERT_NE(b.out("probe").find("probe"), std::string::npos)
       << "chromium produced no DOM for the probe page:\n"
       << b.err("probe");
@@ -126,7 +84,7 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
 
   // 1. Screenshot.
   const fs::path shot = dir / "report.png";
-  int rc = b.run(page, "--screenshot=" + shot.string() + " --window-size=1280,2400", "shot");
+  int rc = run(b, page, "--screenshot=" + shot.string() + " --window-size=1280,2400", "shot");
   EXPECT_EQ(rc, 0) << b.err("shot");
   ASSERT_TRUE(fs::exists(shot)) << b.err("shot");
   const std::string png = slurp(shot);
@@ -139,7 +97,7 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
   EXPECT_TRUE(problems.empty()) << "console: " << problems.front();
 
   // 2. The rendered DOM: every chart present with content.
-  rc = b.run(page, "--dump-dom", "dom");
+  rc = run(b, page, "--dump-dom", "dom");
   EXPECT_EQ(rc, 0) << b.err("dom");
   const std::string dom = b.out("dom");
   ASSERT_NE(dom.find("</html>"), std::string::npos) << b.err("dom");
@@ -169,12 +127,12 @@ TEST(ReportBrowser, RendersInHeadlessChromiumWithoutErrors) {
                            "document.getElementById('p').textContent='scheme-'+"
                            "(matchMedia('(prefers-color-scheme: dark)').matches?'dark':'light');"
                            "</script></body></html>";
-  b.run(dprobe, dark_flags + "--dump-dom", "dark-probe");
+  run(b, dprobe, dark_flags + "--dump-dom", "dark-probe");
   EXPECT_NE(b.out("dark-probe").find("scheme-dark"), std::string::npos)
       << "chromium did not emulate dark mode:\n"
       << b.out("dark-probe") << b.err("dark-probe");
   const fs::path dark_shot = dir / "report-dark.png";
-  rc = b.run(page, dark_flags + "--screenshot=" + dark_shot.string() + " --window-size=1280,2400",
+  rc = run(b, page, dark_flags + "--screenshot=" + dark_shot.string() + " --window-size=1280,2400",
              "dark");
   EXPECT_EQ(rc, 0) << b.err("dark");
   ASSERT_TRUE(fs::exists(dark_shot)) << b.err("dark");

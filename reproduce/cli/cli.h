@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/format.h"  // text::edit_distance
+
 namespace CLI { class App; }
 namespace audit::ledger { class Ledger; }
 
@@ -115,8 +117,7 @@ const ReportRenderer& report_renderer();
 int exit_code_for(const std::exception_ptr& e, const std::string& verb, std::string* message);
 
 // ---- unknown verbs ----
-// Levenshtein distance (insertions, deletions, substitutions; bytes).
-size_t edit_distance(const std::string& a, const std::string& b);
+using text::edit_distance;  // common/format.h
 // The known name closest to `word` by edit distance ("" when none is within 3 edits or
 // half the word's length, whichever is larger); ties go to the first in `known`.
 std::string closest_name(const std::string& word, const std::vector<std::string>& known);

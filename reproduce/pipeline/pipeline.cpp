@@ -406,6 +406,21 @@ class Pipeline {
   void launch_train();
   void load_output();
   void launch_eval();
+  // A [launch] or [launch.eval] command as the runner takes it. Python buffers its stdout into a
+  // pipe (the loss lines would arrive only at exit), so PYTHONUNBUFFERED=1 unless env sets it.
+  static launch::Command launch_command(const std::vector<std::string>& argv, const std::string& workdir,
+                                        const std::map<std::string, std::string>& env) {
+    launch::Command c{argv, workdir, env};
+    c.env.emplace("PYTHONUNBUFFERED", "1");
+    return c;
+  }
+  launch::Limits launch_limits(double timeout) const {
+    launch::Limits lim;
+    lim.timeout_s = timeout;
+    lim.grace_s = r_.launch.grace;
+    lim.interval_s = o_.meter_interval_s;
+    return lim;
+  }
   // The GPU type measured GPU time is priced as: the detected one for a launch.
   std::string priced_gpu_type(const std::string& run_device) const {
     if (launch_) return launch_->gpu_type;
@@ -938,16 +953,8 @@ void Pipeline::launch_train() {
   event(0, "launch_gpus",
         {{"indices", g.indices}, {"names", g.names}, {"gpu_type", g.gpu_type},
          {"priced_as", g.priced_as}, {"note", g.note}});
-  launch::Command c;
-  c.argv = L.command;
-  c.workdir = recipe::launch_workdir(r_);
-  c.env = L.env;
-  // Python buffers its stdout into a pipe: the loss lines would arrive only at exit.
-  c.env.emplace("PYTHONUNBUFFERED", "1");
-  launch::Limits lim;
-  lim.timeout_s = L.timeout;
-  lim.grace_s = L.grace;
-  lim.interval_s = o_.meter_interval_s;
+  launch::Command c = launch_command(L.command, recipe::launch_workdir(r_), L.env);
+  launch::Limits lim = launch_limits(L.timeout);
   auto parser = train_logs::parser_for(L.log_format, L.log_regex);
   std::vector<train_logs::LogPoint> points;
   // The budget guard prices the tree's metered time as the cost model will: GPU-hours of every
@@ -1049,15 +1056,8 @@ void Pipeline::load_output() {
 void Pipeline::launch_eval() {
   const auto& E = r_.launch.eval;
   if (!E.set) return;
-  launch::Command c;
-  c.argv = E.command;
-  c.workdir = recipe::launch_eval_workdir(r_);
-  c.env = E.env;
-  c.env.emplace("PYTHONUNBUFFERED", "1");
-  launch::Limits lim;
-  lim.timeout_s = E.timeout;
-  lim.grace_s = r_.launch.grace;
-  lim.interval_s = o_.meter_interval_s;
+  launch::Command c = launch_command(E.command, recipe::launch_eval_workdir(r_), E.env);
+  launch::Limits lim = launch_limits(E.timeout);
   launch::Callbacks cb;
   cb.on_line = [&](std::string_view line, bool is_stderr) {
     if (!o_.quiet)

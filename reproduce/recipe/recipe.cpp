@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "datasets/tasks/tasks.h"  // the task family's operation and format names
+#include "common/format.h"  // text::edit_distance
 #include "common/sha256.h"
 #include "suites/lm_eval/lm_eval.h"  // claim.results_from
 #include "reproduce/hf_checkpoint/hf_config.h"  // read_config: [base] from a config.json
@@ -387,23 +388,11 @@ std::string describe(const toml::node& n) {
   return "value";
 }
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
 std::string suggestion(const std::string& key, const std::vector<std::string>& known) {
   std::string best;
   size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
   for (const auto& k : known) {
-    size_t d = edit_distance(key, k);
+    size_t d = text::edit_distance(key, k);
     if (d < best_d) best_d = d, best = k;
   }
   return best.empty() ? "" : " (did you mean '" + best + "'?)";
