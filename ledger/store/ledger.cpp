@@ -892,7 +892,7 @@ void Ledger::add_meter_samples(const std::vector<MeterSample>& samples) {
   });
 }
 
-static MeterSample read_sample(Stmt& q) {
+MeterSample read_sample(Stmt& q) {
   MeterSample m;
   m.run_id = q.i64(0);
   m.stage_id = q.i64(1);

@@ -118,6 +118,9 @@ inline constexpr const char* kRunColumns =
     "ended_at, heartbeat_at, pid, status, node_rank, nnodes, node_from";
 // A runs row from the columns of kRunColumns (0..15).
 RunInfo read_run(Stmt& q);
+// A meter_samples row from a SELECT of run_id, coalesce(stage_id, 0), t, device, wall_s, cpu_s,
+// busy_s, mem_bytes, power_w, in that order.
+MeterSample read_sample(Stmt& q);
 
 // Appends one event to the chain (after the current last event) at time t_us and returns its
 // id; the caller holds the write transaction. Ledger::append_event uses it with the current

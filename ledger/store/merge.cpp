@@ -162,19 +162,7 @@ std::vector<MeterSample> samples_of_event(const Ledger& l, int64_t ev) {
          "power_w FROM meter_samples WHERE event_id=? ORDER BY id");
   q.bind(1, ev);
   std::vector<MeterSample> out;
-  while (q.step()) {
-    MeterSample m;
-    m.run_id = q.i64(0);
-    m.stage_id = q.i64(1);
-    m.t = q.f64(2);
-    m.device = q.text(3);
-    m.wall_s = q.f64(4);
-    m.cpu_s = q.f64(5);
-    m.busy_s = q.f64(6);
-    m.mem_bytes = q.f64(7);
-    m.power_w = q.f64(8);
-    out.push_back(m);
-  }
+  while (q.step()) out.push_back(read_sample(q));
   return out;
 }
 

@@ -29,7 +29,8 @@ struct GlobalOptions {
 // The exit codes of every verb, as --help epilogues and docs/cli.md state them.
 inline constexpr const char* kExitCodesHelp =
     "Exit codes: 0 ok; 1 a verdict, regression or verification failed (only where a flag such\n"
-    "as --fail-on-verdict asks, or `ledger verify` finds tampering); 2 bad input (usage, recipe,\n"
+    "as --fail-on-verdict asks, or `ledger verify` finds tampering), or the audited [launch]\n"
+    "command failed or was stopped (`run`; 130 when interrupted); 2 bad input (usage, recipe,\n"
     "missing ledger or run; the message names the file and key); 3 unexpected failure (an\n"
     "output that cannot be written, a bug; the message says what failed).";
 
