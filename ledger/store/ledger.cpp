@@ -892,6 +892,29 @@ void Ledger::add_meter_samples(const std::vector<MeterSample>& samples) {
   });
 }
 
+void insert_cost_item_row(sqlite3* db, const std::string& path, const CostItem& c, int64_t ev) {
+  Stmt ins(db, path,
+           "INSERT INTO cost_items(run_id, category, description, quantity, unit, price_low, "
+           "price_mid, price_high, provenance, formula, inputs, source, event_id) "
+           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  ins.bind(1, c.run_id).bind(2, c.category).bind(3, c.description).bind(4, c.quantity);
+  ins.bind(5, c.unit).bind(6, c.price_low).bind(7, c.price_mid).bind(8, c.price_high);
+  ins.bind(9, to_string(c.provenance)).bind(10, c.formula).bind(11, dump(c.inputs));
+  ins.bind(12, c.source).bind(13, ev);
+  ins.run();
+}
+
+void insert_eval_row(sqlite3* db, const std::string& path, const EvalResult& e, int64_t ev) {
+  Stmt ins(db, path,
+           "INSERT INTO evals(run_id, model, suite, split, ood, seed, budget, n, correct, "
+           "score, ci_low, ci_high, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  ins.bind(1, e.run_id).bind(2, e.model).bind(3, e.suite).bind(4, e.split);
+  ins.bind(5, int64_t(e.ood ? 1 : 0)).bind(6, e.seed).bind(7, e.budget).bind(8, e.n);
+  ins.bind(9, e.correct).bind(10, e.score).bind(11, e.ci_low).bind(12, e.ci_high);
+  ins.bind(13, ev);
+  ins.run();
+}
+
 MeterSample read_sample(Stmt& q) {
   MeterSample m;
   m.run_id = q.i64(0);
@@ -932,15 +955,7 @@ int64_t Ledger::add_cost_item(const CostItem& c) {
   transaction([&] {
     int64_t ev = append_event_locked(c.run_id, 0, keys::kPoint, keys::kCostItem,
                                      dump(to_json(c)), "ledger");
-    Stmt ins(db_, path_,
-             "INSERT INTO cost_items(run_id, category, description, quantity, unit, price_low, "
-             "price_mid, price_high, provenance, formula, inputs, source, event_id) "
-             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    ins.bind(1, c.run_id).bind(2, c.category).bind(3, c.description).bind(4, c.quantity);
-    ins.bind(5, c.unit).bind(6, c.price_low).bind(7, c.price_mid).bind(8, c.price_high);
-    ins.bind(9, to_string(c.provenance)).bind(10, c.formula).bind(11, dump(c.inputs));
-    ins.bind(12, c.source).bind(13, ev);
-    ins.run();
+    insert_cost_item_row(db_, path_, c, ev);
     id = sqlite3_last_insert_rowid(db_);
     touch_run(c.run_id);
   });
@@ -989,14 +1004,7 @@ int64_t Ledger::add_eval(const EvalResult& e) {
   transaction([&] {
     int64_t ev = append_event_locked(e.run_id, 0, keys::kPoint, keys::kEvalResult,
                                      dump(to_json(e)), "ledger");
-    Stmt ins(db_, path_,
-             "INSERT INTO evals(run_id, model, suite, split, ood, seed, budget, n, correct, "
-             "score, ci_low, ci_high, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    ins.bind(1, e.run_id).bind(2, e.model).bind(3, e.suite).bind(4, e.split);
-    ins.bind(5, int64_t(e.ood ? 1 : 0)).bind(6, e.seed).bind(7, e.budget).bind(8, e.n);
-    ins.bind(9, e.correct).bind(10, e.score).bind(11, e.ci_low).bind(12, e.ci_high);
-    ins.bind(13, ev);
-    ins.run();
+    insert_eval_row(db_, path_, e, ev);
     id = sqlite3_last_insert_rowid(db_);
     touch_run(e.run_id);
   });

@@ -121,6 +121,10 @@ RunInfo read_run(Stmt& q);
 // A meter_samples row from a SELECT of run_id, coalesce(stage_id, 0), t, device, wall_s, cpu_s,
 // busy_s, mem_bytes, power_w, in that order.
 MeterSample read_sample(Stmt& q);
+// The cost_items and evals rows of c and e, chained through event ev (add_cost_item, add_eval and
+// the merge of node ledgers write them so).
+void insert_cost_item_row(sqlite3* db, const std::string& path, const CostItem& c, int64_t ev);
+void insert_eval_row(sqlite3* db, const std::string& path, const EvalResult& e, int64_t ev);
 
 // Appends one event to the chain (after the current last event) at time t_us and returns its
 // id; the caller holds the write transaction. Ledger::append_event uses it with the current

@@ -222,29 +222,14 @@ struct Writer {
   int64_t cost_item(CostItem c, int64_t t_us, const std::string& source) {
     c.run_id = run_id;
     int64_t ev = event(0, t_us, keys::kPoint, keys::kCostItem, dump_json(to_json(c)), source);
-    Stmt ins(db(), path(),
-             "INSERT INTO cost_items(run_id, category, description, quantity, unit, price_low, "
-             "price_mid, price_high, provenance, formula, inputs, source, event_id) "
-             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    ins.bind(1, c.run_id).bind(2, c.category).bind(3, c.description).bind(4, c.quantity);
-    ins.bind(5, c.unit).bind(6, c.price_low).bind(7, c.price_mid).bind(8, c.price_high);
-    ins.bind(9, to_string(c.provenance)).bind(10, c.formula).bind(11, dump_json(c.inputs));
-    ins.bind(12, c.source).bind(13, ev);
-    ins.run();
+    insert_cost_item_row(db(), path(), c, ev);
     return ev;
   }
 
   void eval(EvalResult e, int64_t t_us, const std::string& source) {
     e.run_id = run_id;
     int64_t ev = event(0, t_us, keys::kPoint, keys::kEvalResult, dump_json(to_json(e)), source);
-    Stmt ins(db(), path(),
-             "INSERT INTO evals(run_id, model, suite, split, ood, seed, budget, n, correct, "
-             "score, ci_low, ci_high, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    ins.bind(1, e.run_id).bind(2, e.model).bind(3, e.suite).bind(4, e.split);
-    ins.bind(5, int64_t(e.ood ? 1 : 0)).bind(6, e.seed).bind(7, e.budget).bind(8, e.n);
-    ins.bind(9, e.correct).bind(10, e.score).bind(11, e.ci_low).bind(12, e.ci_high);
-    ins.bind(13, ev);
-    ins.run();
+    insert_eval_row(db(), path(), e, ev);
   }
 
   void artifact(int64_t stage_id, const std::string& name, const std::string& content,
