@@ -202,6 +202,9 @@ void Work::wait() {
   auto w = std::move(work_);
   work_.reset();
   w->wait();
+  // NCCL's wait() only orders the current stream after the collective: for its time, wait for
+  // the device too (this gives up overlapping the wait itself with later kernels).
+  if (world_ != nullptr && world_->backend_ == "nccl") torch::cuda::synchronize();
   if (world_ != nullptr) world_->book(kind_, bytes_, seconds_since(start_));
 }
 

@@ -429,6 +429,10 @@ StepInfo Trainer::step() {
     info.local_tokens = positions_run;
     positions_run = static_cast<int64_t>(std::llround(world_->sum(double(positions_run))));
     info.comm = world_->log() - before;
+    if (ddp_) {
+      info.buckets = static_cast<int64_t>(ddp_->buckets.size());
+      info.buckets_in_backward = static_cast<int64_t>(ddp_->started_in_backward);
+    }
   } else {
     for (auto& p : params_) p.mutable_grad().reset();  // zero_grad(set_to_none)
     info.loss = accumulate_gradients(samples, &positions_run);

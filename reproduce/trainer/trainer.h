@@ -102,6 +102,9 @@ struct StepInfo {
   // positions this rank ran, and comm this rank's collectives during the step.
   int64_t local_tokens = 0;
   dist::CommLog comm;
+  // ddp: gradient buckets all-reduced this step, and how many of them started from autograd's
+  // hooks while backward was still running (the overlap).
+  int64_t buckets = 0, buckets_in_backward = 0;
 };
 using StepCallback = std::function<void(const StepInfo&)>;
 

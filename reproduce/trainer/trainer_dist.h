@@ -32,6 +32,7 @@ struct Trainer::Ddp {
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
   bool armed = false;  // hooks count only during the last micro-batch's backward
   size_t next = 0;     // the next bucket to start
+  size_t started_in_backward = 0;  // this step's buckets started from the hooks
   std::mutex mu;       // hooks run on autograd's thread
 
   void start_ready() {
@@ -45,7 +46,11 @@ struct Trainer::Ddp {
     std::lock_guard<std::mutex> lock(mu);
     if (!armed) return;
     auto& b = buckets[bucket_of[param]];
-    if (b.pending > 0 && --b.pending == 0) start_ready();
+    if (b.pending > 0 && --b.pending == 0) {
+      const size_t before = next;
+      start_ready();
+      started_in_backward += next - before;
+    }
   }
   // Before a step: gradients to zero, every bucket waiting for all its parameters.
   void prepare() {
@@ -53,6 +58,7 @@ struct Trainer::Ddp {
       if (g.defined()) g.zero_();
     for (auto& b : buckets) b.pending = b.expected;
     next = 0;
+    started_in_backward = 0;
     armed = false;
   }
   void arm() {

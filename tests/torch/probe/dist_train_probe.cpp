@@ -115,7 +115,9 @@ int main(int argc, char** argv) {
                         {"grad_norm", nlohmann::json::array()},
                         {"tokens", nlohmann::json::array()},
                         {"local_tokens", nlohmann::json::array()},
-                        {"comm", nlohmann::json::array()}};
+                        {"comm", nlohmann::json::array()},
+                        {"buckets", nlohmann::json::array()},
+                        {"buckets_in_backward", nlohmann::json::array()}};
     int64_t state_bytes = -1, peak_bytes = -1;
     while (!t.done()) {
       if (die_at > 0 && t.position().step + 1 == die_at) ::raise(SIGKILL);
@@ -130,6 +132,8 @@ int main(int argc, char** argv) {
       j["grad_norm"].push_back(s.grad_norm);
       j["tokens"].push_back(s.tokens);
       j["local_tokens"].push_back(s.local_tokens);
+      j["buckets"].push_back(s.buckets);
+      j["buckets_in_backward"].push_back(s.buckets_in_backward);
       nlohmann::json c = nlohmann::json::object();
       for (const auto& [kind, st] : s.comm)
         c[kind] = {{"calls", st.calls}, {"bytes", st.bytes}, {"seconds", st.seconds}};
