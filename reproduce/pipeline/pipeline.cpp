@@ -473,11 +473,9 @@ std::vector<train::StepInfo> Pipeline::train_model(model::CausalLM& m, const dat
   cfg.checkpoint_meta["recipe_sha256"] = r_.sha256;
   cfg.checkpoint_meta["run_id"] = std::to_string(run_id_);
   cfg.checkpoint_meta["stage"] = label;
-  // Several ranks: the recipe's parallelism; a resume checkpoint says which world wrote it.
+  // Several ranks: the recipe's parallelism (checkpoints record the world that wrote them).
   const bool multi = group_ && group_->size() > 1;
   cfg.parallelism = multi ? r_.train.parallelism : "none";
-  cfg.checkpoint_meta["world_size"] = std::to_string(multi ? group_->size() : 1);
-  cfg.checkpoint_meta["parallelism"] = cfg.parallelism;
   const std::string save_path = work_.empty() ? "" : (work_ / (label + ".ckpt")).string();
   train::TrainData td = to_train_data(data);
   std::vector<train::StepInfo> steps;
@@ -1485,12 +1483,8 @@ void check_ranks(const recipe::Recipe& r, int world, const RunOptions& o) {
     } catch (const std::exception&) {
       continue;  // the trainer refuses a damaged file itself, naming it
     }
-    auto get = [&](const char* k, const std::string& dflt) {
-      auto it = info.meta.find(k);
-      return it == info.meta.end() ? dflt : it->second;
-    };
-    const std::string had_world = get("world_size", "1");
-    const std::string had_par = get("parallelism", "none");
+    const std::string had_world = std::to_string(info.world_size);
+    const std::string& had_par = info.parallelism;
     if (had_world != std::to_string(world) || (world > 1 && had_par != want_par))
       throw InputError(ck.string(), 0, 0, world > 1 ? "--nproc" : "world_size",
                        "this resume checkpoint was written by " + had_world + " rank(s) with "
