@@ -69,7 +69,7 @@ void add_run_command(CLI::App& app, GlobalOptions& g) {
       "  audit run recipes/s1-launch.toml --set launch.workdir=$HOME/s1   s1's sft.sh, metered\n"
       "  srun --nodes 2 audit run r.toml --node-rank $SLURM_NODEID --ledger n$SLURM_NODEID.db\n"
       "  audit run recipes/s1-mini.toml --nproc 2 --set train.parallelism=ddp   2 ranks, Gloo\n"
-      "  torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29400 \\\n"
+      "  torchrun --nnodes 2 --nproc-per-node 8 --rdzv-endpoint HOST:29400 --no-python \\\n"
       "      audit run r.toml --device cuda --distributed             16 ranks, NCCL\n"
       "Then: audit report --out report.html\n\n"
       "Exit codes: 0 the run succeeded; 1 a [launch] command failed or was stopped (the run is in\n"
