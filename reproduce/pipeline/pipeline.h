@@ -24,7 +24,18 @@ struct RunOptions {
   int node_rank = -1;
   int nnodes = 1;
   std::string node_from;
+  // Several processes (docs/distributed.md): --nproc N starts ranks 1..N-1 on this machine as
+  // `run <worker_args> --distributed` (this process is rank 0); --distributed takes this rank's
+  // place from torchrun's environment (dist::spec_from_env). master_port 0 = a free one.
+  int nproc = 1;
+  bool distributed = false;
+  int master_port = 0;
+  std::vector<std::string> worker_args;  // the recipe and the options every rank shares
 };
+
+// A worker rank (`--distributed` with RANK > 0): joins the group and trains the jobs rank 0
+// sends until it is done; never opens the ledger. Returns the exit code.
+int run_worker(const RunOptions& o);
 
 // The audited run itself failed: a [launch] command that exited non-zero, was stopped by the
 // budget guard or a timeout, or wrote no checkpoint. The run is in the ledger, failed, with its
