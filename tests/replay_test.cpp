@@ -147,17 +147,24 @@ TEST(ReplayCommCheck, CalibrationRecoversLatencyAndBandwidth) {
 }
 
 TEST(ReplayCommCheck, CallsPerStep) {
-  // DDP: one all-reduce per 25 MiB bucket of fp32 gradients.
+  // DDP: one all-reduce per bucket; each parameter group is cut into 25 MiB buckets of its own.
   const double bucket = 25.0 * 1024 * 1024;
-  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("ddp", 830000, 2, 4, bucket, 4), 1.0);
-  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("ddp", 9.5e6, 2, 4, bucket, 8), 2.0);
-  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("ddp", 9.5e6, 1, 4, bucket, 8), 0.0);
-  // FSDP: per layer two gathers and a reduce-scatter; the root unit one of each.
-  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("fsdp_full_shard", 1e6, 2, 4, bucket, 4), 14.0);
-  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("none", 1e6, 2, 4, bucket, 4), 0.0);
-  EXPECT_THROW(rp::collective_calls_per_step("ddp", 1e6, 2, 4, 0, 4), std::invalid_argument);
-  EXPECT_THROW(rp::collective_calls_per_step("zero1", 1e6, 2, 4, bucket, 4),
-               std::invalid_argument);
+  EXPECT_DOUBLE_EQ(rp::ddp_bucket_count({3.3e6, 4608}, bucket), 2.0);
+  EXPECT_DOUBLE_EQ(rp::ddp_bucket_count({38e6, 0}, bucket), 2.0);
+  EXPECT_DOUBLE_EQ(rp::ddp_bucket_count({2 * bucket, 1}, bucket), 3.0);
+  EXPECT_THROW(rp::ddp_bucket_count({1e6}, 0), std::invalid_argument);
+  rp::StepCollectives s;
+  s.ddp_buckets = 2;
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("ddp", 2, s), 2.0);
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("ddp", 1, s), 0.0);
+  // FSDP: per layer two gathers and a reduce-scatter, the root one of each, per flat parameter.
+  s.layers = 4;
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("fsdp_full_shard", 2, s), 14.0);
+  s.flats_per_unit = 2;
+  s.norm_all_reduce = true;
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("fsdp_full_shard", 2, s), 29.0);
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("none", 2, s), 0.0);
+  EXPECT_THROW(rp::collective_calls_per_step("zero1", 2, s), std::invalid_argument);
 }
 
 TEST(ReplayCommCheck, PredictionByHand) {

@@ -222,16 +222,21 @@ nlohmann::json LinkCalibration::to_json() const {
           {"latency_s", latency_s}, {"plain_bytes_s", plain_bytes_s}};
 }
 
-double collective_calls_per_step(const std::string& parallelism, double params, double ranks,
-                                 double bytes_per_value, double bucket_bytes, double layers) {
-  if (parallelism == "ddp") {
-    if (ranks <= 1) return 0.0;
-    if (!(bucket_bytes > 0)) throw std::invalid_argument("replay: ddp needs a bucket size > 0");
-    return std::max(1.0, std::ceil(params * bytes_per_value / bucket_bytes));
-  }
-  if (parallelism == "fsdp_full_shard") return ranks <= 1 ? 0.0 : 3.0 * layers + 2.0;
-  if (parallelism == "none") return 0.0;
-  throw std::invalid_argument("replay: no call model for parallelism '" + parallelism + "'");
+double collective_calls_per_step(const std::string& parallelism, double ranks,
+                                 const StepCollectives& s) {
+  if (parallelism != "ddp" && parallelism != "fsdp_full_shard" && parallelism != "none")
+    throw std::invalid_argument("replay: no call model for parallelism '" + parallelism + "'");
+  if (ranks <= 1 || parallelism == "none") return 0.0;
+  if (parallelism == "ddp") return s.ddp_buckets;
+  return s.flats_per_unit * (3.0 * s.layers + 2.0) + (s.norm_all_reduce ? 1.0 : 0.0);
+}
+
+double ddp_bucket_count(const std::vector<double>& group_bytes, double bucket_bytes) {
+  if (!(bucket_bytes > 0)) throw std::invalid_argument("replay: ddp needs a bucket size > 0");
+  double n = 0;
+  for (double b : group_bytes)
+    if (b > 0) n += std::max(1.0, std::ceil(b / bucket_bytes));
+  return n;
 }
 
 CommPrediction predict_step_comm(const std::string& parallelism, double params, double root_params,

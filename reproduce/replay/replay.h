@@ -182,16 +182,28 @@ CommPrediction predict_step_comm(const std::string& parallelism, double params, 
                                  double ranks, double bytes_per_value, double calls,
                                  const LinkCalibration& link);
 
-// The collectives one optimizer step issues:
-//   ddp: one all-reduce per gradient bucket: ceil(params x bytes_per_value / bucket_bytes)
-//        (buckets fill in order up to bucket_bytes; a parameter is never split);
-//   fsdp_full_shard: per sharded layer unit two all-gathers (forward, backward) and one
-//        reduce-scatter, plus one all-gather and one reduce-scatter of the root unit:
-//        3 x layers + 2;
+// How an implementation lays out one step's collectives (for the latency term).
+struct StepCollectives {
+  double ddp_buckets = 1;       // ddp: gradient buckets, one all-reduce each (ddp_bucket_count)
+  double layers = 0;            // fsdp_full_shard: sharded decoder-layer units (+ one root unit)
+  double flats_per_unit = 1;    // fsdp_full_shard: flat parameters per unit, one collective each
+                                // per gather or reduce-scatter (torch FSDP: 1; the trainer here:
+                                // 2, its AdamW groups with and without weight decay)
+  bool norm_all_reduce = false; // fsdp_full_shard: one all-reduce of the shards' squared gradient
+                                // norms for global-norm clipping
+};
+// The collectives one optimizer step issues (gradients are reduced once per step, whatever the
+// micro-batches):
+//   ddp: ddp_buckets all-reduces;
+//   fsdp_full_shard: flats_per_unit x (3 x layers + 2): per layer unit two all-gathers (forward,
+//        backward) and one reduce-scatter, the root unit one of each; + 1 with norm_all_reduce;
 //   none, or one rank: 0. Anything else throws std::invalid_argument.
-// Gradients are reduced once per optimizer step, whatever the micro-batches (as the trainer does).
-double collective_calls_per_step(const std::string& parallelism, double params, double ranks,
-                                 double bytes_per_value, double bucket_bytes, double layers);
+double collective_calls_per_step(const std::string& parallelism, double ranks,
+                                 const StepCollectives& s);
+// Buckets of gradients cut from parameter groups of `group_bytes` each (bucketed separately, as
+// the trainer buckets its AdamW groups), about bucket_bytes apiece: max(1, ceil(bytes / bucket))
+// per non-empty group. Throws std::invalid_argument when bucket_bytes <= 0.
+double ddp_bucket_count(const std::vector<double>& group_bytes, double bucket_bytes);
 
 // ---------------------------------------------------------------------------------------------
 // Measurements and the prediction
