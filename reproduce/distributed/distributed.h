@@ -20,11 +20,11 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/intrusive_ptr.h>
+#include <torch/csrc/distributed/c10d/Work.hpp>  // what a Work holds (no gloo or NCCL header)
 
 namespace c10d {
 class Backend;
 class Store;
-class Work;
 }  // namespace c10d
 
 namespace audit::dist {
@@ -97,7 +97,7 @@ class World {
   // builds the process group. `device` is this rank's ("cpu", "cuda:N"). A port rank 0 cannot
   // bind, or a peer that does not arrive within timeout_s, throws std::runtime_error saying so.
   World(const WorldSpec& spec, const std::string& device);
-  ~World();
+  ~World();  // in distributed.cpp, where Store and Backend are complete
   World(const World&) = delete;
   World& operator=(const World&) = delete;
 

@@ -533,10 +533,14 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids,
   auto [cos, sin] = model->rotary_emb(positions);
   auto x = model->embed_tokens(input_ids);
   const bool recompute = recompute_ && torch::GradMode::is_enabled();
+  int64_t index = 0;
   for (const auto& layer : *model->layers) {
     auto* l = layer->as<DecoderLayer>();
+    const int64_t i = index++;
+    if (hooks_.before) hooks_.before(i, x);
     if (!recompute) {
       x = l->forward(x, cos, sin, mask);
+      if (hooks_.after) hooks_.after(i, x);
       continue;
     }
     auto state = c10::make_intrusive<RecomputeState>();
@@ -548,6 +552,7 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids,
     state->autocast_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
     const auto params = l->parameters();
     x = RecomputedLayer::apply(x, at::TensorList(params), state);
+    if (hooks_.after) hooks_.after(i, x);
   }
   return model->norm(x);
 }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -192,12 +193,24 @@ struct CausalLMImpl : torch::nn::Module {
   void set_recompute(bool on) { recompute_ = on; }
   bool recompute() const { return recompute_; }
 
+  // Called around each decoder layer of hidden_states(): before(i, input) just before layer i
+  // runs, after(i, output) just after (with recompute on, around the recomputed node). The sharded
+  // trainer (fsdp_full_shard) gathers a layer's parameters in before() and frees them in after(),
+  // and hooks the two tensors' gradients to do the same around the layer's backward. Empty
+  // functions: nothing is called.
+  struct LayerHooks {
+    std::function<void(int64_t layer, const torch::Tensor& input)> before;
+    std::function<void(int64_t layer, const torch::Tensor& output)> after;
+  };
+  void set_layer_hooks(LayerHooks hooks) { hooks_ = std::move(hooks); }
+
   ModelConfig cfg;
   Decoder model{nullptr};
   Linear lm_head{nullptr};  // unregistered (null) when tie_embeddings
 
  private:
   bool recompute_ = false;
+  LayerHooks hooks_;
 };
 TORCH_MODULE(CausalLM);
 

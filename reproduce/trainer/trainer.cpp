@@ -1,5 +1,6 @@
 // The trainer (see trainer.h): data order, schedule, accumulation, clipping, AdamW, checkpoints.
 #include "reproduce/trainer/trainer.h"
+#include "reproduce/trainer/trainer_dist.h"
 
 #include <algorithm>
 #include <chrono>
@@ -136,6 +137,14 @@ void load_archive(torch::serialize::InputArchive& ar, const RawCheckpoint& raw,
 }
 
 
+}  // namespace
+
+// One checkpoint file (the format of Trainer::save_checkpoint), written to PATH.tmp and renamed.
+void write_checkpoint_file(const std::string& path, const nlohmann::json& meta,
+                           torch::serialize::OutputArchive& archive);
+
+namespace {
+
 // CPU time of this process (all threads), for throughput per core-second on a shared machine.
 double process_cpu_seconds() {
   timespec ts{};
@@ -182,8 +191,8 @@ torch::Tensor masked_lm_loss(const torch::Tensor& logits, const torch::Tensor& t
   return summed / std::max(1.0, normalizer);
 }
 
-Trainer::Trainer(model::CausalLM model, TrainConfig cfg, TrainData data)
-    : model_(std::move(model)), cfg_(std::move(cfg)), data_(std::move(data)),
+Trainer::Trainer(model::CausalLM model, TrainConfig cfg, TrainData data, dist::World* world)
+    : world_(world), model_(std::move(model)), cfg_(std::move(cfg)), data_(std::move(data)),
       device_(cfg_.device), rng_(static_cast<uint64_t>(cfg_.seed)) {
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw std::invalid_argument("trainer: " + what);
@@ -256,6 +265,7 @@ Trainer::Trainer(model::CausalLM model, TrainConfig cfg, TrainData data)
   }
   perm_.resize(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) perm_[i] = i;
+  setup_distributed();
 }
 
 void Trainer::check_parameters_in_place() const {
@@ -276,14 +286,20 @@ double Trainer::clip_and_update(double lr) {
       flat_grads.emplace_back();
       continue;
     }
-    std::vector<torch::Tensor> pieces;
-    for (auto& p : g.params)
-      pieces.push_back(p.grad().defined() ? p.grad().reshape(-1) : torch::zeros({p.numel()}, p.options()));
-    auto flat_grad = torch::cat(pieces);
-    int64_t offset = 0;
-    for (auto& p : g.params) {
-      p.mutable_grad() = flat_grad.narrow(0, offset, p.numel()).view(p.sizes());
-      offset += p.numel();
+    torch::Tensor flat_grad;
+    if (ddp_) {  // the parameters' .grad are already views of it, all-reduced
+      flat_grad = ddp_->flat_grads[flat_grads.size()];
+    } else {
+      std::vector<torch::Tensor> pieces;
+      for (auto& p : g.params)
+        pieces.push_back(p.grad().defined() ? p.grad().reshape(-1)
+                                            : torch::zeros({p.numel()}, p.options()));
+      flat_grad = torch::cat(pieces);
+      int64_t offset = 0;
+      for (auto& p : g.params) {
+        p.mutable_grad() = flat_grad.narrow(0, offset, p.numel()).view(p.sizes());
+        offset += p.numel();
+      }
     }
     const double norm = flat_grad.norm().item<double>();
     sum_sq += norm * norm;
@@ -350,39 +366,48 @@ double Trainer::accumulate_gradients(const std::vector<int64_t>& samples, int64_
   const int64_t T = data_.tokens.size(1);
   const double normalizer =
       (data_.loss_mask.index_select(0, index).narrow(1, 1, T - 1) != 0).sum().item<double>();
-  const bool autocast = cfg_.precision == "bf16";  // on CUDA: the constructor refuses the rest
-  torch::Tensor total = torch::zeros({}, torch::TensorOptions().device(device_));
   const int64_t micro_size = cfg_.micro_batch_or_global();
+  double total = 0;
   for (int64_t at = 0; at < static_cast<int64_t>(samples.size()); at += micro_size) {
     const int64_t len = std::min<int64_t>(micro_size, samples.size() - at);
-    auto micro = index.narrow(0, at, len);
-    auto ids = data_.tokens.index_select(0, micro);
-    auto mask = data_.loss_mask.index_select(0, micro);
-    torch::Tensor positions;
-    if (data_.position_ids.defined()) positions = data_.position_ids.index_select(0, micro);
-    // Columns after the last target of every row change no loss term and, under causal
-    // attention, no earlier position: drop them (padded rows are mostly padding at the end).
-    // The loss and gradients are those of the full rows.
-    const int64_t keep = last_target_column(mask) + 1;
-    if (keep < T) {
-      ids = ids.narrow(1, 0, keep);
-      mask = mask.narrow(1, 0, keep);
-      if (positions.defined()) positions = positions.narrow(1, 0, keep);
-    }
-    if (positions_run != nullptr) *positions_run += len * keep;
-    ids = ids.to(device_);
-    mask = mask.to(device_);
-    if (positions.defined()) positions = positions.to(device_);
-    torch::Tensor loss;
-    {
-      CudaAutocast guard(autocast);
-      auto logits = model_->forward(ids, positions);
-      loss = masked_lm_loss(logits, ids, mask, normalizer);
-    }
-    loss.backward();
-    total += loss.detach();
+    std::vector<int64_t> part(samples.begin() + at, samples.begin() + at + len);
+    total += run_micro_batch(part, normalizer, 1.0, positions_run);
   }
-  return total.item<double>();
+  return total;
+}
+
+double Trainer::run_micro_batch(const std::vector<int64_t>& samples, double normalizer,
+                                double weight, int64_t* positions_run) {
+  const bool autocast = cfg_.precision == "bf16";  // on CUDA: the constructor refuses the rest
+  const int64_t T = data_.tokens.size(1);
+  auto micro = torch::tensor(samples, torch::kLong);
+  const int64_t len = micro.size(0);
+  auto ids = data_.tokens.index_select(0, micro);
+  auto mask = data_.loss_mask.index_select(0, micro);
+  torch::Tensor positions;
+  if (data_.position_ids.defined()) positions = data_.position_ids.index_select(0, micro);
+  // Columns after the last target of every row change no loss term and, under causal
+  // attention, no earlier position: drop them (padded rows are mostly padding at the end).
+  // The loss and gradients are those of the full rows.
+  const int64_t keep = last_target_column(mask) + 1;
+  if (keep < T) {
+    ids = ids.narrow(1, 0, keep);
+    mask = mask.narrow(1, 0, keep);
+    if (positions.defined()) positions = positions.narrow(1, 0, keep);
+  }
+  if (positions_run != nullptr) *positions_run += len * keep;
+  ids = ids.to(device_);
+  mask = mask.to(device_);
+  if (positions.defined()) positions = positions.to(device_);
+  torch::Tensor loss;
+  {
+    CudaAutocast guard(autocast);
+    auto logits = model_->forward(ids, positions);
+    loss = masked_lm_loss(logits, ids, mask, normalizer);
+  }
+  if (weight != 1.0) loss = loss * weight;
+  loss.backward();
+  return loss.detach().item<double>();
 }
 
 StepInfo Trainer::step() {
@@ -394,10 +419,22 @@ StepInfo Trainer::step() {
   info.lr = lr_at(pos_.step);
   check_parameters_in_place();
   const auto samples = next_batch();
-  for (auto& p : params_) p.mutable_grad().reset();  // zero_grad(set_to_none)
   int64_t positions_run = 0;
-  info.loss = accumulate_gradients(samples, &positions_run);
-  info.grad_norm = clip_and_update(info.lr);
+  if (world_size() > 1) {
+    ensure_sharded();
+    const dist::CommLog before = world_->log();
+    const double local_loss = accumulate_distributed(samples, &positions_run);
+    info.grad_norm = fsdp_ ? fsdp_clip_and_update(info.lr) : clip_and_update(info.lr);
+    info.loss = world_->sum(local_loss);
+    info.local_tokens = positions_run;
+    positions_run = static_cast<int64_t>(std::llround(world_->sum(double(positions_run))));
+    info.comm = world_->log() - before;
+  } else {
+    for (auto& p : params_) p.mutable_grad().reset();  // zero_grad(set_to_none)
+    info.loss = accumulate_gradients(samples, &positions_run);
+    info.grad_norm = clip_and_update(info.lr);
+    info.local_tokens = positions_run;
+  }
   ++pos_.step;
 
   const int64_t T = data_.tokens.size(1);
@@ -424,6 +461,7 @@ std::vector<StepInfo> Trainer::train(const StepCallback& cb) {
       save_checkpoint(cfg_.checkpoint_path);
     if (cb) cb(out.back());
   }
+  consolidate();  // fsdp_full_shard: the whole model back on every rank
   return out;
 }
 
@@ -474,21 +512,50 @@ void Trainer::save_checkpoint(const std::string& path) const {
   meta["meta"] = cfg_.checkpoint_meta;
   meta["torch_version"] = TORCH_VERSION;
 
-  torch::serialize::OutputArchive root, model_ar;
-  model_->save(model_ar);
-  root.write("model", model_ar);
-  for (const auto& g : groups_) {
-    if (g.params.empty()) continue;
-    root.write("adamw." + g.name + ".exp_avg", g.exp_avg);
-    root.write("adamw." + g.name + ".exp_avg_sq", g.exp_avg_sq);
-    root.write("adamw." + g.name + ".step", g.step);
-  }
-  root.write("rng_torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
-  if (device_.is_cuda())
-    root.write("rng_torch_device", at::globalContext().defaultGenerator(device_).get_state());
-  std::ostringstream blob;
-  root.save_to(blob);
+  meta["world_size"] = world_size();
+  meta["parallelism"] = world_size() > 1 ? cfg_.parallelism : std::string("none");
 
+  auto rng_into = [&](torch::serialize::OutputArchive& ar) {
+    ar.write("rng_torch_cpu", at::detail::getDefaultCPUGenerator().get_state());
+    if (device_.is_cuda())
+      ar.write("rng_torch_device", at::globalContext().defaultGenerator(device_).get_state());
+  };
+  if (fsdp_) {
+    // Every rank its shards; rank 0 the metadata that names them.
+    torch::serialize::OutputArchive shards;
+    write_shards(shards);
+    rng_into(shards);
+    nlohmann::json shard_meta = meta;
+    shard_meta["rank"] = world_->rank();
+    write_checkpoint_file(sharded_checkpoint_path(path, world_->rank(), world_->size()),
+                          shard_meta, shards);
+    if (world_->is_root()) {
+      torch::serialize::OutputArchive index;
+      write_checkpoint_file(path, meta, index);
+    }
+    world_->barrier();
+    return;
+  }
+  if (world_ == nullptr || world_->is_root()) {
+    torch::serialize::OutputArchive root, model_ar;
+    model_->save(model_ar);
+    root.write("model", model_ar);
+    for (const auto& g : groups_) {
+      if (g.params.empty()) continue;
+      root.write("adamw." + g.name + ".exp_avg", g.exp_avg);
+      root.write("adamw." + g.name + ".exp_avg_sq", g.exp_avg_sq);
+      root.write("adamw." + g.name + ".step", g.step);
+    }
+    rng_into(root);
+    write_checkpoint_file(path, meta, root);
+  }
+  if (world_size() > 1) world_->barrier();  // ddp: rank 0 wrote the replicas' one file
+}
+
+void write_checkpoint_file(const std::string& path, const nlohmann::json& meta,
+                           torch::serialize::OutputArchive& archive) {
+  std::ostringstream blob;
+  archive.save_to(blob);
   const std::string m = meta.dump();
   const std::string b = blob.str();
   std::string out(kMagic, 8);
@@ -511,6 +578,10 @@ void Trainer::save_checkpoint(const std::string& path) const {
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
     throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+}
+
+std::string sharded_checkpoint_path(const std::string& path, int rank, int world) {
+  return path + ".rank" + std::to_string(rank) + "-of-" + std::to_string(world);
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
@@ -553,6 +624,46 @@ void Trainer::load_checkpoint(const std::string& path) {
   std::istringstream rs(rng_state);
   rs >> rng;
   if (rs.fail()) throw bad("rng_mt19937_64", "unreadable generator state");
+
+  const int written_world = raw.meta.value("world_size", 1);
+  const std::string written_par = raw.meta.value("parallelism", std::string("none"));
+  const bool sharded = written_par == "fsdp_full_shard";
+  const std::string this_par = world_size() > 1 ? cfg_.parallelism : std::string("none");
+  if (sharded != (fsdp_ != nullptr) || (sharded && written_world != world_size()))
+    throw bad("world_size",
+              "checkpoint written by " + std::to_string(written_world) + " rank(s) with " +
+                  "parallelism " + written_par + "; this run has " + std::to_string(world_size()) +
+                  " rank(s) with " + this_par + ". A sharded (fsdp_full_shard) checkpoint resumes "
+                  "only at its own world size and parallelism; start without it (another "
+                  "--work-dir) or run as it was written");
+  if (fsdp_) {
+    const std::string own = sharded_checkpoint_path(path, world_->rank(), world_->size());
+    RawCheckpoint shard_raw = read_raw(own);
+    if (shard_raw.meta.value("step", int64_t(-1)) != pos.step ||
+        shard_raw.meta.value("rank", -1) != world_->rank())
+      throw InputError(own, 0, 0, "step",
+                       "this rank's shard file is not from the checkpoint " + path +
+                           " names (step " + std::to_string(pos.step) + ", rank " +
+                           std::to_string(world_->rank()) + ")");
+    torch::serialize::InputArchive shards;
+    load_archive(shards, shard_raw, own, device_);
+    try {
+      read_shards(shards, own);
+      torch::Tensor cpu_state;
+      shards.read("rng_torch_cpu", cpu_state);
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(cpu_state.to(torch::kCPU));
+    } catch (const c10::Error& e) {
+      throw InputError(own, 0, 0, "", std::string("shard archive does not fit this trainer: ") +
+                                          e.what_without_backtrace());
+    }
+    pos_ = pos;
+    perm_ = std::move(perm);
+    rng_ = rng;
+    tokens_total_ = tokens_total;
+    return;
+  }
 
   torch::serialize::InputArchive root, model_ar;
   load_archive(root, raw, path, device_);
@@ -615,6 +726,8 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
     info.position.cursor = raw.meta.at("cursor").get<int64_t>();
     info.tokens_total = raw.meta.at("tokens_total").get<int64_t>();
     info.meta = raw.meta.at("meta").get<std::map<std::string, std::string>>();
+    info.world_size = raw.meta.value("world_size", 1);
+    info.parallelism = raw.meta.value("parallelism", std::string("none"));
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path, 0, 0, "", std::string("bad checkpoint metadata: ") + e.what());
   }

@@ -32,6 +32,7 @@
 
 #include <torch/torch.h>
 
+#include "reproduce/distributed/distributed.h"  // World, CommLog: several ranks
 #include "reproduce/model/model.h"        // CausalLM, ModelConfig
 #include "reproduce/settings/settings.h"  // TrainSettings: the fields and their defaults
 
@@ -56,6 +57,16 @@ struct TrainConfig : settings::TrainSettings {
                                 // checkpoint_every steps (when > 0) and after the last step,
                                 // and resume_if_present() continues from it
   std::map<std::string, std::string> checkpoint_meta;  // stored in checkpoints (recipe hash...)
+  // With a dist::World of more than one rank (the Trainer's last argument): "ddp" (every rank
+  // holds the whole model; gradients are all-reduced in buckets of ddp_bucket_bytes, each bucket
+  // started from autograd's hooks as soon as its gradients are ready, overlapping the rest of the
+  // backward pass) or "fsdp_full_shard" (parameters, gradients and AdamW states sharded per
+  // decoder layer; a layer's parameters are all-gathered before its forward and again before its
+  // backward, the next layer's gather started ahead, and its gradients reduce-scattered after its
+  // backward; embeddings, final norm and head form one root unit gathered for the whole step).
+  // "none" with one rank. docs/distributed.md.
+  std::string parallelism = "none";
+  int64_t ddp_bucket_bytes = 25ll << 20;  // torch DDP's default bucket_cap_mb = 25
 };
 
 struct TrainData {
@@ -86,6 +97,11 @@ struct StepInfo {
   int64_t tokens_total = 0;   // positions processed since step 0 (carried across resumes)
   double seconds = 0;         // wall time of this step
   double tokens_per_s = 0;    // tokens / seconds
+  // With several ranks: loss, grad_norm, samples, tokens and target_tokens are the whole group's
+  // (tokens_per_s too: the group's tokens over this rank's step time); local_tokens are the
+  // positions this rank ran, and comm this rank's collectives during the step.
+  int64_t local_tokens = 0;
+  dist::CommLog comm;
 };
 using StepCallback = std::function<void(const StepInfo&)>;
 
@@ -133,7 +149,16 @@ class Trainer {
   // the reason; moves the model to cfg.device, sets its recompute switch from cfg.recompute,
   // builds AdamW. The model's parameters then live in the trainer's flat buffers: do not move the
   // model (->to()) while training.
-  Trainer(model::CausalLM model, TrainConfig cfg, TrainData data);
+  //
+  // With `world` (not owned; it must outlive the trainer) of more than one rank, every rank builds
+  // its trainer from the same model config, settings and data; rank 0's initial parameters are
+  // broadcast to all, and each rank runs its share of every global batch (a contiguous slice of
+  // the step's samples, sizes differing by at most one), as cfg.parallelism says. Every rank's
+  // loss curve, and its parameters after consolidate(), equal a one-process run's up to fp32
+  // summation order. cfg.parallelism other than ddp or fsdp_full_shard with several ranks throws
+  // std::invalid_argument.
+  Trainer(model::CausalLM model, TrainConfig cfg, TrainData data, dist::World* world = nullptr);
+  ~Trainer();
 
   StepInfo step();  // one optimizer step; throws std::logic_error when done()
   // Runs the remaining steps, calling cb after each; returns their StepInfos. With
@@ -144,6 +169,12 @@ class Trainer {
   // does not fit throws audit::InputError) and returns true; false when there is none.
   bool resume_if_present();
   bool done() const { return pos_.step >= total_steps_; }
+  // fsdp_full_shard: all-gathers every unit's parameters back into the model on every rank, so it
+  // can be evaluated or saved whole (collective). Nothing otherwise. train() calls it after the
+  // last step; step() after it shards again.
+  void consolidate();
+  const dist::World* world() const { return world_; }
+  int world_size() const;
 
   // Forward and backward over the given samples, split into micro-batches of cfg.micro_batch
   // (0: one);
@@ -154,11 +185,15 @@ class Trainer {
                               int64_t* positions_run = nullptr);
 
   // One file: magic "AUDITCKP", version, JSON metadata (model config, data position, data
-  // fingerprint, mt19937_64 state, cfg.checkpoint_meta), a torch archive (model, optimizer,
-  // torch generator state) and a checksum. Written to PATH.tmp then renamed.
+  // fingerprint, mt19937_64 state, cfg.checkpoint_meta, world size and parallelism), a torch
+  // archive (model, optimizer, torch generator state) and a checksum. Written to PATH.tmp then
+  // renamed. With several ranks it is collective: ddp has rank 0 write PATH (the replicas are
+  // equal); fsdp_full_shard has every rank write its shards and their AdamW states to
+  // sharded_checkpoint_path(PATH, rank, world) and rank 0 write PATH with the metadata only.
   void save_checkpoint(const std::string& path) const;
-  // Restores all of it. A file that is not such a checkpoint, is damaged, or does not fit this
-  // model and data (config, N, T, data fingerprint, batch size) throws audit::InputError.
+  // Restores all of it (collective with several ranks). A file that is not such a checkpoint, is
+  // damaged, or does not fit this model and data (config, N, T, data fingerprint, batch size), or
+  // was written by another world size or parallelism, throws audit::InputError naming it.
   void load_checkpoint(const std::string& path);
 
   double lr_at(int64_t step) const;  // lr_schedule with this run's settings
@@ -185,6 +220,25 @@ class Trainer {
   double clip_and_update(double lr);  // returns the pre-clip gradient norm
   void check_parameters_in_place() const;
 
+  // Several ranks (trainer_dist.cpp): the DDP reducer and the FSDP units.
+  struct Ddp;
+  struct Fsdp;
+  std::vector<int64_t> local_slice(const std::vector<int64_t>& samples) const;
+  void setup_distributed();
+  double accumulate_distributed(const std::vector<int64_t>& samples, int64_t* positions_run);
+  double fsdp_clip_and_update(double lr);
+  void write_shards(torch::serialize::OutputArchive& ar) const;
+  void read_shards(torch::serialize::InputArchive& ar, const std::string& path);
+  void unit_release_all();
+  void ensure_sharded();
+  // Forward and backward of one micro-batch: the loss over `samples` divided by `normalizer`,
+  // times `weight` (0 for a rank's padding micro-batch); returns the weighted loss.
+  double run_micro_batch(const std::vector<int64_t>& samples, double normalizer, double weight,
+                         int64_t* positions_run);
+  dist::World* world_ = nullptr;
+  std::unique_ptr<Ddp> ddp_;
+  std::unique_ptr<Fsdp> fsdp_;
+
   model::CausalLM model_;
   TrainConfig cfg_;
   TrainData data_;
@@ -206,9 +260,14 @@ struct CheckpointInfo {
   model::ModelConfig model;
   DataPosition position;
   int64_t tokens_total = 0;
+  int world_size = 1;                // ranks that wrote it
+  std::string parallelism = "none";  // their TrainConfig::parallelism
   std::map<std::string, std::string> meta;
 };
 CheckpointInfo read_checkpoint_info(const std::string& path);
+// Where rank `rank` of `world` keeps its shards of an fsdp_full_shard checkpoint at `path`:
+// PATH.rank<R>-of-<W>.
+std::string sharded_checkpoint_path(const std::string& path, int rank, int world);
 void load_checkpoint_weights(const std::string& path, model::CausalLM& model);
 
 // Throughput of full train steps (forward, masked loss, backward, clip, AdamW) on random tokens:
