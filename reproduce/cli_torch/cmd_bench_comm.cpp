@@ -604,16 +604,25 @@ int bench_comm(const BenchCommOptions& o, JsonStdout& out) {
               "formula alone (every parameter 3x or 2x over the large-buffer bandwidth).\n");
   result["parallelisms"] = runs;
 
-  // 4. Scaling: one process with every thread against the ranks, same global batch.
+  // 4. Scaling: one process with every thread against the ranks, same global batch; and one
+  // process with one rank's threads (the same work per thread count as a rank, for reference).
   if (o.scaling && !cuda) {
-    const int threads = o.nproc * o.threads;
-    torch::set_num_threads(threads);
-    const auto single = train_steps(o, "none", nullptr, "cpu");
-    std::vector<double> secs;
-    for (const auto& st : single["steps"])
-      if (st["timed"].get<bool>()) secs.push_back(st["seconds"].get<double>());
     const double tokens = static_cast<double>(o.batch * o.seq);
-    const double single_tps = tokens / median(secs);
+    auto single_run = [&](int threads) {
+      torch::set_num_threads(threads);
+      const auto single = train_steps(o, "none", nullptr, "cpu");
+      std::vector<double> secs;
+      for (const auto& st : single["steps"])
+        if (st["timed"].get<bool>()) secs.push_back(st["seconds"].get<double>());
+      return json{{"threads", threads},
+                  {"tokens_per_step", tokens},
+                  {"step_s", median(secs)},
+                  {"tokens_per_s", tokens / median(secs)}};
+    };
+    const int threads = o.nproc * o.threads;
+    const json single = single_run(threads);
+    const json single_rank = single_run(o.threads);
+    const double single_tps = single["tokens_per_s"].get<double>();
     std::printf("\nScaling on the CPU, %s model, global batch %lld x seq %lld (%g tokens per step),\n"
                 "same total threads: 1 process x %d threads against %d processes x %d thread(s);\n"
                 "tokens/s per process = that process's tokens / its median step seconds.\n",
@@ -636,11 +645,12 @@ int bench_comm(const BenchCommOptions& o, JsonStdout& out) {
                       {"tokens_per_s_total", total},
                       {"speedup_vs_one_process", total / single_tps}});
     }
-    result["scaling"] = {{"single_process",
-                          {{"threads", threads},
-                           {"tokens_per_step", tokens},
-                           {"step_s", median(secs)},
-                           {"tokens_per_s", single_tps}}},
+    const double rank_tps = single_rank["tokens_per_s"].get<double>();
+    std::printf("%-24s %16.0f %14.0f %9.2fx  (reference: one rank's threads)\n",
+                ("1 x " + std::to_string(o.threads) + " thread(s)").c_str(), rank_tps, rank_tps,
+                rank_tps / single_tps);
+    result["scaling"] = {{"single_process", single},
+                         {"single_process_rank_threads", single_rank},
                          {"ranks", rows}};
   }
   std::fflush(stdout);
