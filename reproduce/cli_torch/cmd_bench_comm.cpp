@@ -6,7 +6,8 @@
 // variables, dist::env_for; a hidden --rank-dir tells a rank where to write what it measured),
 // Gloo on the CPU, NCCL with --device cuda. Every rank:
 //   1. times each collective kind (all_reduce, all_gather, reduce_scatter, broadcast) at a few
-//      sizes (median of --repeats after one untimed call, the ranks lined up by a barrier first);
+//      sizes (median of --repeats after one untimed call, the ranks lined up by a barrier first;
+//      5 untimed small all-reduces before all of it);
 //   2. trains a bench model (train::bench_model_config) on random tokens with train::Trainer on
 //      the dist::World, once per --parallelism, and keeps each step's seconds, local tokens and
 //      collectives (StepInfo::comm).
@@ -197,6 +198,9 @@ double time_collective(dist::World& w, const std::string& kind, int64_t bytes,
 json rank_collectives(dist::World& w, const BenchCommOptions& o, const std::vector<int64_t>& sizes,
                       const torch::TensorOptions& opts) {
   json out = json::array();
+  // The group's first calls set up Gloo's pairs and buffers: untimed, so that the small
+  // all-reduce that calibrates the latency is not the first one.
+  for (int i = 0; i < 5; ++i) time_collective(w, "all_reduce", sizes.front(), opts);
   for (const char* kind : kKinds) {
     for (int64_t bytes : sizes) {
       time_collective(w, kind, bytes, opts);  // untimed: connections, buffers
