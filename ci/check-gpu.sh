@@ -15,6 +15,7 @@ STEPS=(
   "ctest-gpu|120|every GPU test: ctest -L gpu"
   "moe-gating-bench|60|the MoE gating CUDA kernel's bandwidth against the device's peak (audit_bench)"
   "replay-self-check|90|audit replay --self-check on CUDA: predicted vs measured training time"
+  "bench-comm-nccl|120|audit bench comm --nproc 2 on NCCL: measured collectives vs the replay's model (two GPUs)"
   "bench-train|120|audit bench train on CUDA: the C++ trainer's tokens/s vs PyTorch eager"
   "replay-s1-8k|120|audit replay recipes/s1.toml at 8192 tokens on CUDA, with PyTorch eager"
   "replay-deepseek-v3|150|audit replay recipes/deepseek-v3.toml on CUDA (MLA + MoE layers)"
@@ -234,7 +235,19 @@ for s in "${STEPS[@]}"; do
   fi
   case "$name" in
     ctest-gpu)
-      cmd="ctest --test-dir $(q "$B") -L gpu --output-on-failure --timeout 100" ;;
+      cmd="ctest --test-dir $(q "$B") -L gpu --output-on-failure --timeout 100"
+      if [ "$GPU_COUNT" -lt 2 ]; then
+        # The 2-rank NCCL case needs a GPU per rank: left out here, not counted as skipped.
+        cmd+=" -E '^BenchCommGpu[.]'"
+        echo "check-gpu: this machine has $GPU_COUNT GPU: the 2-rank NCCL case (BenchCommGpu, bench-comm-nccl) needs two and is not run"
+      fi ;;
+    bench-comm-nccl)
+      if [ "$GPU_COUNT" -lt 2 ]; then
+        skip_step "$name" "this machine has $GPU_COUNT GPU: the 2-rank NCCL case needs two (one per rank)"
+        printf 'check-gpu: %-19s skipped: this machine has %s GPU, the 2-rank NCCL case needs two\n' "$name" "$GPU_COUNT"
+        continue
+      fi
+      cmd="$A bench comm --nproc 2 --device cuda --model large --json-out $D/comm.json" ;;
     moe-gating-bench)
       cmd="$(q "$B/bench/audit_bench") --benchmark_filter='^BM_MoeGatingCuda'"
       cmd+=" --benchmark_out=$D/bench.json --benchmark_out_format=json" ;;

@@ -33,6 +33,7 @@ STEP_ORDER = [
     "ctest-gpu",
     "moe-gating-bench",
     "replay-self-check",
+    "bench-comm-nccl",
     "bench-train",
     "replay-s1-8k",
     "replay-deepseek-v3",
@@ -193,6 +194,33 @@ def parse_moe_bench(step_dir, log):
     return figures, headline, problems
 
 
+def parse_bench_comm(step_dir, _log):
+    """`audit bench comm --device cuda`: the link calibration and each parallelism's error."""
+    figures, problems = {}, []
+    data = read_json(os.path.join(step_dir, "comm.json"))
+    if not isinstance(data, dict) or not isinstance(data.get("parallelisms"), list):
+        return figures, "", ["no bench comm JSON (comm.json)"]
+    cal = data.get("calibration") or {}
+    figures["backend"] = data.get("backend")
+    figures["nproc"] = data.get("nproc")
+    figures["link_bytes_s"] = cal.get("bytes_s")
+    figures["latency_s"] = cal.get("latency_s")
+    errors = {}
+    for p in data["parallelisms"]:
+        errors[p.get("parallelism")] = p.get("error")
+    figures["errors"] = errors
+    if data.get("backend") != "nccl":
+        problems.append(f"the ranks ran {data.get('backend')}, not nccl")
+    if not errors:
+        problems.append("no parallelism was measured")
+    parts = [f"{k} {100 * v:+.1f}%" for k, v in errors.items() if isinstance(v, (int, float))]
+    headline = ""
+    if isinstance(cal.get("bytes_s"), (int, float)):
+        headline = (f"link {fmt_num(cal['bytes_s'] / 1e9)} GB/s, "
+                    f"latency {fmt_num(1e6 * (cal.get('latency_s') or 0))} us; error " + ", ".join(parts))
+    return figures, headline, problems
+
+
 def replay_figures(art):
     figures = {}
     figures["device_name"] = art.get("device_name")
@@ -342,6 +370,7 @@ PARSERS = {
     "ctest-gpu": parse_ctest,
     "moe-gating-bench": parse_moe_bench,
     "replay-self-check": parse_self_check,
+    "bench-comm-nccl": parse_bench_comm,
     "bench-train": parse_bench_train,
     "replay-s1-8k": lambda d, log: parse_replay(d, log, want_eager=True, want_seq=8192),
     "replay-deepseek-v3": lambda d, log: parse_replay(d, log),

@@ -26,9 +26,9 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const std::vector<std::string> kSteps = {"ctest-gpu",    "moe-gating-bench",   "replay-self-check",
-                                         "bench-train",  "replay-s1-8k",       "replay-deepseek-v3",
-                                         "run-s1-mini"};
+const std::vector<std::string> kSteps = {"ctest-gpu",       "moe-gating-bench", "replay-self-check",
+                                         "bench-comm-nccl", "bench-train",      "replay-s1-8k",
+                                         "replay-deepseek-v3", "run-s1-mini"};
 
 std::string quote(const std::string& s) {
   std::string out = "'";
@@ -234,10 +234,11 @@ TEST_F(CheckGpuScript, StepsThatCannotStartWithinTheBudgetAreTimedOut) {
   for (const auto& name : kSteps) {
     const json* st = find_step(s, name);
     ASSERT_NE(st, nullptr) << name;
-    EXPECT_EQ(st->at("status"), "timed out") << name;
+    // The stub has one GPU: the 2-rank NCCL step is skipped for that, whatever the budget.
+    EXPECT_EQ(st->at("status"), name == "bench-comm-nccl" ? "skipped" : "timed out") << name;
     EXPECT_TRUE(st->at("exit_code").is_null());
   }
-  EXPECT_EQ(s.at("counts").at("timed out"), static_cast<int>(kSteps.size()));
+  EXPECT_EQ(s.at("counts").at("timed out"), static_cast<int>(kSteps.size()) - 1);
 }
 
 // Every step passed: the figures parsed from each kind of output, and the table.
@@ -276,6 +277,12 @@ TEST_F(CheckGpuScript, TheSummaryParsesEveryStepsFiguresAndPrintsOneRowPerStep) 
        "  prediction error                   -4.0% (goal: within 15%): supported\n");
   write_file(steps / "replay-self-check" / "replay.json",
              R"({"predicted_s": 1.2, "measured_s": 1.25, "error": -0.04, "goal": 0.15, "steps": 8})");
+  step(steps, "bench-comm-nccl", "build-gpu/audit bench comm --nproc 2 --device cuda", 0, 45, 120,
+       "Link calibration ...\n");
+  write_file(steps / "bench-comm-nccl" / "comm.json", R"({"nproc": 2, "backend": "nccl",
+    "calibration": {"bytes_s": 1.5e11, "latency_s": 2.5e-5},
+    "parallelisms": [{"parallelism": "ddp", "error": 0.12},
+                     {"parallelism": "fsdp_full_shard", "error": -0.2}]})");
   step(steps, "bench-train", "build-gpu/audit bench train --device cuda", 0, 40, 120, "small ...\n");
   write_file(steps / "bench-train" / "bench.json", R"([
     {"model": "small", "device": "cuda", "params": 830000, "ratio": 1.3,
@@ -316,11 +323,12 @@ TEST_F(CheckGpuScript, TheSummaryParsesEveryStepsFiguresAndPrintsOneRowPerStep) 
   EXPECT_EQ(s.at("git_commit"), "0123456789abcdef0123456789abcdef01234567");
   EXPECT_EQ(s.at("git_dirty"), false);
   EXPECT_TRUE(s.at("ok").get<bool>());
-  EXPECT_EQ(s.at("counts").at("passed"), 8);
+  EXPECT_EQ(s.at("counts").at("passed"), 9);
 
-  ASSERT_EQ(s.at("steps").size(), 8u);
-  const std::vector<std::string> order = {"build", "ctest-gpu", "moe-gating-bench", "replay-self-check",
-                                          "bench-train", "replay-s1-8k", "replay-deepseek-v3", "run-s1-mini"};
+  ASSERT_EQ(s.at("steps").size(), 9u);
+  const std::vector<std::string> order = {"build",           "ctest-gpu",   "moe-gating-bench",
+                                          "replay-self-check", "bench-comm-nccl", "bench-train",
+                                          "replay-s1-8k",    "replay-deepseek-v3", "run-s1-mini"};
   for (size_t i = 0; i < order.size(); ++i) {
     const json& st = s.at("steps")[i];
     EXPECT_EQ(st.at("name"), order[i]);
@@ -351,6 +359,11 @@ TEST_F(CheckGpuScript, TheSummaryParsesEveryStepsFiguresAndPrintsOneRowPerStep) 
   EXPECT_DOUBLE_EQ(sc.at("measured_s").get<double>(), 1.25);
   EXPECT_DOUBLE_EQ(sc.at("error").get<double>(), -0.04);
   EXPECT_EQ(sc.at("verdict"), "supported");
+
+  const json& comm = find_step(s, "bench-comm-nccl")->at("figures");
+  EXPECT_EQ(comm.at("backend"), "nccl");
+  EXPECT_DOUBLE_EQ(comm.at("link_bytes_s").get<double>(), 1.5e11);
+  EXPECT_DOUBLE_EQ(comm.at("errors").at("fsdp_full_shard").get<double>(), -0.2);
 
   const json& bt = find_step(s, "bench-train")->at("figures").at("models");
   ASSERT_EQ(bt.size(), 2u);
@@ -386,7 +399,7 @@ TEST_F(CheckGpuScript, TheSummaryParsesEveryStepsFiguresAndPrintsOneRowPerStep) 
     }
     if (in_table && !line.empty() && std::isdigit(static_cast<unsigned char>(line[0])) &&
         line.find(" passed, ") != std::string::npos)
-      break;  // the footer: "8 passed, 0 failed, ..."
+      break;  // the footer: "9 passed, 0 failed, ..."
     if (in_table) rows.push_back(line);
   }
   ASSERT_EQ(rows.size(), order.size()) << r.output;
@@ -396,7 +409,23 @@ TEST_F(CheckGpuScript, TheSummaryParsesEveryStepsFiguresAndPrintsOneRowPerStep) 
   }
   EXPECT_THAT(r.output, HasSubstr("2400 GB/s = 50.0% of peak"));
   EXPECT_THAT(r.output, HasSubstr("predicted 1.200 s vs measured 1.250 s"));
+  EXPECT_THAT(r.output, HasSubstr("link 150 GB/s, latency 25 us; error ddp +12.0%, fsdp_full_shard -20.0%"));
   EXPECT_THAT(r.output, HasSubstr("NVIDIA H200"));
+}
+
+// One GPU: the 2-rank NCCL step is skipped with the reason, and the check says so.
+TEST_F(CheckGpuScript, WithOneGpuTheTwoRankNcclCaseSaysSoAndIsSkipped) {
+  const fs::path out = dir_ / "one-gpu.json";
+  const auto r = script("--build-dir " + quote((dir_ / "b").string()) +
+                            " --skip-build --only bench-comm-nccl --out " + quote(out.string()),
+                        gpu_stub());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("this machine has 1 GPU, the 2-rank NCCL case needs two"));
+  const json s = json::parse(read_file(out));
+  const json* comm = find_step(s, "bench-comm-nccl");
+  ASSERT_NE(comm, nullptr);
+  EXPECT_EQ(comm->at("status"), "skipped");
+  EXPECT_THAT(comm->at("reason").get<std::string>(), HasSubstr("this machine has 1 GPU"));
 }
 
 // What fails a step although it exited 0, and a step killed at its limit.

@@ -111,6 +111,86 @@ TEST(ReplayMath, LengthProfile) {
   EXPECT_DOUBLE_EQ(c.back(), 1200.0);
 }
 
+TEST(ReplayCommCheck, LinkBytesPerCollectiveKind) {
+  // Ring: all-reduce 2 (G-1)/G of the tensor crosses each rank's link; the others (G-1)/G.
+  EXPECT_DOUBLE_EQ(rp::link_bytes_of("all_reduce", 1000, 2), 1000.0);
+  EXPECT_DOUBLE_EQ(rp::link_bytes_of("all_reduce", 1000, 4), 1500.0);
+  EXPECT_DOUBLE_EQ(rp::link_bytes_of("all_gather", 1000, 4), 750.0);
+  EXPECT_DOUBLE_EQ(rp::link_bytes_of("reduce_scatter", 1000, 2), 500.0);
+  EXPECT_DOUBLE_EQ(rp::link_bytes_of("broadcast", 1000, 2), 500.0);
+  EXPECT_DOUBLE_EQ(rp::link_bytes_of("all_reduce", 1000, 1), 0.0);
+  EXPECT_THROW(rp::link_bytes_of("all_to_all", 1000, 2), std::invalid_argument);
+  // DDP's all-reduce of every parameter once is collective_bytes_per_step's ddp figure.
+  EXPECT_DOUBLE_EQ(rp::link_bytes_of("all_reduce", 4000, 4),
+                   rp::collective_bytes_per_step("ddp", 1000, 4, 4));
+}
+
+TEST(ReplayCommCheck, CalibrationRecoversLatencyAndBandwidth) {
+  // Times made from a known link: 1 GB/s crossing each rank's link, 100 us per call, 2 ranks.
+  const double B = 1e9, a = 1e-4, small = 4096, large = 64.0 * 1024 * 1024;
+  const double ts = a + rp::link_bytes_of("all_reduce", small, 2) / B;
+  const double tl = a + rp::link_bytes_of("all_reduce", large, 2) / B;
+  const auto c = rp::calibrate_link(2, small, ts, large, tl);
+  EXPECT_NEAR(c.bytes_s, B, B * 1e-9);
+  EXPECT_NEAR(c.latency_s, a, 1e-12);
+  EXPECT_DOUBLE_EQ(c.plain_bytes_s, large / tl);  // no latency term: a little slower
+  EXPECT_LT(c.plain_bytes_s, c.bytes_s);
+  // 4 ranks: the link carries 2 * 3/4 of the buffer.
+  const double tl4 = a + 1.5 * large / B, ts4 = a + 1.5 * small / B;
+  EXPECT_NEAR(rp::calibrate_link(4, small, ts4, large, tl4).bytes_s, B, B * 1e-9);
+  // A small buffer slower than its bandwidth share gives no negative latency.
+  EXPECT_GE(rp::calibrate_link(2, small, 1e-9, large, tl).latency_s, 0.0);
+  EXPECT_THROW(rp::calibrate_link(1, small, ts, large, tl), std::invalid_argument);
+  EXPECT_THROW(rp::calibrate_link(2, small, tl, large, ts), std::invalid_argument);  // not slower
+  EXPECT_THROW(rp::calibrate_link(2, large, ts, small, tl), std::invalid_argument);  // not larger
+  EXPECT_THROW(rp::calibrate_link(2, small, 0, large, tl), std::invalid_argument);
+}
+
+TEST(ReplayCommCheck, CallsPerStep) {
+  // DDP: one all-reduce per bucket; each parameter group is cut into 25 MiB buckets of its own.
+  const double bucket = 25.0 * 1024 * 1024;
+  EXPECT_DOUBLE_EQ(rp::ddp_bucket_count({3.3e6, 4608}, bucket), 2.0);
+  EXPECT_DOUBLE_EQ(rp::ddp_bucket_count({38e6, 0}, bucket), 2.0);
+  EXPECT_DOUBLE_EQ(rp::ddp_bucket_count({2 * bucket, 1}, bucket), 3.0);
+  EXPECT_THROW(rp::ddp_bucket_count({1e6}, 0), std::invalid_argument);
+  rp::StepCollectives s;
+  s.ddp_buckets = 2;
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("ddp", 2, s), 2.0);
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("ddp", 1, s), 0.0);
+  // FSDP: per layer two gathers and a reduce-scatter, the root one of each, per flat parameter.
+  s.layers = 4;
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("fsdp_full_shard", 2, s), 14.0);
+  s.flats_per_unit = 2;
+  s.norm_all_reduce = true;
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("fsdp_full_shard", 2, s), 29.0);
+  EXPECT_DOUBLE_EQ(rp::collective_calls_per_step("none", 2, s), 0.0);
+  EXPECT_THROW(rp::collective_calls_per_step("zero1", 2, s), std::invalid_argument);
+}
+
+TEST(ReplayCommCheck, PredictionByHand) {
+  rp::LinkCalibration link;
+  link.bytes_s = 1e6;
+  link.latency_s = 1e-3;
+  link.plain_bytes_s = 5e5;
+  // FSDP, 1000 fp32 parameters of which 100 in the root unit, 2 ranks: 3 passes of the 900 layer
+  // parameters, 2 of the root's: (3 * 900 + 2 * 100) * 4 bytes / 2 = 5800 bytes per rank.
+  auto f = rp::predict_step_comm("fsdp_full_shard", 1000, 100, 2, 4, 14, link);
+  EXPECT_DOUBLE_EQ(f.bytes, 5800.0);
+  EXPECT_DOUBLE_EQ(f.bandwidth_s, 5800.0 / 1e6);
+  EXPECT_DOUBLE_EQ(f.latency_s, 14e-3);
+  EXPECT_DOUBLE_EQ(f.seconds, 5800.0 / 1e6 + 14e-3);
+  EXPECT_DOUBLE_EQ(f.plain_s, 6000.0 / 5e5);  // the claimed-cluster formula: 3 x everything
+  // DDP: the root unit does not matter; 2 passes.
+  auto d = rp::predict_step_comm("ddp", 1000, 100, 2, 4, 1, link);
+  EXPECT_DOUBLE_EQ(d.bytes, 4000.0);
+  EXPECT_DOUBLE_EQ(d.seconds, 4000.0 / 1e6 + 1e-3);
+  EXPECT_THROW(rp::predict_step_comm("ddp", 1000, 2000, 2, 4, 1, link), std::invalid_argument);
+  link.bytes_s = 0;
+  EXPECT_THROW(rp::predict_step_comm("ddp", 1000, 0, 2, 4, 1, link), std::invalid_argument);
+  // The self-check's error.
+  EXPECT_NEAR(rp::relative_error(1.2, 1.0), 0.2, 1e-12);
+}
+
 TEST(ReplayMath, CollectivesByHand) {
   // Ring: (G-1)/G * P * bytes per pass; FSDP full shard 3 passes, DDP 2.
   EXPECT_DOUBLE_EQ(rp::collective_bytes_per_step("fsdp_full_shard", 1000, 4, 2), 4500.0);

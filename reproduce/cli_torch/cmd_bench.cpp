@@ -10,6 +10,8 @@
 // against transformers' `generate` (greedy, use_cache, eager and sdpa attention;
 // tests/golden/bench_generate.py) on the same checkpoint, which the peer writes at run time: a
 // tiny shape and a 57M-parameter one, batch 1 and 16, fp32 on the CPU, same thread count.
+// `audit bench comm` (cmd_bench_comm.cpp): collectives over several ranks against the replay's
+// communication model, and tokens/s per process from one process to several.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -28,6 +30,7 @@
 #include <torch/torch.h>
 
 #include "reproduce/cli/cli.h"
+#include "reproduce/cli_torch/cmd_bench_comm.h"
 #include "reproduce/model/checkpoint.h"  // load_model
 #include "reproduce/model/generate.h"
 #include "reproduce/trainer/trainer.h"  // measure_train_throughput, bench_model_config
@@ -582,6 +585,7 @@ void add_bench_command(CLI::App& app, GlobalOptions& g) {
       JsonStdout out(gen->json);
       return bench_generate(*gen, out);
     }); });
+  add_bench_comm_command(*bench, g);
   bench->callback([bench, o, &g] {
     if (bench->get_subcommands().empty())
       run_and_exit("bench", [&] {

@@ -167,7 +167,7 @@ CommLog operator-(const CommLog& later, const CommLog& earlier) {
 
 Work::Work(Work&& o) noexcept
     : world_(o.world_), work_(std::move(o.work_)), kind_(std::move(o.kind_)), bytes_(o.bytes_),
-      start_(o.start_) {
+      start_(o.start_), done_(std::move(o.done_)) {
   o.world_ = nullptr;
 }
 
@@ -184,6 +184,7 @@ Work& Work::operator=(Work&& o) noexcept {
     kind_ = std::move(o.kind_);
     bytes_ = o.bytes_;
     start_ = o.start_;
+    done_ = std::move(o.done_);
     o.world_ = nullptr;
   }
   return *this;
@@ -205,7 +206,14 @@ void Work::wait() {
   // NCCL's wait() only orders the current stream after the collective: for its time, wait for
   // the device too (this gives up overlapping the wait itself with later kernels).
   if (world_ != nullptr && world_->backend_ == "nccl") torch::cuda::synchronize();
-  if (world_ != nullptr) world_->book(kind_, bytes_, seconds_since(start_));
+  auto end = Clock::now();
+  if (done_) {
+    const int64_t ticks = done_->load();
+    if (ticks != 0) end = Clock::time_point(Clock::duration(ticks));
+  }
+  done_.reset();
+  if (world_ != nullptr)
+    world_->book(kind_, bytes_, std::max(0.0, std::chrono::duration<double>(end - start_).count()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,6 +279,16 @@ Work World::start(c10::intrusive_ptr<c10d::Work> w, const std::string& kind, dou
   out.kind_ = kind;
   out.bytes_ = bytes;
   out.start_ = Clock::now();
+  if (backend_ == "gloo") {
+    auto done = std::make_shared<std::atomic<int64_t>>(0);
+    try {
+      out.work_->getFuture()->addCallback([done](c10::ivalue::Future&) {
+        done->store(Clock::now().time_since_epoch().count());
+      });
+      out.done_ = std::move(done);
+    } catch (const std::exception&) {  // a Work without a future: booked when waited
+    }
+  }
   return out;
 }
 

@@ -11,6 +11,7 @@
 // otherwise: each rank must make the same calls in the same order.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -59,7 +60,10 @@ int pick_free_port();
 
 // One collective kind's totals on this rank: calls, bytes of the data it moved in (all-reduce:
 // the tensor; all-gather: the full output; reduce-scatter: the full input; broadcast: the
-// tensor), and seconds from issuing each call to its completion as this rank saw it.
+// tensor), and seconds from issuing each call to its completion: on Gloo the moment its future
+// completed (a call waited for later, after overlapping computation, books its own time); on
+// NCCL the moment wait() returned, after synchronizing the device (its future completes with the
+// CUDA stream, not the host).
 struct CollectiveStats {
   int64_t calls = 0;
   double bytes = 0;
@@ -89,6 +93,10 @@ class Work {
   std::string kind_;
   double bytes_ = 0;
   std::chrono::steady_clock::time_point start_;
+  // Gloo: when the collective completed (steady_clock ticks; 0 = not yet), set by its future's
+  // callback on Gloo's worker thread, so that a Work waited late (DDP's buckets, FSDP's
+  // prefetched gathers) books its own time and not the computation that overlapped it.
+  std::shared_ptr<std::atomic<int64_t>> done_;
 };
 
 class World {
@@ -120,7 +128,8 @@ class World {
   // A byte string from root to every rank (its length first, then the bytes).
   void broadcast_bytes(std::string& bytes, int root = 0);
   void barrier();
-  // max over ranks of a double / sum over ranks (small control values: go through the group).
+  // max over ranks of a double / sum over ranks (small control values, such as a step's loss and
+  // token count; not booked in log()).
   double max(double v);
   double sum(double v);
 

@@ -181,6 +181,88 @@ double ep_bytes_per_token(const ledger::ArchSpec& a, int64_t topk_groups, double
          2.0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The communication model's self-check
+
+double link_bytes_of(const std::string& kind, double bytes, double ranks) {
+  if (ranks <= 1) return 0.0;
+  const double share = (ranks - 1.0) / ranks * bytes;
+  if (kind == "all_reduce") return 2.0 * share;
+  if (kind == "all_gather" || kind == "reduce_scatter" || kind == "broadcast") return share;
+  throw std::invalid_argument("replay: no link model for collective '" + kind + "'");
+}
+
+LinkCalibration calibrate_link(double ranks, double small_bytes, double small_s,
+                               double large_bytes, double large_s) {
+  if (ranks < 2) throw std::invalid_argument("replay: a link needs at least 2 ranks");
+  if (!(small_bytes > 0 && small_s > 0 && large_bytes > 0 && large_s > 0))
+    throw std::invalid_argument("replay: link calibration needs positive sizes and times");
+  if (!(large_bytes > small_bytes && large_s > small_s))
+    throw std::invalid_argument(
+        "replay: the large all-reduce must be larger and slower than the small one (" +
+        std::to_string(large_s) + " s for " + std::to_string(large_bytes) + " B vs " +
+        std::to_string(small_s) + " s for " + std::to_string(small_bytes) + " B)");
+  LinkCalibration c;
+  c.ranks = ranks;
+  c.small_bytes = small_bytes;
+  c.small_s = small_s;
+  c.large_bytes = large_bytes;
+  c.large_s = large_s;
+  const double xs = link_bytes_of("all_reduce", small_bytes, ranks);
+  const double xl = link_bytes_of("all_reduce", large_bytes, ranks);
+  c.bytes_s = (xl - xs) / (large_s - small_s);
+  c.latency_s = std::max(0.0, small_s - xs / c.bytes_s);
+  c.plain_bytes_s = xl / large_s;
+  return c;
+}
+
+nlohmann::json LinkCalibration::to_json() const {
+  return {{"ranks", ranks},         {"small_bytes", small_bytes}, {"small_s", small_s},
+          {"large_bytes", large_bytes}, {"large_s", large_s},     {"bytes_s", bytes_s},
+          {"latency_s", latency_s}, {"plain_bytes_s", plain_bytes_s}};
+}
+
+double collective_calls_per_step(const std::string& parallelism, double ranks,
+                                 const StepCollectives& s) {
+  if (parallelism != "ddp" && parallelism != "fsdp_full_shard" && parallelism != "none")
+    throw std::invalid_argument("replay: no call model for parallelism '" + parallelism + "'");
+  if (ranks <= 1 || parallelism == "none") return 0.0;
+  if (parallelism == "ddp") return s.ddp_buckets;
+  return s.flats_per_unit * (3.0 * s.layers + 2.0) + (s.norm_all_reduce ? 1.0 : 0.0);
+}
+
+double ddp_bucket_count(const std::vector<double>& group_bytes, double bucket_bytes) {
+  if (!(bucket_bytes > 0)) throw std::invalid_argument("replay: ddp needs a bucket size > 0");
+  double n = 0;
+  for (double b : group_bytes)
+    if (b > 0) n += std::max(1.0, std::ceil(b / bucket_bytes));
+  return n;
+}
+
+CommPrediction predict_step_comm(const std::string& parallelism, double params, double root_params,
+                                 double ranks, double bytes_per_value, double calls,
+                                 const LinkCalibration& link) {
+  if (!(link.bytes_s > 0)) throw std::invalid_argument("replay: the link has no bandwidth");
+  if (root_params < 0 || root_params > params)
+    throw std::invalid_argument("replay: root unit parameters outside [0, params]");
+  CommPrediction p;
+  const double all = collective_bytes_per_step(parallelism, params, ranks, bytes_per_value);
+  p.bytes = all;
+  if (parallelism == "fsdp_full_shard")
+    p.bytes -= collective_bytes_per_step(parallelism, root_params, ranks, bytes_per_value) / 3.0;
+  p.calls = calls;
+  p.bandwidth_s = p.bytes / link.bytes_s;
+  p.latency_s = calls * link.latency_s;
+  p.seconds = p.bandwidth_s + p.latency_s;
+  p.plain_s = link.plain_bytes_s > 0 ? all / link.plain_bytes_s : 0.0;
+  return p;
+}
+
+nlohmann::json CommPrediction::to_json() const {
+  return {{"bytes", bytes},         {"calls", calls},     {"bandwidth_s", bandwidth_s},
+          {"latency_s", latency_s}, {"seconds", seconds}, {"plain_s", plain_s}};
+}
+
 nlohmann::json to_json(const Measurement& m) {
   return {{"part", part_name(m.part)},
           {"timed_seq_len", m.timed_seq_len},

@@ -129,6 +129,83 @@ double ep_bytes_per_token(const ledger::ArchSpec& a, int64_t topk_groups, double
                           double combine_bytes);
 
 // ---------------------------------------------------------------------------------------------
+// The communication model's self-check (`audit bench comm`, docs/replay.md)
+//
+// Bytes crossing each rank's link for one collective of `bytes` of data (the CommLog's bytes:
+// all-reduce and broadcast the tensor, all-gather the full output, reduce-scatter the full input)
+// on `ranks` ranks, ring algorithms as collective_bytes_per_step assumes: all_reduce
+// 2 (G-1)/G bytes; all_gather, reduce_scatter (G-1)/G bytes; broadcast (G-1)/G bytes (a
+// pipelined ring: each rank but the root receives the tensor once). Unknown kind: throws
+// std::invalid_argument.
+double link_bytes_of(const std::string& kind, double bytes, double ranks);
+
+// The link as all-reduce timings measure it, in Hockney's model of a collective,
+// t = latency_s + link_bytes_of(kind, S, G) / bytes_s: bytes_s is what Cluster::link_bytes_s
+// stands for (bytes crossing each rank's link per second), latency_s the fixed cost of one call.
+// From the median all-reduce time of a small buffer and of a large one, both on `ranks` ranks:
+//   bytes_s   = (x_large - x_small) / (t_large - t_small), x = link_bytes_of("all_reduce", S, G)
+//   latency_s = max(0, t_small - x_small / bytes_s)
+// plain_bytes_s = x_large / t_large is the same figure with no latency term (the replay's own
+// model of a claimed cluster, where calls are few and large).
+struct LinkCalibration {
+  double ranks = 2;
+  double small_bytes = 0, small_s = 0;
+  double large_bytes = 0, large_s = 0;
+  double bytes_s = 0;
+  double latency_s = 0;
+  double plain_bytes_s = 0;
+  nlohmann::json to_json() const;
+};
+// Throws std::invalid_argument when ranks < 2, a size or time is not positive, or the large
+// buffer is not both larger and slower than the small one.
+LinkCalibration calibrate_link(double ranks, double small_bytes, double small_s,
+                               double large_bytes, double large_s);
+
+// One optimizer step's communication as the model predicts it for a run measured here.
+//   bytes: collective_bytes_per_step(parallelism, params, G, bytes_per_value), less, for
+//          fsdp_full_shard, one pass over the root unit's `root_params` (the unit holding the
+//          embeddings, final norm and head stays gathered from the forward through the backward,
+//          as FSDP keeps its root unit: one all-gather and one reduce-scatter, not two gathers);
+//   calls: the collectives the step issues (collective_calls_per_step);
+//   seconds = bytes / link.bytes_s + calls * link.latency_s.
+struct CommPrediction {
+  double bytes = 0;         // per rank, crossing its link
+  double calls = 0;
+  double bandwidth_s = 0;   // bytes / link.bytes_s
+  double latency_s = 0;     // calls * link.latency_s
+  double seconds = 0;       // their sum
+  double plain_s = 0;       // collective_bytes_per_step(...) / link.plain_bytes_s: the replay's
+                            // claimed-cluster formula (no root unit, no latency)
+  nlohmann::json to_json() const;
+};
+CommPrediction predict_step_comm(const std::string& parallelism, double params, double root_params,
+                                 double ranks, double bytes_per_value, double calls,
+                                 const LinkCalibration& link);
+
+// How an implementation lays out one step's collectives (for the latency term).
+struct StepCollectives {
+  double ddp_buckets = 1;       // ddp: gradient buckets, one all-reduce each (ddp_bucket_count)
+  double layers = 0;            // fsdp_full_shard: sharded decoder-layer units (+ one root unit)
+  double flats_per_unit = 1;    // fsdp_full_shard: flat parameters per unit, one collective each
+                                // per gather or reduce-scatter (torch FSDP: 1; the trainer here:
+                                // 2, its AdamW groups with and without weight decay)
+  bool norm_all_reduce = false; // fsdp_full_shard: one all-reduce of the shards' squared gradient
+                                // norms for global-norm clipping
+};
+// The collectives one optimizer step issues (gradients are reduced once per step, whatever the
+// micro-batches):
+//   ddp: ddp_buckets all-reduces;
+//   fsdp_full_shard: flats_per_unit x (3 x layers + 2): per layer unit two all-gathers (forward,
+//        backward) and one reduce-scatter, the root unit one of each; + 1 with norm_all_reduce;
+//   none, or one rank: 0. Anything else throws std::invalid_argument.
+double collective_calls_per_step(const std::string& parallelism, double ranks,
+                                 const StepCollectives& s);
+// Buckets of gradients cut from parameter groups of `group_bytes` each (bucketed separately, as
+// the trainer buckets its AdamW groups), about bucket_bytes apiece: max(1, ceil(bytes / bucket))
+// per non-empty group. Throws std::invalid_argument when bucket_bytes <= 0.
+double ddp_bucket_count(const std::vector<double>& group_bytes, double bucket_bytes);
+
+// ---------------------------------------------------------------------------------------------
 // Measurements and the prediction
 
 // One measured part: median seconds of one unit of it at one timed length.
