@@ -146,6 +146,62 @@ TEST(ReplayCommCheck, CalibrationRecoversLatencyAndBandwidth) {
   EXPECT_THROW(rp::calibrate_link(2, small, 0, large, tl), std::invalid_argument);
 }
 
+TEST(ReplayCommCheck, ALinePerKindFitsEverySize) {
+  // all_gather made from 0.2 GB/s and 300 us per call, 2 ranks, at five sizes: recovered.
+  const double B = 2e8, a = 3e-4;
+  std::vector<double> sizes{4096, 65536, 1 << 20, 16 << 20, 64 << 20}, secs;
+  for (double x : sizes) secs.push_back(a + rp::link_bytes_of("all_gather", x, 2) / B);
+  const auto k = rp::fit_kind_link("all_gather", 2, sizes, secs);
+  EXPECT_NEAR(k.bytes_s, B, B * 1e-6);
+  EXPECT_NEAR(k.latency_s, a, 1e-9);
+  EXPECT_EQ(k.points, 5);
+  // One slow small point (a first call's set-up) moves the line, not the bandwidth by much.
+  secs[0] *= 8;
+  const auto noisy = rp::fit_kind_link("all_gather", 2, sizes, secs);
+  EXPECT_NEAR(noisy.bytes_s, B, 0.2 * B);
+  EXPECT_THROW(rp::fit_kind_link("all_gather", 2, {4096}, {1e-3}), std::invalid_argument);
+  EXPECT_THROW(rp::fit_kind_link("all_gather", 2, {4096, 8192}, {2e-3, 1e-3}),
+               std::invalid_argument);  // slower for less: no bandwidth
+  EXPECT_THROW(rp::fit_kind_link("all_gather", 2, {4096, 0}, {1e-3, 1e-3}), std::invalid_argument);
+}
+
+TEST(ReplayCommCheck, TrafficByKindAddsUpToTheStepsBytes) {
+  rp::StepCollectives sc;
+  sc.ddp_buckets = 3;
+  sc.layers = 4;
+  sc.flats_per_unit = 2;
+  sc.norm_all_reduce = true;
+  // ddp: every gradient all-reduced once, in the buckets.
+  auto ddp = rp::step_traffic_by_kind("ddp", 1000, 100, 2, 4, sc);
+  ASSERT_EQ(ddp.size(), 1u);
+  EXPECT_DOUBLE_EQ(ddp["all_reduce"].calls, 3);
+  EXPECT_DOUBLE_EQ(ddp["all_reduce"].link_bytes, rp::collective_bytes_per_step("ddp", 1000, 2, 4));
+  // fsdp: layers gathered twice, the root once; everything reduce-scattered once; the norm.
+  auto f = rp::step_traffic_by_kind("fsdp_full_shard", 1000, 100, 2, 4, sc);
+  EXPECT_DOUBLE_EQ(f["all_gather"].calls, 2 * (2 * 4 + 1));
+  EXPECT_DOUBLE_EQ(f["reduce_scatter"].calls, 2 * (4 + 1));
+  EXPECT_DOUBLE_EQ(f["all_reduce"].calls, 1);
+  EXPECT_DOUBLE_EQ(f["all_gather"].calls + f["reduce_scatter"].calls + f["all_reduce"].calls,
+                   rp::collective_calls_per_step("fsdp_full_shard", 2, sc));
+  EXPECT_DOUBLE_EQ(f["all_gather"].link_bytes, 0.5 * 4 * (2 * 900 + 100));
+  EXPECT_DOUBLE_EQ(f["reduce_scatter"].link_bytes, 0.5 * 4 * 1000);
+  EXPECT_TRUE(rp::step_traffic_by_kind("ddp", 1000, 100, 1, 4, sc).empty());
+  EXPECT_THROW(rp::step_traffic_by_kind("zero3", 1000, 100, 2, 4, sc), std::invalid_argument);
+  // Seconds: calls x latency + bytes / bandwidth per kind; a kind without a line is named.
+  std::map<std::string, rp::KindLink> links;
+  links["all_gather"].bytes_s = 1e3;
+  links["all_gather"].latency_s = 0.01;
+  links["reduce_scatter"].bytes_s = 2e3;
+  links["reduce_scatter"].latency_s = 0.02;
+  links["all_reduce"].bytes_s = 1e6;
+  links["all_reduce"].latency_s = 0.5;
+  const double want = 18 * 0.01 + 3800.0 / 1e3 + 10 * 0.02 + 2000.0 / 2e3 + 0.5 +
+                      rp::link_bytes_of("all_reduce", 8, 2) / 1e6;
+  EXPECT_NEAR(rp::predict_step_comm_by_kind(f, links), want, 1e-12);
+  links.erase("reduce_scatter");
+  EXPECT_THROW(rp::predict_step_comm_by_kind(f, links), std::invalid_argument);
+}
+
 TEST(ReplayCommCheck, CallsPerStep) {
   // DDP: one all-reduce per bucket; each parameter group is cut into 25 MiB buckets of its own.
   const double bucket = 25.0 * 1024 * 1024;

@@ -31,9 +31,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 double nbytes(const at::Tensor& t) { return static_cast<double>(t.numel() * t.element_size()); }
 
@@ -213,7 +210,7 @@ void Work::wait() {
   }
   done_.reset();
   if (world_ != nullptr)
-    world_->book(kind_, bytes_, std::max(0.0, std::chrono::duration<double>(end - start_).count()));
+    world_->book(kind_, bytes_, start_, std::max(end, start_));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -265,11 +262,18 @@ World::World(const WorldSpec& spec, const std::string& device) : spec_(spec), de
 
 World::~World() = default;
 
-void World::book(const std::string& kind, double bytes, double seconds) {
+void World::book(const std::string& kind, double bytes, Clock::time_point issued,
+                 Clock::time_point done) {
   auto& s = log_[kind];
   ++s.calls;
   s.bytes += bytes;
-  s.seconds += seconds;
+  s.seconds += std::chrono::duration<double>(done - issued).count();
+  if (trace_on_) {
+    auto secs = [](Clock::time_point t) {
+      return std::chrono::duration<double>(t.time_since_epoch()).count();
+    };
+    trace_.push_back({kind, bytes, secs(issued), secs(done)});
+  }
 }
 
 Work World::start(c10::intrusive_ptr<c10d::Work> w, const std::string& kind, double bytes) {
@@ -353,7 +357,7 @@ void World::barrier() {
   const auto t0 = Clock::now();
   auto w = pg_->barrier();
   w->wait();
-  book("barrier", 0, seconds_since(t0));
+  book("barrier", 0, t0, Clock::now());
 }
 
 double World::max(double v) {

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/intrusive_ptr.h>
@@ -72,6 +73,17 @@ struct CollectiveStats {
 // By kind: "all_reduce", "all_gather", "reduce_scatter", "broadcast", "barrier".
 using CommLog = std::map<std::string, CollectiveStats>;
 CommLog operator-(const CommLog& later, const CommLog& earlier);  // per kind, later - earlier
+
+// One collective as this rank saw it, when World::set_trace is on: its kind and bytes, and when
+// this rank issued it and when it completed, in seconds of steady_clock (CLOCK_MONOTONIC, which
+// the processes of one machine share, so ranks' records can be compared: a collective cannot
+// complete before its last rank issued it, and the time before that is waiting for a peer).
+struct CallRecord {
+  std::string kind;
+  double bytes = 0;
+  double issued_s = 0;
+  double done_s = 0;
+};
 
 class World;
 
@@ -140,17 +152,25 @@ class World {
   bool store_has(const std::string& key);
 
   const CommLog& log() const { return log_; }
+  // Keep a CallRecord of every collective booked from now on (off by default; `audit bench comm`
+  // turns it on to tell a collective's own time from the time a rank waited for its peers).
+  void set_trace(bool on) { trace_on_ = on; }
+  const std::vector<CallRecord>& trace() const { return trace_; }
+  void clear_trace() { trace_.clear(); }
 
  private:
   friend class Work;
   Work start(c10::intrusive_ptr<c10d::Work> w, const std::string& kind, double bytes);
-  void book(const std::string& kind, double bytes, double seconds);
+  void book(const std::string& kind, double bytes, std::chrono::steady_clock::time_point issued,
+            std::chrono::steady_clock::time_point done);
 
   WorldSpec spec_;
   std::string device_, backend_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> pg_;
   CommLog log_;
+  bool trace_on_ = false;
+  std::vector<CallRecord> trace_;
 };
 
 // CPU tensor memory of this process as c10's CPU allocator hands it out: bytes live now and the

@@ -258,6 +258,74 @@ CommPrediction predict_step_comm(const std::string& parallelism, double params, 
   return p;
 }
 
+KindLink fit_kind_link(const std::string& kind, double ranks, const std::vector<double>& bytes,
+                       const std::vector<double>& seconds) {
+  if (bytes.size() != seconds.size() || bytes.size() < 2)
+    throw std::invalid_argument("replay: fitting " + kind + " needs at least two sizes");
+  // Weighted least squares of t = a + x / b (x: link bytes) with w = 1 / t^2.
+  double sw = 0, sx = 0, st = 0, sxx = 0, sxt = 0;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (!(bytes[i] > 0 && seconds[i] > 0))
+      throw std::invalid_argument("replay: fitting " + kind + " needs positive sizes and times");
+    const double x = link_bytes_of(kind, bytes[i], ranks), t = seconds[i], w = 1.0 / (t * t);
+    sw += w;
+    sx += w * x;
+    st += w * t;
+    sxx += w * x * x;
+    sxt += w * x * t;
+  }
+  const double den = sw * sxx - sx * sx;
+  const double slope = den != 0 ? (sw * sxt - sx * st) / den : 0.0;
+  if (!(slope > 0))
+    throw std::invalid_argument("replay: " + kind + "'s times do not grow with its size: no "
+                                "bandwidth can be fitted");
+  KindLink k;
+  k.kind = kind;
+  k.ranks = ranks;
+  k.bytes_s = 1.0 / slope;
+  k.latency_s = std::max(0.0, (st - slope * sx) / sw);
+  k.points = static_cast<int>(bytes.size());
+  return k;
+}
+
+nlohmann::json KindLink::to_json() const {
+  return {{"kind", kind}, {"ranks", ranks}, {"bytes_s", bytes_s}, {"latency_s", latency_s},
+          {"points", points}};
+}
+
+std::map<std::string, KindTraffic> step_traffic_by_kind(const std::string& parallelism,
+                                                        double params, double root_params,
+                                                        double ranks, double bytes_per_value,
+                                                        const StepCollectives& s) {
+  if (parallelism != "ddp" && parallelism != "fsdp_full_shard" && parallelism != "none")
+    throw std::invalid_argument("replay: no traffic model for parallelism '" + parallelism + "'");
+  std::map<std::string, KindTraffic> t;
+  if (ranks <= 1 || parallelism == "none") return t;
+  const double ring = (ranks - 1.0) / ranks * bytes_per_value;
+  if (parallelism == "ddp") {
+    t["all_reduce"] = {s.ddp_buckets, 2.0 * ring * params};
+    return t;
+  }
+  const double layer_params = params - root_params;
+  t["all_gather"] = {s.flats_per_unit * (2.0 * s.layers + 1.0),
+                     ring * (2.0 * layer_params + root_params)};
+  t["reduce_scatter"] = {s.flats_per_unit * (s.layers + 1.0), ring * params};
+  if (s.norm_all_reduce) t["all_reduce"] = {1.0, link_bytes_of("all_reduce", 8.0, ranks)};
+  return t;
+}
+
+double predict_step_comm_by_kind(const std::map<std::string, KindTraffic>& traffic,
+                                 const std::map<std::string, KindLink>& links) {
+  double s = 0;
+  for (const auto& [kind, t] : traffic) {
+    auto it = links.find(kind);
+    if (it == links.end())
+      throw std::invalid_argument("replay: no measured line for " + kind);
+    s += t.calls * it->second.latency_s + t.link_bytes / it->second.bytes_s;
+  }
+  return s;
+}
+
 nlohmann::json CommPrediction::to_json() const {
   return {{"bytes", bytes},         {"calls", calls},     {"bandwidth_s", bandwidth_s},
           {"latency_s", latency_s}, {"seconds", seconds}, {"plain_s", plain_s}};

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -204,6 +205,46 @@ double collective_calls_per_step(const std::string& parallelism, double ranks,
 // the trainer buckets its AdamW groups), about bucket_bytes apiece: max(1, ceil(bytes / bucket))
 // per non-empty group. Throws std::invalid_argument when bucket_bytes <= 0.
 double ddp_bucket_count(const std::vector<double>& group_bytes, double bucket_bytes);
+
+// The same Hockney line fitted to one collective kind over every size measured: weighted least
+// squares of t = latency + link_bytes_of(kind, S, G) / bandwidth with weights 1 / t^2 (each point's
+// relative error counts alike, so neither the smallest nor the largest buffer decides alone).
+// Gloo's all-gather and reduce-scatter move a link byte several times slower than its all-reduce,
+// so one link figure cannot fit FSDP's mix; a line per kind can. latency is clamped at 0. Throws
+// std::invalid_argument for fewer than two sizes, a non-positive size or time, or data whose fitted
+// bandwidth is not positive.
+struct KindLink {
+  std::string kind;
+  double ranks = 2;
+  double bytes_s = 0;    // link bytes per second
+  double latency_s = 0;  // per call
+  int points = 0;
+  nlohmann::json to_json() const;
+};
+KindLink fit_kind_link(const std::string& kind, double ranks, const std::vector<double>& bytes,
+                       const std::vector<double>& seconds);
+
+// One step's collectives by kind, as the trainer issues them (per kind: calls and link bytes).
+//   ddp: all_reduce: ddp_buckets calls over 2 (G-1)/G x params x bytes_per_value;
+//   fsdp_full_shard (flats_per_unit flats per unit, layers sharded units and one root unit that
+//   stays gathered through the step): all_gather: flats x (2 layers + 1) calls over
+//   (G-1)/G x (2 (params - root_params) + root_params) x bytes; reduce_scatter: flats x
+//   (layers + 1) calls over (G-1)/G x params x bytes; all_reduce: 1 call of 8 bytes with
+//   norm_all_reduce. One micro-batch per rank (the layers' gathers and reduce-scatters repeat per
+//   micro-batch otherwise). none or one rank: nothing.
+struct KindTraffic {
+  double calls = 0;
+  double link_bytes = 0;
+};
+std::map<std::string, KindTraffic> step_traffic_by_kind(const std::string& parallelism,
+                                                        double params, double root_params,
+                                                        double ranks, double bytes_per_value,
+                                                        const StepCollectives& s);
+// Seconds of that traffic with a line per kind: sum over kinds of calls x latency + link bytes /
+// bandwidth. A kind without a line throws std::invalid_argument naming it.
+double predict_step_comm_by_kind(const std::map<std::string, KindTraffic>& traffic,
+                                 const std::map<std::string, KindLink>& links);
+
 
 // ---------------------------------------------------------------------------------------------
 // Measurements and the prediction

@@ -45,6 +45,16 @@ void expect_measured(const json& j, int nproc) {
     EXPECT_EQ(p.at("predicted").at("calls").get<double>(),
               p.at("measured_calls_per_step").get<double>());
     EXPECT_GT(p.at("tokens_per_s_per_process").get<double>(), 0.0);
+    // Without the time a rank waited for its peer: positive, and never more than with it.
+    ASSERT_TRUE(p.at("measured_comm_s_without_waiting").is_number()) << p.dump();
+    const double no_wait = p.at("measured_comm_s_without_waiting").get<double>();
+    EXPECT_GT(no_wait, 0.0);
+    EXPECT_LE(no_wait, p.at("measured_comm_s").get<double>() * (1 + 1e-9));
+    // The per-kind prediction exists wherever every kind the step used got a line.
+    bool lines = true;
+    for (const auto& [kind, t] : p.at("traffic_by_kind").items())
+      lines = lines && j.at("kind_links").contains(kind);
+    if (lines) EXPECT_TRUE(std::isfinite(p.at("error_by_kind").get<double>()));
   }
 }
 

@@ -302,9 +302,13 @@ TEST(Distributed, APortInUseIsNamed) {
     } catch (const std::runtime_error& e) {
       EXPECT_NE(std::string(e.what()).find(std::to_string(port)), std::string::npos) << e.what();
     }
-    // One rank's collectives are booked with their bytes.
+    // One rank's collectives are booked with their bytes, and traced when asked.
     auto t = torch::ones({4});
+    holder.set_trace(true);
     holder.all_reduce(t);
+    ASSERT_EQ(holder.trace().size(), 1u);
+    EXPECT_EQ(holder.trace()[0].kind, "all_reduce");
+    EXPECT_GE(holder.trace()[0].done_s, holder.trace()[0].issued_s);
     EXPECT_EQ(holder.log().at("all_reduce").calls, 1);
     EXPECT_DOUBLE_EQ(holder.log().at("all_reduce").bytes, 16.0);
     EXPECT_FLOAT_EQ(t[0].item<float>(), 1.0f);

@@ -26,6 +26,7 @@
 #include <torch/cuda.h>
 
 #include "ledger/store/ledger.h"
+#include "reproduce/model/checkpoint.h"  // load_model: the exported folders
 #include "tests/support/support.h"
 
 extern char** environ;
@@ -123,6 +124,19 @@ void two_ranks(const std::string& parallelism, const std::vector<std::string>& k
       EXPECT_NEAR(a[i], b[i], 1e-4 * std::abs(b[i])) << "step " << i + 1;
   }
   EXPECT_EQ(trained, 2);
+  // The tuned model rank 0 exported as a Hugging Face folder (consolidated from the shards under
+  // fsdp_full_shard) holds what one process's export holds.
+  {
+    audit::ledger::Ledger l1(one, audit::ledger::OpenMode::read_only);
+    auto mine = audit::model::load_model(db + ".runs/" + std::to_string(run) + "/sft-seed1-hf");
+    auto theirs =
+        audit::model::load_model(one + ".runs/" + std::to_string(l1.latest_run()) + "/sft-seed1-hf");
+    auto a = audit::model::state(mine), b = audit::model::state(theirs);
+    ASSERT_EQ(a.size(), b.size());
+    double worst = 0;
+    for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+    EXPECT_LE(worst, 1e-4) << "largest parameter difference of the exported models";
+  }
   for (const auto& e : ev)
     if (e.key == "sft_config") {
       const json v = json::parse(e.value);
