@@ -187,6 +187,13 @@ std::string stage_metering(const ReportModel& m) {
        "<tbody>\n";
   for (const auto& r : m.stages) p += stage_row(r, gpus);
   p += stage_total_row(m.stage_totals) + "</tbody></table>\n";
+  std::string ranks;
+  for (const auto& r : m.stages)
+    if (!r.ranks.empty()) ranks += "<li><b>" + h(r.stage.name) + "</b>: " + h(r.ranks) + "</li>\n";
+  if (!ranks.empty())
+    p += "<p class=\"lede small\">Trained by several processes (each stage's rank_meters event "
+         "and comm/&lt;stage&gt; artifact; its CPU-s above are the ranks' sum):</p>\n<ul "
+         "class=\"small\">\n" + ranks + "</ul>\n";
   if (!gpus) p += "<p class=\"lede small\">No GPU was allocated to any stage of this run.</p>\n";
   if (m.stages.empty()) p += "<p class=\"lede\">No stages are recorded for this run.</p>\n";
   return p + "</section>\n";

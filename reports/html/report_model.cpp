@@ -246,8 +246,48 @@ std::vector<ledger::Verdict> verdicts_for_page(const ledger::Ledger& l, int64_t 
   return verdicts;
 }
 
+// The ranks line of a stage trained by several processes (StageRow::ranks): the rank_meters
+// event's ranks and CPU-seconds, and rank 0's collectives summed over the steps of the
+// comm/<stage> artifact.
+std::string ranks_line(const json& meters, const std::optional<json>& comm) {
+  if (!meters.is_object() || !meters.contains("ranks")) return "";
+  std::string s = std::to_string(meters.value("world_size", 0)) + " ranks, " +
+                  (comm && comm->contains("parallelism") ? (*comm)["parallelism"].get<std::string>()
+                                                         : std::string("?")) +
+                  " on " + meters.value("backend", std::string("?"));
+  if (meters.value("status", std::string()) == "failed") s += ", failed";
+  s += ": CPU-s";
+  for (const auto& r : meters["ranks"])
+    s += std::string(r.value("rank", 0) == 0 ? " " : " · ") + text::num(r.value("cpu_s", 0.0), 3);
+  if (comm && comm->contains("rank0_steps")) {
+    std::map<std::string, std::pair<double, double>> kinds;  // calls, bytes
+    double secs = 0;
+    for (const auto& st : (*comm)["rank0_steps"])
+      for (const auto& [k, v] : st.items())
+        if (v.is_object() && v.contains("seconds")) {
+          secs += v.value("seconds", 0.0);
+          kinds[k].first += v.value("calls", 0.0);
+          kinds[k].second += v.value("bytes", 0.0);
+        }
+    if (!kinds.empty()) {
+      s += "; rank 0's collectives " + text::duration(secs) + " (";
+      bool first = true;
+      for (const auto& [k, cb] : kinds) {
+        s += (first ? "" : ", ") + k + " " + text::num(cb.first, 4) + " calls, " +
+             text::bytes(cb.second);
+        first = false;
+      }
+      s += ")";
+    }
+  }
+  return s;
+}
+
 std::vector<StageRow> stage_rows(const ledger::Ledger& l, int64_t run_id,
                                  const std::vector<ledger::StageInfo>& stages, StageTotals& t) {
+  std::map<int64_t, json> meters;  // stage id -> its rank_meters event
+  for (const auto& e : l.events(run_id))
+    if (e.key == "rank_meters") meters[e.stage_id] = json::parse(e.value, nullptr, false);
   std::map<int64_t, size_t> per_stage;
   for (const auto& s : l.meter_samples(run_id)) {
     ++per_stage[s.stage_id];
@@ -255,7 +295,8 @@ std::vector<StageRow> stage_rows(const ledger::Ledger& l, int64_t run_id,
   }
   std::vector<StageRow> out;
   for (const auto& s : stages) {
-    out.push_back({s, ledger::stage_category(s.name), per_stage[s.id]});
+    out.push_back({s, ledger::stage_category(s.name), per_stage[s.id], ""});
+    if (meters.count(s.id)) out.back().ranks = ranks_line(meters[s.id], l.artifact(run_id, "comm/" + s.name));
     t.wall_s += s.wall_s;
     t.cpu_s += s.cpu_s;
     t.gpu_s += s.gpu_s;
@@ -487,7 +528,7 @@ void read_artifacts(ReportModel& m, const ledger::Ledger& l,
   if (auto rep = take("replay")) m.replay = replay_of(*rep);
   if (auto chk = take("replay_self_check")) m.replay_self_check = self_check_of(*chk);
   for (const auto& n : names)
-    if (!shown.count(n) && n.rfind("loss_curve/", 0) != 0)
+    if (!shown.count(n) && n.rfind("loss_curve/", 0) != 0 && n.rfind("comm/", 0) != 0)
       m.other_artifacts.emplace_back(n, l.artifact(id, n));
 }
 

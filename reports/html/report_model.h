@@ -109,6 +109,10 @@ struct StageRow {
   ledger::StageInfo stage;
   std::string category;  // ledger::stage_category
   size_t meter_samples = 0;
+  // A stage trained by several ranks (`audit run --nproc`): "2 ranks, ddp on gloo: CPU-s 0.28 ·
+  // 0.29; rank 0's collectives 0.052 s (all_reduce 16 calls, 1.7 MB)", from its rank_meters event
+  // and its comm/<stage> artifact; "" for one process.
+  std::string ranks;
 };
 struct StageTotals {
   double wall_s = 0, cpu_s = 0, gpu_s = 0, gpu_busy_s = 0;

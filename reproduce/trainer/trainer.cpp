@@ -631,15 +631,15 @@ void Trainer::load_checkpoint(const std::string& path) {
 
   const int written_world = raw.meta.value("world_size", 1);
   const std::string written_par = raw.meta.value("parallelism", std::string("none"));
-  const bool sharded = written_par == "fsdp_full_shard";
   const std::string this_par = world_size() > 1 ? cfg_.parallelism : std::string("none");
-  if (sharded != (fsdp_ != nullptr) || (sharded && written_world != world_size()))
+  if (written_world != world_size() || written_par != this_par)
     throw bad("world_size",
               "checkpoint written by " + std::to_string(written_world) + " rank(s) with " +
                   "parallelism " + written_par + "; this run has " + std::to_string(world_size()) +
-                  " rank(s) with " + this_par + ". A sharded (fsdp_full_shard) checkpoint resumes "
-                  "only at its own world size and parallelism; start without it (another "
-                  "--work-dir) or run as it was written");
+                  " rank(s) with " + this_par + ". A checkpoint resumes only at the world size "
+                  "and parallelism that wrote it (a sharded one cannot be read otherwise, and a "
+                  "resumed run is the run it continues); start without it (another --work-dir) "
+                  "or run as it was written");
   if (fsdp_) {
     const std::string own = sharded_checkpoint_path(path, world_->rank(), world_->size());
     RawCheckpoint shard_raw = read_raw(own);

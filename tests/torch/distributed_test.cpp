@@ -246,6 +246,21 @@ TEST(Distributed, ShardedCheckpointResumesTheSameCurve) {
   }
 }
 
+TEST(Distributed, ADdpCheckpointResumesOnlyAtItsWorldSize) {
+  const TempDir dir("dist_resume_ddp");
+  const std::string common = "--steps 6 --checkpoint " + audit::shell_quote(dir.file("t.ckpt")) +
+                             " --checkpoint-every 3";
+  auto first = run_ranks(dir.path(), 2, "--parallelism ddp --stop-after 3 " + common);
+  ASSERT_EQ(first.exit_codes[0], 0) << all_logs(first);
+  auto alone = run_ranks(dir.path(), 0, common);  // one process, no variables
+  EXPECT_EQ(alone.exit_codes[0], 2) << all_logs(alone);
+  EXPECT_NE(alone.logs[0].find("written by 2 rank(s) with parallelism ddp"), std::string::npos)
+      << alone.logs[0];
+  auto again = run_ranks(dir.path(), 2, "--parallelism ddp " + common);
+  ASSERT_EQ(again.exit_codes[0], 0) << all_logs(again);
+  EXPECT_EQ(result(dir.path(), 0)["start_step"].get<int>(), 3);
+}
+
 TEST(Distributed, SeveralRanksNeedDdpOrFsdp) {
   const TempDir dir("dist_none");
   auto r = run_ranks(dir.path(), 2, "--parallelism none");

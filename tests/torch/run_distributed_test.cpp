@@ -145,6 +145,12 @@ void two_ranks(const std::string& parallelism, const std::vector<std::string>& k
     }
   auto verify = run_audit("ledger verify --ledger " + db);
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  // The report names the ranks of each training stage, from those rows.
+  auto page = run_audit("report --ledger " + db + " --out " + dir.file("r.html"));
+  ASSERT_EQ(page.exit_code, 0) << page.output;
+  const std::string html = audit::testing::read_file(dir.file("r.html"));
+  EXPECT_NE(html.find("2 ranks, " + parallelism + " on gloo: CPU-s"), std::string::npos);
+  EXPECT_NE(html.find("rank 0&#39;s collectives"), std::string::npos);
 }
 
 // A bad invocation: exit 2, the message names `names`, and no run row (no ledger at all).
