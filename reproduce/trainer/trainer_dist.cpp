@@ -58,7 +58,10 @@ void Trainer::setup_distributed() {
     throw std::invalid_argument(
         "trainer: parallelism '" + par + "' on " + std::to_string(world_->size()) +
         " ranks: several ranks train with \"ddp\" or \"fsdp_full_shard\"");
-  if (world_->device() != device_.str())
+  // "cuda" (the current device) matches the world's "cuda:N"; a type or index that differs not.
+  const torch::Device world_device(world_->device());
+  if (world_device.type() != device_.type() ||
+      (world_device.has_index() && device_.has_index() && world_device.index() != device_.index()))
     throw std::invalid_argument("trainer: the world's device (" + world_->device() +
                                 ") is not the trainer's (" + device_.str() + ")");
   torch::NoGradGuard no_grad;
