@@ -213,13 +213,6 @@ json rank_collectives(dist::World& w, const BenchCommOptions& o, const std::vect
   return out;
 }
 
-json comm_json(const dist::CommLog& log) {
-  json j = json::object();
-  for (const auto& [k, v] : log)
-    j[k] = {{"calls", v.calls}, {"bytes", v.bytes}, {"seconds", v.seconds}};
-  return j;
-}
-
 // Trains the bench model on random tokens for warmup + steps optimizer steps; every step's
 // figures. With world == nullptr: one process.
 json train_steps(const BenchCommOptions& o, const std::string& parallelism, dist::World* world,
@@ -263,7 +256,7 @@ json train_steps(const BenchCommOptions& o, const std::string& parallelism, dist
                      {"tokens", s.tokens},
                      {"local_tokens", world != nullptr ? s.local_tokens : s.tokens},
                      {"comm_s", comm_s},
-                     {"comm", comm_json(s.comm)}});
+                     {"comm", dist::to_json(s.comm)}});
   }
   if (world != nullptr) world->set_trace(false);
   return {{"parallelism", cfg.parallelism},

@@ -159,6 +159,23 @@ CommLog operator-(const CommLog& later, const CommLog& earlier) {
   return d;
 }
 
+CommLog& operator+=(CommLog& total, const CommLog& more) {
+  for (const auto& [k, v] : more) {
+    auto& t = total[k];
+    t.calls += v.calls;
+    t.bytes += v.bytes;
+    t.seconds += v.seconds;
+  }
+  return total;
+}
+
+nlohmann::json to_json(const CommLog& log) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : log)
+    j[k] = {{"calls", v.calls}, {"bytes", v.bytes}, {"seconds", v.seconds}};
+  return j;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Work
 
@@ -276,13 +293,14 @@ void World::book(const std::string& kind, double bytes, Clock::time_point issued
   }
 }
 
-Work World::start(c10::intrusive_ptr<c10d::Work> w, const std::string& kind, double bytes) {
+Work World::start(Clock::time_point issued, c10::intrusive_ptr<c10d::Work> w,
+                  const std::string& kind, double bytes) {
   Work out;
   out.world_ = this;
   out.work_ = std::move(w);
   out.kind_ = kind;
   out.bytes_ = bytes;
-  out.start_ = Clock::now();
+  out.start_ = issued;
   if (backend_ == "gloo") {
     auto done = std::make_shared<std::atomic<int64_t>>(0);
     try {
@@ -299,9 +317,7 @@ Work World::start(c10::intrusive_ptr<c10d::Work> w, const std::string& kind, dou
 Work World::all_reduce_async(at::Tensor& t) {
   const auto t0 = Clock::now();
   std::vector<at::Tensor> v{t};
-  auto w = start(pg_->allreduce(v), "all_reduce", nbytes(t));
-  w.start_ = t0;
-  return w;
+  return start(t0, pg_->allreduce(v), "all_reduce", nbytes(t));
 }
 
 void World::all_reduce(at::Tensor& t) { all_reduce_async(t).wait(); }
@@ -311,9 +327,7 @@ Work World::all_gather_async(at::Tensor& full, const at::Tensor& shard) {
               " elements, expected ", shard.numel() * size());
   const auto t0 = Clock::now();
   at::Tensor in = shard;
-  auto w = start(pg_->_allgather_base(full, in), "all_gather", nbytes(full));
-  w.start_ = t0;
-  return w;
+  return start(t0, pg_->_allgather_base(full, in), "all_gather", nbytes(full));
 }
 
 void World::all_gather(at::Tensor& full, const at::Tensor& shard) {
@@ -325,9 +339,7 @@ void World::reduce_scatter(at::Tensor& shard, const at::Tensor& full) {
               " elements, expected ", shard.numel() * size());
   const auto t0 = Clock::now();
   at::Tensor in = full;
-  auto w = start(pg_->_reduce_scatter_base(shard, in), "reduce_scatter", nbytes(full));
-  w.start_ = t0;
-  w.wait();
+  start(t0, pg_->_reduce_scatter_base(shard, in), "reduce_scatter", nbytes(full)).wait();
 }
 
 void World::broadcast(at::Tensor& t, int root) {
@@ -335,9 +347,7 @@ void World::broadcast(at::Tensor& t, int root) {
   std::vector<at::Tensor> v{t};
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  auto w = start(pg_->broadcast(v, o), "broadcast", nbytes(t));
-  w.start_ = t0;
-  w.wait();
+  start(t0, pg_->broadcast(v, o), "broadcast", nbytes(t)).wait();
 }
 
 void World::broadcast_bytes(std::string& bytes, int root) {
@@ -360,22 +370,17 @@ void World::barrier() {
   book("barrier", 0, t0, Clock::now());
 }
 
-double World::max(double v) {
-  auto t = torch::tensor({v}, torch::kDouble).to(torch::Device(device_));
-  if (backend_ == "nccl") t = t.to(torch::kFloat);  // NCCL has no MAX over doubles everywhere
+double World::reduce_scalar(double v, int op) {
+  auto t = torch::tensor({v}, torch::kDouble).to(torch::Device(device_));  // NCCL has float64
   std::vector<at::Tensor> vec{t};
   c10d::AllreduceOptions o;
-  o.reduceOp = c10d::ReduceOp::MAX;
+  o.reduceOp = static_cast<c10d::ReduceOp::RedOpType>(op);
   pg_->allreduce(vec, o)->wait();
-  return t.cpu().to(torch::kDouble).item<double>();
-}
-
-double World::sum(double v) {
-  auto t = torch::tensor({v}, torch::kDouble).to(torch::Device(device_));
-  std::vector<at::Tensor> vec{t};
-  pg_->allreduce(vec)->wait();
   return t.cpu().item<double>();
 }
+
+double World::max(double v) { return reduce_scalar(v, c10d::ReduceOp::MAX); }
+double World::sum(double v) { return reduce_scalar(v, c10d::ReduceOp::SUM); }
 
 void World::store_set(const std::string& key, const std::string& value) {
   store_->set(key, std::vector<uint8_t>(value.begin(), value.end()));

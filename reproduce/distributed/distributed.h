@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
 #include <c10/util/intrusive_ptr.h>
 #include <torch/csrc/distributed/c10d/Work.hpp>  // what a Work holds (no gloo or NCCL header)
 
@@ -73,6 +74,9 @@ struct CollectiveStats {
 // By kind: "all_reduce", "all_gather", "reduce_scatter", "broadcast", "barrier".
 using CommLog = std::map<std::string, CollectiveStats>;
 CommLog operator-(const CommLog& later, const CommLog& earlier);  // per kind, later - earlier
+CommLog& operator+=(CommLog& total, const CommLog& more);          // per kind, summed
+// {kind: {calls, bytes, seconds}}: how the ledger, the probe and `audit bench comm` store it.
+nlohmann::json to_json(const CommLog& log);
 
 // One collective as this rank saw it, when World::set_trace is on: its kind and bytes, and when
 // this rank issued it and when it completed, in seconds of steady_clock (CLOCK_MONOTONIC, which
@@ -160,7 +164,9 @@ class World {
 
  private:
   friend class Work;
-  Work start(c10::intrusive_ptr<c10d::Work> w, const std::string& kind, double bytes);
+  Work start(std::chrono::steady_clock::time_point issued, c10::intrusive_ptr<c10d::Work> w,
+             const std::string& kind, double bytes);
+  double reduce_scalar(double v, int op);  // a c10d::ReduceOp::RedOpType
   void book(const std::string& kind, double bytes, std::chrono::steady_clock::time_point issued,
             std::chrono::steady_clock::time_point done);
 

@@ -511,7 +511,7 @@ std::vector<train::StepInfo> Pipeline::train_model(model::CausalLM& m, const dat
       curve["lr"].push_back(s.lr);
       curve["tokens_per_s"].push_back(s.tokens_per_s);
       if (multi) {
-        json c = ranks::comm_json(s.comm);
+        json c = dist::to_json(s.comm);
         c["step"] = s.step;
         c["local_tokens"] = s.local_tokens;
         comm_steps.push_back(c);
@@ -529,16 +529,10 @@ std::vector<train::StepInfo> Pipeline::train_model(model::CausalLM& m, const dat
       // every rank's meters.
       const auto others = group_->worker_comm(group_->spec().timeout_s);
       dist::CommLog total0;
-      for (const auto& s : steps)
-        for (const auto& [kind, st] : s.comm) {
-          auto& x = total0[kind];
-          x.calls += st.calls;
-          x.bytes += st.bytes;
-          x.seconds += st.seconds;
-        }
+      for (const auto& s : steps) total0 += s.comm;
       json per_rank = json::array();
       per_rank.push_back({{"rank", 0}, {"steps", steps.size()},
-                          {"steps_total", ranks::comm_json(total0)}});
+                          {"steps_total", dist::to_json(total0)}});
       for (const auto& o : others) per_rank.push_back(o);
       L_.put_artifact(
           run_id_, stage_id, "comm/" + label,

@@ -59,13 +59,6 @@ std::string describe_status(int status) {
 
 }  // namespace
 
-json comm_json(const dist::CommLog& log) {
-  json j = json::object();
-  for (const auto& [kind, st] : log)
-    j[kind] = {{"calls", st.calls}, {"bytes", st.bytes}, {"seconds", st.seconds}};
-  return j;
-}
-
 std::string rank_device(const std::string& device, int local_rank) {
   if (device.rfind("cuda", 0) == 0) return "cuda:" + std::to_string(local_rank);
   return device;
@@ -593,20 +586,15 @@ int worker_main(const RunOptions& o, const dist::WorldSpec& spec) {
       dist::CommLog steps;
       int64_t nsteps = 0;
       t.train([&](const train::StepInfo& s) {
-        for (const auto& [kind, st] : s.comm) {
-          auto& x = steps[kind];
-          x.calls += st.calls;
-          x.bytes += st.bytes;
-          x.seconds += st.seconds;
-        }
+        steps += s.comm;
         ++nsteps;
       });
       if (!job.save_path.empty()) t.save_checkpoint(job.save_path);
       meter.finish();
       world.store_set("comm/" + std::to_string(n) + "/" + std::to_string(spec.rank),
                       json{{"rank", spec.rank}, {"steps", nsteps},
-                           {"steps_total", comm_json(steps)},
-                           {"job_total", comm_json(world.log() - before)}}
+                           {"steps_total", dist::to_json(steps)},
+                           {"job_total", dist::to_json(world.log() - before)}}
                           .dump());
     }
   } catch (const std::exception& e) {

@@ -55,8 +55,6 @@ struct Job {
 std::string encode_job(const Job& job);
 Job decode_job(const std::string& bytes);
 
-// A CommLog as JSON: {kind: {calls, bytes, seconds}}.
-nlohmann::json comm_json(const dist::CommLog& log);
 
 // One rank's figures for a stage (the rank_meters event).
 struct RankReading {

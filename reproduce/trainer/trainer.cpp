@@ -361,11 +361,14 @@ int64_t last_target_column(const torch::Tensor& mask) {
 }
 }  // namespace
 
-double Trainer::accumulate_gradients(const std::vector<int64_t>& samples, int64_t* positions_run) {
-  auto index = torch::tensor(samples, torch::kLong);
+int64_t Trainer::target_count(const std::vector<int64_t>& samples) const {
   const int64_t T = data_.tokens.size(1);
-  const double normalizer =
-      (data_.loss_mask.index_select(0, index).narrow(1, 1, T - 1) != 0).sum().item<double>();
+  auto mask = data_.loss_mask.index_select(0, torch::tensor(samples, torch::kLong));
+  return (mask.narrow(1, 1, T - 1) != 0).sum().item<int64_t>();
+}
+
+double Trainer::accumulate_gradients(const std::vector<int64_t>& samples, int64_t* positions_run) {
+  const double normalizer = static_cast<double>(target_count(samples));
   const int64_t micro_size = cfg_.micro_batch_or_global();
   double total = 0;
   for (int64_t at = 0; at < static_cast<int64_t>(samples.size()); at += micro_size) {
@@ -441,14 +444,10 @@ StepInfo Trainer::step() {
   }
   ++pos_.step;
 
-  const int64_t T = data_.tokens.size(1);
   info.step = pos_.step;
   info.samples = static_cast<int64_t>(samples.size());
   info.tokens = positions_run;
-  info.target_tokens = (data_.loss_mask.index_select(0, torch::tensor(samples, torch::kLong))
-                            .narrow(1, 1, T - 1) != 0)
-                           .sum()
-                           .item<int64_t>();
+  info.target_tokens = target_count(samples);
   tokens_total_ += info.tokens;
   info.tokens_total = tokens_total_;
   info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

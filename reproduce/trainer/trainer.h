@@ -219,6 +219,8 @@ class Trainer {
     torch::Tensor flat, exp_avg, exp_avg_sq, step;  // step: fp32 scalar, as the fused kernel wants
   };
   std::vector<int64_t> next_batch();  // advances the data position
+  // Positions of `samples` that count in the loss (loss_mask[:, 1:] != 0): the loss's divisor.
+  int64_t target_count(const std::vector<int64_t>& samples) const;
   std::string data_fingerprint() const;
   double clip_and_update(double lr);  // returns the pre-clip gradient norm
   void check_parameters_in_place() const;

@@ -212,10 +212,7 @@ void Trainer::ensure_sharded() {
 // same collectives in the same order.
 double Trainer::accumulate_distributed(const std::vector<int64_t>& samples, int64_t* positions_run) {
   const auto local = local_slice(samples);
-  const int64_t T = data_.tokens.size(1);
-  auto index = torch::tensor(samples, torch::kLong);
-  const double normalizer =
-      (data_.loss_mask.index_select(0, index).narrow(1, 1, T - 1) != 0).sum().item<double>();
+  const double normalizer = static_cast<double>(target_count(samples));
   const int64_t micro = cfg_.micro_batch_or_global();
   const int64_t most = (static_cast<int64_t>(samples.size()) + world_size() - 1) / world_size();
   const int64_t rounds = fsdp_ ? (most + micro - 1) / micro

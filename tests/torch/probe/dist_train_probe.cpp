@@ -134,10 +134,7 @@ int main(int argc, char** argv) {
       j["local_tokens"].push_back(s.local_tokens);
       j["buckets"].push_back(s.buckets);
       j["buckets_in_backward"].push_back(s.buckets_in_backward);
-      nlohmann::json c = nlohmann::json::object();
-      for (const auto& [kind, st] : s.comm)
-        c[kind] = {{"calls", st.calls}, {"bytes", st.bytes}, {"seconds", st.seconds}};
-      j["comm"].push_back(c);
+      j["comm"].push_back(dist::to_json(s.comm));
       if (stop_after > 0 && s.step >= stop_after) break;
     }
     t.consolidate();
